@@ -1,0 +1,336 @@
+"""The asyncio agent loop: ask the model, gate its calls, feed results back.
+
+The loop owns turns, limits and concurrency; everything a call goes through
+lives in `ToolCallPipeline`. A run always ends with a `RunResult` whose
+`status` says why it stopped; a dead model server is a status, not a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from runtime.arguments import ArgumentLimits
+from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
+from runtime.calls import CallContext, CallStatus
+from runtime.model.client import ModelClient, ModelError, ModelTurn, Usage
+from runtime.model.settings import SamplingSettings
+from runtime.pipeline import CallOutcome, Observer, ToolCallPipeline
+from runtime.policy.decision import PolicyEngine
+from runtime.sandbox.executor import InProcessExecutor, ToolExecutor
+from runtime.tools import Tool, ToolRegistry
+
+DEFAULT_RETRIES = 2
+
+
+class RunStatus(enum.StrEnum):
+    """Why a run stopped."""
+
+    COMPLETED = "completed"
+    MAX_TURNS = "max_turns"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    PENDING_APPROVAL = "pending_approval"
+    MODEL_ERROR = "model_error"
+    AUDIT_ERROR = "audit_error"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunLimits:
+    """Bounds on one run.
+
+    Attributes:
+        max_turns: Model replies per run; a model calling tools forever stops here.
+        max_parallel_calls: Calls of one turn that run at the same time.
+        max_calls_per_turn: Calls beyond this in one reply are rejected unrun.
+    """
+
+    max_turns: int = 10
+    max_parallel_calls: int = 4
+    max_calls_per_turn: int = 16
+
+
+@dataclasses.dataclass(slots=True)
+class RunResult:
+    """Everything a run produced.
+
+    Attributes:
+        status: Why the run stopped.
+        output: The final assistant text ("" when the run did not complete).
+        tool_calls: Every proposed call with its outcome, in order.
+        usage: Tokens over all turns.
+        messages: The full history (system, examples, user, assistant, tool).
+        turns: Model replies received.
+        error: A sentence explaining a non-completed status.
+        run_id: Identifies the run in the audit log.
+        truncated: The final answer stopped at `max_tokens`.
+    """
+
+    status: RunStatus
+    output: str
+    tool_calls: list[CallOutcome]
+    usage: Usage
+    messages: list[dict[str, Any]]
+    turns: int
+    run_id: str
+    error: str | None = None
+    truncated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape printed by `agentrt run --json`."""
+        out: dict[str, Any] = {
+            "status": self.status.value,
+            "output": self.output,
+            "tool_calls": [call.to_dict() for call in self.tool_calls],
+            "usage": self.usage.to_dict(),
+            "turns": self.turns,
+            "run_id": self.run_id,
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.truncated:
+            out["truncated"] = True
+        return out
+
+
+class Agent:
+    """A model, the tools it may call, and the stages every call goes through.
+
+    Args:
+        model: The model client (e.g. `OpenAICompatibleClient`).
+        tools: A `ToolRegistry` or an iterable of `Tool`s.
+        system_prompt: Sent first in every run.
+        examples: Few-shot messages inserted between the system prompt and the
+            user's prompt.
+        settings: Sampling and tool-choice settings.
+        limits: Turn, concurrency and per-turn call limits.
+        executor: Where approved calls run (default: in-process, trusted tools only).
+        policy: The allowlist stage (default: allow whatever validates).
+        audit: The audit sink (default: none).
+        name: The agent's name, for policy scopes and the audit log.
+        argument_limits: Size and depth caps for argument JSON.
+        observer: Called at each stage of each call, for live displays.
+    """
+
+    def __init__(
+        self,
+        model: ModelClient,
+        tools: ToolRegistry | Iterable[Tool],
+        *,
+        system_prompt: str | None = None,
+        examples: Sequence[Mapping[str, Any]] = (),
+        settings: SamplingSettings | None = None,
+        limits: RunLimits | None = None,
+        executor: ToolExecutor | None = None,
+        policy: PolicyEngine | None = None,
+        audit: AuditSink | None = None,
+        name: str = "agent",
+        argument_limits: ArgumentLimits = ArgumentLimits(),
+        observer: Observer | None = None,
+    ) -> None:
+        self.model = model
+        self.registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+        self.system_prompt = system_prompt
+        self.examples = [dict(message) for message in examples]
+        self.settings = settings or SamplingSettings()
+        self.limits = limits or RunLimits()
+        self.executor = executor or InProcessExecutor()
+        self.audit = audit or NullAuditSink()
+        self.name = name
+        self.pipeline = ToolCallPipeline(
+            self.registry,
+            self.executor,
+            policy=policy,
+            audit=self.audit,
+            limits=argument_limits,
+            agent_name=name,
+            model_name=model.model,
+            observer=observer,
+        )
+        self._tool_schemas = self.registry.openai_schemas()
+
+    def _opening(self, prompt: str) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.extend(dict(message) for message in self.examples)
+        messages.append({"role": "user", "content": prompt})
+        return messages
+
+    async def run(
+        self,
+        prompt: str,
+        *,
+        tenant: str | None = None,
+        conversation_id: str | None = None,
+        principal: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Run the agent on one prompt until it answers or a limit stops it.
+
+        Cancelling the task running this coroutine cancels the calls in flight;
+        executors clean up their containers before the cancellation propagates.
+        """
+        run_id = uuid.uuid4().hex
+        call_context = CallContext(
+            tenant=tenant,
+            agent=self.name,
+            conversation_id=conversation_id or run_id,
+            run_id=run_id,
+            principal=principal,
+            extra=dict(context or {}),
+        )
+        state = _RunState(run_id=run_id, messages=self._opening(prompt))
+        try:
+            self.audit.write(
+                "run.started",
+                {
+                    "gen_ai.agent.name": self.name,
+                    "gen_ai.conversation.id": call_context.conversation_id,
+                    "gen_ai.request.model": self.model.model,
+                    "agentrt.run_id": run_id,
+                    **({"agentrt.tenant": tenant} if tenant else {}),
+                },
+            )
+            result = await self._loop(state, call_context)
+            self.audit.write(
+                "run.finished",
+                {
+                    "gen_ai.agent.name": self.name,
+                    "gen_ai.conversation.id": call_context.conversation_id,
+                    "agentrt.run_id": run_id,
+                    "agentrt.status": result.status.value,
+                    "gen_ai.usage.input_tokens": result.usage.prompt_tokens,
+                    "gen_ai.usage.output_tokens": result.usage.completion_tokens,
+                },
+            )
+            return result
+        except AuditWriteError as exc:
+            return state.finish(
+                RunStatus.AUDIT_ERROR, error=f"the audit log cannot be written: {exc}"
+            )
+        finally:
+            await self.executor.end_run(run_id)
+
+    async def _loop(self, state: _RunState, context: CallContext) -> RunResult:
+        for _ in range(self.limits.max_turns):
+            try:
+                turn = await self.model.complete(state.messages, self._tool_schemas, self.settings)
+            except ModelError as exc:
+                return state.finish(RunStatus.MODEL_ERROR, error=f"{exc.kind}: {exc}")
+            state.turns += 1
+            state.usage.add(turn.usage)
+            state.messages.append(_assistant_message(turn))
+            if not turn.tool_calls:
+                return state.finish(
+                    RunStatus.COMPLETED, output=turn.text, truncated=turn.finish_reason == "length"
+                )
+            outcomes = await self._run_calls(turn, context)
+            state.calls.extend(outcomes)
+            for outcome in outcomes:
+                state.messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": outcome.request.id,
+                        "content": outcome.tool_message_content(),
+                    }
+                )
+            stop = self._check_limits(state, outcomes)
+            if stop is not None:
+                return stop
+        return state.finish(
+            RunStatus.MAX_TURNS,
+            error=f"the model was still calling tools after {self.limits.max_turns} turns",
+        )
+
+    def _check_limits(self, state: _RunState, outcomes: list[CallOutcome]) -> RunResult | None:
+        if any(o.status is CallStatus.AUDIT_ERROR for o in outcomes):
+            return state.finish(RunStatus.AUDIT_ERROR, error="the audit log cannot be written")
+        pending = [o for o in outcomes if o.status is CallStatus.PENDING_APPROVAL]
+        if pending:
+            names = ", ".join(sorted({o.tool for o in pending}))
+            return state.finish(
+                RunStatus.PENDING_APPROVAL, error=f"waiting for a human to approve: {names}"
+            )
+        for outcome in outcomes:
+            if outcome.status is CallStatus.OK:
+                continue
+            key = outcome.tool
+            state.failures[key] = state.failures.get(key, 0) + 1
+            tool = self.registry.get(key)
+            budget = tool.retries if tool is not None else DEFAULT_RETRIES
+            if state.failures[key] > budget:
+                return state.finish(
+                    RunStatus.RETRIES_EXHAUSTED,
+                    error=(
+                        f"calls to {key!r} failed {state.failures[key]} times "
+                        f"(retry budget {budget}); last: {outcome.status.value}"
+                    ),
+                )
+        return None
+
+    async def _run_calls(self, turn: ModelTurn, context: CallContext) -> list[CallOutcome]:
+        requests = list(turn.tool_calls)
+        semaphore = asyncio.Semaphore(self.limits.max_parallel_calls)
+        allowed = requests[: self.limits.max_calls_per_turn]
+
+        async def one(request: Any) -> CallOutcome:
+            async with semaphore:
+                return await self.pipeline.process(request, context)
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(request)) for request in allowed]
+        outcomes = [task.result() for task in tasks]
+        for request in requests[self.limits.max_calls_per_turn :]:
+            outcomes.append(
+                self.pipeline.too_many_calls(request, context, self.limits.max_calls_per_turn)
+            )
+        return outcomes
+
+
+@dataclasses.dataclass(slots=True)
+class _RunState:
+    run_id: str
+    messages: list[dict[str, Any]]
+    calls: list[CallOutcome] = dataclasses.field(default_factory=list)
+    usage: Usage = dataclasses.field(default_factory=Usage)
+    turns: int = 0
+    failures: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def finish(
+        self,
+        status: RunStatus,
+        *,
+        output: str = "",
+        error: str | None = None,
+        truncated: bool = False,
+    ) -> RunResult:
+        return RunResult(
+            status=status,
+            output=output,
+            tool_calls=self.calls,
+            usage=self.usage,
+            messages=self.messages,
+            turns=self.turns,
+            run_id=self.run_id,
+            error=error,
+            truncated=truncated,
+        )
+
+
+def _assistant_message(turn: ModelTurn) -> dict[str, Any]:
+    """The assistant turn as it goes into the history (calls kept as proposed)."""
+    message: dict[str, Any] = {"role": "assistant", "content": turn.text}
+    if turn.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in turn.tool_calls
+        ]
+    return message

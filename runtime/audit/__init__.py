@@ -1,0 +1,1 @@
+"""The audit stage: one hash-chained record per step of every call."""

@@ -1,0 +1,155 @@
+"""Options shared by the sub-commands that put calls through the gate (`call`, `run`, `demo`).
+
+Each option maps onto one stage: `--module` (tools), `--policy` (decide),
+`--sandbox` (execute), `--audit-log` (record). `build_stages` constructs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from runtime.audit.sink import AuditSink
+from runtime.calls import CallContext
+from runtime.module_loader import ModuleLoadError, load_module
+from runtime.policy.decision import PolicyEngine
+from runtime.sandbox.executor import ToolExecutor
+from runtime.tools import ToolDefinitionError, ToolRegistry
+
+DEFAULT_AUDIT_LOG = ".agentrt/audit/audit.jsonl"
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line, exit code 2."""
+
+
+def add_module_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--module",
+        "-m",
+        required=True,
+        help="tool module: a dotted name (tools) or a path to a .py file",
+    )
+
+
+def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    """Add the policy, context, sandbox and audit options."""
+    parser.add_argument(
+        "--policy", metavar="DIR", help="policy directory (default: none = allow all)"
+    )
+    parser.add_argument("--tenant", help="tenant the call is made for")
+    parser.add_argument("--agent", help="agent name, for policy scopes and audit")
+    parser.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra context value readable by policies as context.KEY (repeatable)",
+    )
+    parser.add_argument(
+        "--sandbox",
+        choices=["docker", "inprocess"],
+        default=None,
+        help="where tools run (default: docker when available, else inprocess)",
+    )
+    parser.add_argument(
+        "--allow-unsandboxed",
+        action="store_true",
+        help="let tools marked requires_sandbox run in-process (trusted code only)",
+    )
+    parser.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        default=None,
+        help=f"append audit records here (default: {DEFAULT_AUDIT_LOG}; 'none' disables)",
+    )
+
+
+def load_registry(spec: str) -> ToolRegistry:
+    try:
+        module = load_module(spec)
+        registry = ToolRegistry.from_module(module)
+    except (ModuleLoadError, ToolDefinitionError) as exc:
+        raise UsageError(str(exc)) from None
+    if not len(registry):
+        raise UsageError(f"module {spec!r} defines no @tool functions")
+    return registry
+
+
+def parse_context(pairs: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--context expects KEY=VALUE, got {pair!r}")
+        values[key] = value
+    return values
+
+
+@dataclasses.dataclass
+class Stages:
+    """The constructed stages a command composes into a pipeline or agent."""
+
+    registry: ToolRegistry
+    executor: ToolExecutor
+    policy: PolicyEngine | None
+    audit: AuditSink | None
+    context: CallContext
+
+    async def aclose(self) -> None:
+        await self.executor.aclose()
+        if self.audit is not None:
+            self.audit.close()
+
+
+def build_executor(kind: str | None, *, allow_unsandboxed: bool) -> ToolExecutor:
+    from runtime.sandbox.executor import InProcessExecutor
+
+    if kind in (None, "inprocess"):
+        return InProcessExecutor(allow_sandbox_only=allow_unsandboxed)
+    raise UsageError(f"sandbox {kind!r} is not available in this build")
+
+
+def build_policy(directory: str | None) -> PolicyEngine | None:
+    if directory is None:
+        return None
+    raise UsageError("policies are not available in this build")
+
+
+def build_audit(path: str | None, policy: PolicyEngine | None) -> AuditSink | None:
+    return None
+
+
+def build_stages(args: argparse.Namespace) -> Stages:
+    registry = load_registry(args.module)
+    policy = build_policy(getattr(args, "policy", None))
+    context = CallContext(
+        tenant=getattr(args, "tenant", None),
+        agent=getattr(args, "agent", None),
+        extra=parse_context(getattr(args, "context", [])),
+    )
+    audit = build_audit(getattr(args, "audit_log", None), policy)
+    executor = build_executor(
+        getattr(args, "sandbox", None), allow_unsandboxed=getattr(args, "allow_unsandboxed", False)
+    )
+    return Stages(registry, executor, policy, audit, context)
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+
+
+def fail_usage(message: str) -> int:
+    sys.stderr.write(f"agentrt: error: {message}\n")
+    return 2
+
+
+def existing_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is not a directory")
+    return path

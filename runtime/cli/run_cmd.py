@@ -1,0 +1,139 @@
+"""`agentrt run`: one agent run against an OpenAI-compatible model server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+import pydantic
+
+from runtime.cli.gate_options import (
+    UsageError,
+    add_gate_options,
+    add_module_option,
+    build_stages,
+    fail_usage,
+    print_json,
+)
+
+_SAMPLING = (
+    ("temperature", float),
+    ("top_p", float),
+    ("max_tokens", int),
+    ("frequency_penalty", float),
+    ("presence_penalty", float),
+    ("seed", int),
+    ("top_k", int),
+    ("min_p", float),
+    ("repetition_penalty", float),
+)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Model server, sampling and limit flags (shared with `demo`)."""
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("AGENTRT_BASE_URL"),
+        help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (env AGENTRT_BASE_URL)",
+    )
+    parser.add_argument(
+        "--model", default=os.environ.get("AGENTRT_MODEL"), help="served model or adapter name"
+    )
+    parser.add_argument("--api-key", default=os.environ.get("AGENTRT_API_KEY", "not-needed"))
+    for name, kind in _SAMPLING:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    parser.add_argument("--stop", action="append", default=None, help="stop sequence (repeatable)")
+    parser.add_argument(
+        "--tool-choice", default=None, help="auto | required | none | the name of one tool"
+    )
+    parser.add_argument(
+        "--parallel-tool-calls", action=argparse.BooleanOptionalAction, default=None
+    )
+    parser.add_argument("--stream", action="store_true", help="stream the reply (SSE)")
+    parser.add_argument("--system", help="system prompt")
+    parser.add_argument("--max-turns", type=int, default=10)
+
+
+def sampling_from_args(args: argparse.Namespace) -> Any:
+    from runtime.model.settings import SamplingSettings
+
+    values: dict[str, Any] = {
+        name: getattr(args, name) for name, _ in _SAMPLING if getattr(args, name) is not None
+    }
+    if args.stop:
+        values["stop"] = tuple(args.stop)
+    if args.tool_choice:
+        values["tool_choice"] = args.tool_choice
+    if args.parallel_tool_calls is not None:
+        values["parallel_tool_calls"] = args.parallel_tool_calls
+    try:
+        return SamplingSettings(**values)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        raise UsageError(f"invalid sampling settings: {problems}") from None
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help="run an agent on one prompt")
+    add_module_option(parser)
+    add_model_options(parser)
+    add_gate_options(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("prompt", help="the user's request")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    try:
+        if not args.base_url or not args.model:
+            raise UsageError(
+                "--base-url and --model are required (or AGENTRT_BASE_URL/AGENTRT_MODEL)"
+            )
+        settings = sampling_from_args(args)
+        if args.max_turns < 1:
+            raise UsageError("--max-turns must be at least 1")
+        stages = build_stages(args)
+    except UsageError as exc:
+        return fail_usage(str(exc))
+    return asyncio.run(_run(args, stages, settings))
+
+
+async def _run(args: argparse.Namespace, stages: Any, settings: Any) -> int:
+    from runtime.agent import Agent, RunLimits, RunStatus
+    from runtime.model.client import OpenAICompatibleClient
+
+    client = OpenAICompatibleClient(
+        args.base_url, args.model, api_key=args.api_key, stream=args.stream
+    )
+    agent = Agent(
+        client,
+        stages.registry,
+        system_prompt=args.system,
+        settings=settings,
+        limits=RunLimits(max_turns=args.max_turns),
+        executor=stages.executor,
+        policy=stages.policy,
+        audit=stages.audit,
+        name=stages.context.agent or "agentrt-run",
+    )
+    try:
+        result = await agent.run(
+            args.prompt, tenant=stages.context.tenant, context=stages.context.extra
+        )
+    finally:
+        await client.aclose()
+        await stages.aclose()
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        for call in result.tool_calls:
+            detail = call.error.message if call.error else str(call.result)[:200]
+            print(f"  {call.tool} → {call.status.value}: {detail}")
+        if result.error:
+            print(f"[{result.status.value}] {result.error}")
+        print(result.output)
+    return 0 if result.status is RunStatus.COMPLETED else 1

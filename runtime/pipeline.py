@@ -1,0 +1,327 @@
+"""One tool call through every stage: parse → validate → decide → approve → execute.
+
+`ToolCallPipeline.process` is the single path a proposed call takes, whether
+it comes from the agent loop or from `agentrt call`. Each stage is a small
+object with a narrow interface (`ArgumentGate`, a `PolicyEngine`, a
+`ToolExecutor`, an `AuditSink`); this module only composes them, writes one
+audit record per step, and turns every outcome into a `CallOutcome` value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runtime.arguments import ArgumentGate, ArgumentLimits, ArgumentsAccepted, Rejection
+from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
+from runtime.calls import CallContext, CallStatus, ErrorInfo, ExecutionResult, ToolCallRequest
+from runtime.policy.decision import AllowAllPolicy, PolicyDecision, PolicyEngine
+from runtime.sandbox.executor import ToolExecutor
+from runtime.tools import ToolRegistry
+
+RAW_ARGUMENTS_CAP = 4096
+# Host-side backstop on top of each executor's own timeout enforcement.
+TIMEOUT_GRACE_S = 5.0
+
+Observer = Callable[[str, "ToolCallRequest", Mapping[str, Any]], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """How one proposed call ended, with everything the caller and model need.
+
+    Attributes:
+        request: The call as proposed.
+        status: Exactly one `CallStatus`.
+        arguments: Parsed arguments, when they parsed.
+        result: The tool's JSON result when `status` is `ok`.
+        error: What went wrong otherwise.
+        decision: The policy decision, when the policy stage ran.
+        execution: The executor's report, when the call ran.
+        duration_ms: Time spent in the pipeline for this call.
+    """
+
+    request: ToolCallRequest
+    status: CallStatus
+    arguments: dict[str, Any] | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    decision: PolicyDecision | None = None
+    execution: ExecutionResult | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def tool(self) -> str:
+        return self.request.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape printed by `agentrt call` and `agentrt run --json`."""
+        out: dict[str, Any] = {
+            "id": self.request.id,
+            "tool": self.request.name,
+            "status": self.status.value,
+            "arguments": self.arguments if self.arguments is not None else self.request.arguments,
+        }
+        if self.status is CallStatus.OK:
+            out["result"] = self.result
+        if self.error is not None:
+            out["error"] = self.error.to_dict()
+        if self.decision is not None:
+            out["decision"] = self.decision.to_dict()
+        if self.execution is not None:
+            out["sandbox"] = dict(self.execution.sandbox)
+            if self.execution.stdout:
+                out["stdout"] = self.execution.stdout
+            if self.execution.stderr:
+                out["stderr"] = self.execution.stderr
+        out["duration_ms"] = round(self.duration_ms, 3)
+        return out
+
+    def tool_message_content(self) -> str:
+        """What the model reads back in the `tool` message for this call."""
+        if self.status is CallStatus.OK:
+            return json.dumps(self.result, ensure_ascii=False, default=str)
+        error = self.error or ErrorInfo(type=self.status.value, message=self.status.value)
+        body: dict[str, Any] = {"status": self.status.value, "error": error.message}
+        if self.status is CallStatus.INVALID_ARGUMENTS:
+            body["hint"] = "fix the arguments to match the tool's schema and call again"
+        elif self.status is CallStatus.UNKNOWN_TOOL:
+            body["hint"] = "call one of the listed tools, or answer without a tool"
+        elif self.status is CallStatus.DENIED:
+            body["hint"] = "this call is not permitted; do not retry it unchanged"
+        return json.dumps({"error": body}, ensure_ascii=False)
+
+
+class ToolCallPipeline:
+    """Runs proposed calls through gate, policy and executor, auditing every step.
+
+    Args:
+        registry: The tools that exist.
+        executor: Where approved calls run.
+        policy: Decides allow/deny/approval; default allows whatever validates.
+        audit: Receives one record per step; a write failure stops execution.
+        limits: Size and depth caps for argument JSON.
+        agent_name: Recorded as `gen_ai.agent.name`.
+        model_name: Recorded as `gen_ai.request.model`.
+        observer: Called with (stage, request, info) at each step, for live UIs.
+    """
+
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        executor: ToolExecutor,
+        *,
+        policy: PolicyEngine | None = None,
+        audit: AuditSink | None = None,
+        limits: ArgumentLimits = ArgumentLimits(),
+        agent_name: str | None = None,
+        model_name: str | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.registry = registry
+        self.gate = ArgumentGate(registry, limits)
+        self.executor = executor
+        self.policy: PolicyEngine = policy or AllowAllPolicy()
+        self.audit: AuditSink = audit or NullAuditSink()
+        self.agent_name = agent_name
+        self.model_name = model_name
+        self.observer = observer
+
+    def _base_fields(self, request: ToolCallRequest, context: CallContext) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": request.name,
+            "gen_ai.tool.call.id": request.id,
+        }
+        optional = {
+            "gen_ai.agent.name": context.agent or self.agent_name,
+            "gen_ai.conversation.id": context.conversation_id,
+            "gen_ai.request.model": self.model_name,
+            "agentrt.tenant": context.tenant,
+            "agentrt.principal": context.principal,
+            "agentrt.run_id": context.run_id,
+        }
+        fields.update({key: value for key, value in optional.items() if value is not None})
+        return fields
+
+    def _notify(self, stage: str, request: ToolCallRequest, info: Mapping[str, Any]) -> None:
+        if self.observer is not None:
+            self.observer(stage, request, info)
+
+    async def process(self, request: ToolCallRequest, context: CallContext) -> CallOutcome:
+        """Take one proposed call to its single final status. Never raises for bad input."""
+        started = time.perf_counter()
+        base = self._base_fields(request, context)
+        try:
+            outcome = await self._process(request, context, base)
+        except AuditWriteError as exc:
+            outcome = CallOutcome(
+                request,
+                CallStatus.AUDIT_ERROR,
+                error=ErrorInfo(
+                    type="audit_unavailable",
+                    message=f"the audit log cannot be written, so no tool runs: {exc}",
+                ),
+            )
+        outcome = dataclasses.replace(outcome, duration_ms=(time.perf_counter() - started) * 1000)
+        self._notify("finished", request, {"outcome": outcome})
+        return outcome
+
+    async def _process(
+        self, request: ToolCallRequest, context: CallContext, base: dict[str, Any]
+    ) -> CallOutcome:
+        raw = request.raw if request.raw is not None else request.arguments
+        self.audit.write(
+            "tool.proposed", {**base, "agentrt.tool.arguments_raw": raw[:RAW_ARGUMENTS_CAP]}
+        )
+        self._notify("proposed", request, {})
+        checked = self.gate.check(request)
+        if isinstance(checked, Rejection):
+            return self._rejected(checked, base)
+        self.audit.write("tool.validated", {**base, "agentrt.tool.arguments": checked.arguments})
+        self._notify("validated", request, {"arguments": checked.arguments})
+        return await self._decide_and_run(checked, context, base)
+
+    def too_many_calls(
+        self, request: ToolCallRequest, context: CallContext, limit: int
+    ) -> CallOutcome:
+        """Refuse a call beyond the per-turn limit without running anything."""
+        error = ErrorInfo(
+            type="too_many_calls",
+            message=f"at most {limit} tool calls are run per turn; this one was not run",
+        )
+        return self._rejected(
+            Rejection(request, CallStatus.DENIED, error), self._base_fields(request, context)
+        )
+
+    def _rejected(self, rejection: Rejection, base: dict[str, Any]) -> CallOutcome:
+        fields = {
+            **base,
+            "agentrt.status": rejection.status.value,
+            "error.type": rejection.error.type,
+            "agentrt.error.message": rejection.error.message,
+        }
+        if rejection.arguments is not None:
+            fields["agentrt.tool.arguments"] = rejection.arguments
+        self.audit.write("tool.rejected", fields)
+        self._notify(
+            "rejected", rejection.request, {"status": rejection.status, "error": rejection.error}
+        )
+        return CallOutcome(
+            rejection.request,
+            rejection.status,
+            arguments=rejection.arguments,
+            error=rejection.error,
+        )
+
+    async def _decide_and_run(
+        self, call: ArgumentsAccepted, context: CallContext, base: dict[str, Any]
+    ) -> CallOutcome:
+        request, tool, arguments = call.request, call.tool, call.arguments
+        try:
+            decision = self.policy.decide(tool.name, arguments, context)
+        except Exception as exc:  # a broken policy denies; it never allows by accident
+            decision = PolicyDecision(
+                decision="deny",
+                rule_ids=("policy-error",),
+                reason=f"the policy could not be evaluated ({type(exc).__name__}: {exc})",
+            )
+        self.audit.write(
+            "policy.decided",
+            {
+                **base,
+                "agentrt.decision": decision.decision,
+                "agentrt.rule_ids": list(decision.rule_ids),
+                "agentrt.policy_sha256": decision.policy_sha256,
+                "agentrt.reason": decision.reason,
+            },
+        )
+        self._notify("decided", request, {"decision": decision})
+        if decision.decision == "deny":
+            return CallOutcome(
+                request,
+                CallStatus.DENIED,
+                arguments=arguments,
+                error=ErrorInfo(type="denied", message=decision.reason or "denied by policy"),
+                decision=decision,
+            )
+        if decision.decision == "require_approval":
+            self.audit.write(
+                "approval.requested",
+                {**base, "agentrt.status": CallStatus.PENDING_APPROVAL.value},
+            )
+            return CallOutcome(
+                request,
+                CallStatus.PENDING_APPROVAL,
+                arguments=arguments,
+                error=ErrorInfo(
+                    type="pending_approval",
+                    message=decision.reason or "this call waits for a human approval",
+                ),
+                decision=decision,
+            )
+        return await self.execute(call, context, base, decision)
+
+    async def execute(
+        self,
+        call: ArgumentsAccepted,
+        context: CallContext,
+        base: dict[str, Any] | None = None,
+        decision: PolicyDecision | None = None,
+    ) -> CallOutcome:
+        """Run an accepted, allowed call in the executor and audit its start and end."""
+        request, tool, arguments = call.request, call.tool, call.arguments
+        base = base if base is not None else self._base_fields(request, context)
+        self.audit.write("execution.started", {**base, "agentrt.sandbox.mode": self.executor.name})
+        self._notify("started", request, {})
+        try:
+            async with asyncio.timeout(tool.timeout_s + TIMEOUT_GRACE_S):
+                result = await self.executor.execute(tool, arguments, context)
+        except TimeoutError:
+            result = ExecutionResult(
+                status=CallStatus.TIMEOUT,
+                error=ErrorInfo(
+                    type="timeout",
+                    message=f"tool {tool.name!r} did not finish within {tool.timeout_s:g} s",
+                ),
+            )
+        except Exception as exc:  # an executor bug must not take the run down
+            result = ExecutionResult(
+                status=CallStatus.SANDBOX_ERROR,
+                error=ErrorInfo(type=type(exc).__name__, message=f"executor failed: {exc}"),
+            )
+        fields = {
+            **base,
+            "agentrt.status": result.status.value,
+            "agentrt.duration_ms": round(result.duration_ms, 3),
+            "agentrt.sandbox.mode": result.sandbox.get("mode", self.executor.name),
+        }
+        for key in ("container_id", "exit_code", "image"):
+            if key in result.sandbox:
+                name = "agentrt.exit_code" if key == "exit_code" else f"agentrt.sandbox.{key}"
+                fields[name] = result.sandbox[key]
+        if result.status is CallStatus.OK:
+            fields["agentrt.tool.result"] = result.result
+        if result.error is not None:
+            fields["error.type"] = result.error.type
+            fields["agentrt.error.message"] = result.error.message
+            if result.error.details:
+                fields["agentrt.error.details"] = list(result.error.details)
+        if result.stdout:
+            fields["agentrt.tool.stdout"] = result.stdout
+        if result.stderr:
+            fields["agentrt.tool.stderr"] = result.stderr
+        self.audit.write("execution.finished", fields)
+        return CallOutcome(
+            request,
+            result.status,
+            arguments=arguments,
+            result=result.result,
+            error=result.error,
+            decision=decision,
+            execution=result,
+        )

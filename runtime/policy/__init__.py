@@ -1,0 +1,1 @@
+"""Allowlist policies: the decide stage of the gate."""

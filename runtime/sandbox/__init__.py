@@ -1,0 +1,1 @@
+"""Where approved calls run: the executor seam, in-process and Docker executors."""

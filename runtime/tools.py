@@ -1,0 +1,456 @@
+"""Tools by decorator: `@tool` turns a typed, documented function into a `Tool`.
+
+The JSON Schema of a tool's arguments comes from its type hints (through
+pydantic) and the parameter descriptions from its Google-style docstring. A
+signature that cannot be described in JSON fails when the module is imported,
+naming the parameter, rather than when a model first calls it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, overload
+
+import pydantic
+from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+
+from runtime.sandbox.spec import SandboxSpec
+
+__all__ = ["Tool", "ToolDefinitionError", "ToolRegistry", "to_jsonable", "tool"]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+class ToolDefinitionError(TypeError):
+    """A function cannot become a tool: raised at decoration or registration time."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Docstring:
+    summary: str
+    params: dict[str, str]
+
+
+_SECTION_RE = re.compile(
+    r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$"
+)
+_PARAM_RE = re.compile(r"^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+
+
+def _parse_docstring(doc: str | None) -> _Docstring:
+    """Read the summary and the `Args:` section of a Google-style docstring."""
+    if not doc:
+        return _Docstring("", {})
+    lines = inspect.cleandoc(doc).splitlines()
+    summary_lines: list[str] = []
+    params: dict[str, str] = {}
+    section: str | None = None
+    current: str | None = None
+    param_indent: int | None = None
+    for line in lines:
+        stripped = line.strip()
+        header = _SECTION_RE.match(stripped)
+        if header and not line.startswith(" "):
+            section, current, param_indent = header.group(1), None, None
+            continue
+        if section is None:
+            if not stripped and summary_lines:
+                section = "body"
+            elif stripped:
+                summary_lines.append(stripped)
+            continue
+        if section not in ("Args", "Arguments", "Parameters") or not stripped:
+            continue
+        indent = len(line) - len(line.lstrip())
+        match = _PARAM_RE.match(stripped)
+        if match and (param_indent is None or indent <= param_indent):
+            param_indent = indent
+            current = match.group(1).lstrip("*")
+            params[current] = match.group(2).strip()
+        elif current is not None:
+            params[current] = f"{params[current]} {stripped}".strip()
+    return _Docstring(" ".join(summary_lines), params)
+
+
+def _strip_titles(schema: Any) -> Any:
+    """Drop pydantic's generated `title` keys: they cost prompt tokens and say nothing."""
+    if isinstance(schema, dict):
+        out = {}
+        for key, value in schema.items():
+            if key == "title" and isinstance(value, str):
+                continue
+            if key in ("properties", "$defs") and isinstance(value, dict):
+                out[key] = {name: _strip_titles(sub) for name, sub in value.items()}
+            else:
+                out[key] = _strip_titles(value)
+        return out
+    if isinstance(schema, list):
+        return [_strip_titles(item) for item in schema]
+    return schema
+
+
+def _close_objects(schema: Any) -> None:
+    """Give every object schema with properties `additionalProperties: false`."""
+    if isinstance(schema, dict):
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            _close_objects(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _close_objects(item)
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace local `$ref`s with their definitions when none is recursive.
+
+    Small local models fill flat schemas far better than `$ref` chains; a
+    recursive model keeps its `$defs`.
+    """
+    defs = schema.get("$defs")
+    if not defs:
+        return schema
+
+    def resolve(node: Any, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                key = ref.removeprefix("#/$defs/")
+                if key in stack:
+                    raise RecursionError(key)
+                merged = {
+                    **resolve(defs[key], (*stack, key)),
+                    **{k: resolve(v, stack) for k, v in node.items() if k != "$ref"},
+                }
+                return merged
+            return {k: resolve(v, stack) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(item, stack) for item in node]
+        return node
+
+    try:
+        return resolve(schema, ())  # type: ignore[no-any-return]
+    except RecursionError:
+        return schema
+
+
+def _check_json_type(func_name: str, param: str, annotation: Any) -> None:
+    try:
+        pydantic.TypeAdapter(annotation).json_schema()
+    except (
+        PydanticSchemaGenerationError,
+        PydanticUserError,
+        TypeError,
+        ValueError,
+    ) as exc:
+        raise ToolDefinitionError(
+            f"tool {func_name!r}: parameter {param!r} has type {annotation!r}, which has no "
+            f"JSON Schema form; use str, int, float, bool, list, dict, Literal, Enum or a "
+            f"pydantic model ({type(exc).__name__})"
+        ) from None
+
+
+def _module_location(fn: Callable[..., Any]) -> tuple[str, str | None]:
+    module_name = getattr(fn, "__module__", None) or "__main__"
+    module = sys.modules.get(module_name)
+    return module_name, getattr(module, "__file__", None)
+
+
+@dataclasses.dataclass(eq=False)
+class Tool:
+    """A function the model may call, with the schema its arguments must satisfy.
+
+    Calling a `Tool` object calls the wrapped function directly, so decorated
+    functions stay usable as plain Python.
+
+    Attributes:
+        name: The name the model uses.
+        description: What the tool does, shown to the model.
+        fn: The wrapped function (sync or async).
+        parameters: JSON Schema (draft 2020-12) of the arguments object.
+        timeout_s: Wall-clock limit for one call.
+        retries: How many rejected or failed calls of this tool a run tolerates
+            before it stops (the model's chance to correct itself).
+        requires_sandbox: Refuse to run in-process unless explicitly allowed.
+        sandbox: Per-tool sandbox overrides (memory, cpus, network, mounts...).
+        module_name: The module that defines the tool, for re-import in a sandbox.
+        module_file: That module's source file, when it has one.
+    """
+
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    parameters: dict[str, Any]
+    args_model: type[pydantic.BaseModel]
+    timeout_s: float = 30.0
+    retries: int = 2
+    requires_sandbox: bool = False
+    sandbox: SandboxSpec = dataclasses.field(default_factory=SandboxSpec)
+    module_name: str = "__main__"
+    module_file: str | None = None
+
+    def __post_init__(self) -> None:
+        functools.update_wrapper(self, self.fn)  # type: ignore[arg-type]
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def openai_schema(self) -> dict[str, Any]:
+        """The entry for this tool in an OpenAI `tools` array."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+    def bind(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Turn validated JSON arguments into the Python values the function takes.
+
+        Pydantic-model and Enum parameters become instances; everything else is
+        passed through. Call only with arguments that passed validation.
+        """
+        model = self.args_model.model_validate(dict(arguments))
+        return {name: getattr(model, name) for name in arguments}
+
+    def invoke_sync(self, arguments: Mapping[str, Any]) -> Any:
+        """Run a sync tool with validated arguments and return a JSON-ready result."""
+        return to_jsonable(self.fn(**self.bind(arguments)))
+
+    async def invoke(self, arguments: Mapping[str, Any]) -> Any:
+        """Run the tool (awaiting it if async) and return a JSON-ready result."""
+        result = self.fn(**self.bind(arguments))
+        if inspect.isawaitable(result):
+            result = await result
+        return to_jsonable(result)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Serialise a tool result: pydantic models are dumped; the rest must be JSON already.
+
+    Raises:
+        TypeError: The value has no JSON form (the caller reports `tool_error`).
+    """
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        try:
+            return pydantic.TypeAdapter(Any).dump_python(value, mode="json")
+        except Exception:
+            raise TypeError(f"tool result is not JSON-serialisable: {exc}") from None
+    return value
+
+
+def _build_tool(
+    fn: Callable[..., Any],
+    *,
+    name: str | None,
+    description: str | None,
+    timeout_s: float,
+    retries: int,
+    requires_sandbox: bool,
+    sandbox: SandboxSpec | Mapping[str, Any] | None,
+) -> Tool:
+    if not callable(fn) or isinstance(fn, Tool):
+        raise ToolDefinitionError(f"@tool needs a function, got {fn!r}")
+    func_name = getattr(fn, "__name__", repr(fn))
+    tool_name = name or func_name
+    if not _NAME_RE.match(tool_name):
+        raise ToolDefinitionError(
+            f"tool name {tool_name!r} must match {_NAME_RE.pattern} (OpenAI function-name rules)"
+        )
+    if timeout_s <= 0:
+        raise ToolDefinitionError(f"tool {tool_name!r}: timeout_s must be > 0")
+    if retries < 0:
+        raise ToolDefinitionError(f"tool {tool_name!r}: retries must be >= 0")
+
+    doc = _parse_docstring(fn.__doc__)
+    signature = inspect.signature(fn)
+    try:
+        hints = inspect.get_annotations(fn, eval_str=True)
+    except NameError as exc:
+        raise ToolDefinitionError(
+            f"tool {tool_name!r}: cannot resolve a type hint: {exc}"
+        ) from None
+
+    fields: dict[str, Any] = {}
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: parameter {param.name!r} is *args/**kwargs; a tool's "
+                f"arguments must be named and typed"
+            )
+        if param.kind is param.POSITIONAL_ONLY:
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: parameter {param.name!r} is positional-only; "
+                f"arguments arrive by name"
+            )
+        if param.name not in hints:
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: parameter {param.name!r} has no type hint; every "
+                f"parameter needs one so its JSON Schema can be generated"
+            )
+        annotation = hints[param.name]
+        _check_json_type(tool_name, param.name, annotation)
+        default = ... if param.default is param.empty else param.default
+        field_info = pydantic.Field(default, description=doc.params.get(param.name))
+        fields[param.name] = (annotation, field_info)
+
+    try:
+        args_model = pydantic.create_model(
+            f"{tool_name}_arguments",
+            __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+            **fields,
+        )
+        schema = args_model.model_json_schema()
+    except (
+        PydanticSchemaGenerationError,
+        PydanticUserError,
+        TypeError,
+        ValueError,
+    ) as exc:
+        raise ToolDefinitionError(
+            f"tool {tool_name!r}: cannot build a JSON Schema: {exc}"
+        ) from None
+
+    parameters = _inline_refs(_strip_titles(schema))
+    _close_objects(parameters)
+    parameters.setdefault("properties", {})
+    parameters["additionalProperties"] = False
+    module_name, module_file = _module_location(fn)
+    spec = (
+        sandbox if isinstance(sandbox, SandboxSpec) else SandboxSpec.model_validate(sandbox or {})
+    )
+    return Tool(
+        name=tool_name,
+        description=(description or doc.summary or tool_name).strip(),
+        fn=fn,
+        parameters=parameters,
+        args_model=args_model,
+        timeout_s=timeout_s,
+        retries=retries,
+        requires_sandbox=requires_sandbox,
+        sandbox=spec,
+        module_name=module_name,
+        module_file=module_file,
+    )
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float = 30.0,
+    retries: int = 2,
+    requires_sandbox: bool = False,
+    sandbox: SandboxSpec | Mapping[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float = 30.0,
+    retries: int = 2,
+    requires_sandbox: bool = False,
+    sandbox: SandboxSpec | Mapping[str, Any] | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Register a function as a tool, as `@tool` or `@tool(name=..., ...)`.
+
+    Args:
+        fn: The function, when used without parentheses.
+        name: Name the model sees; defaults to the function's name.
+        description: Defaults to the docstring's summary line.
+        timeout_s: Wall-clock limit per call.
+        retries: Rejected or failed calls of this tool a run tolerates.
+        requires_sandbox: Never run in-process unless the executor is told to.
+        sandbox: Sandbox overrides (see `SandboxSpec`).
+    """
+    options = dict(
+        name=name,
+        description=description,
+        timeout_s=timeout_s,
+        retries=retries,
+        requires_sandbox=requires_sandbox,
+        sandbox=sandbox,
+    )
+    if fn is not None:
+        return _build_tool(fn, **options)  # type: ignore[arg-type]
+
+    def decorate(func: Callable[..., Any]) -> Tool:
+        return _build_tool(func, **options)  # type: ignore[arg-type]
+
+    return decorate
+
+
+class ToolRegistry:
+    """The set of tools an agent may call, by unique name."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for item in tools:
+            self.add(item)
+
+    def add(self, item: Tool) -> None:
+        if not isinstance(item, Tool):
+            raise ToolDefinitionError(f"{item!r} is not a Tool; decorate it with @tool")
+        existing = self._tools.get(item.name)
+        if existing is not None and existing is not item:
+            raise ToolDefinitionError(
+                f"two tools are named {item.name!r} ({existing.module_name}.{existing.fn.__name__} "
+                f"and {item.module_name}.{item.fn.__name__}); rename one with @tool(name=...)"
+            )
+        self._tools[item.name] = item
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def openai_schemas(self) -> list[dict[str, Any]]:
+        """The `tools` array for a chat-completions request."""
+        return [item.openai_schema() for item in self._tools.values()]
+
+    @classmethod
+    def from_module(cls, module: Any) -> ToolRegistry:
+        """Collect every `Tool` defined at the top level of a module, in definition order."""
+        registry = cls()
+        seen: set[int] = set()
+        for value in vars(module).values():
+            if isinstance(value, Tool) and id(value) not in seen:
+                seen.add(id(value))
+                registry.add(value)
+        return registry
