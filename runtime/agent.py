@@ -255,10 +255,10 @@ class Agent:
             return state.finish(
                 RunStatus.PENDING_APPROVAL, error=f"waiting for a human to approve: {names}"
             )
-        for outcome in outcomes:
-            if outcome.status is CallStatus.OK:
-                continue
-            key = outcome.tool
+        # A tool's budget counts turns in which it failed, not calls: three bad
+        # calls in one reply are one mistake the model gets told about at once.
+        failed = {outcome.tool: outcome for outcome in outcomes if outcome.status is not CallStatus.OK}
+        for key, outcome in failed.items():
             state.failures[key] = state.failures.get(key, 0) + 1
             tool = self.registry.get(key)
             budget = tool.retries if tool is not None else DEFAULT_RETRIES

@@ -158,6 +158,15 @@ class Rejection:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # Optional[X] fails as "not valid under any of the given schemas": say
+        # what was wrong against X instead of also listing the null branch.
+        branches = [
+            e for e in error.context if e.validator != "type" or e.validator_value != "null"
+        ]
+        best = jsonschema.exceptions.best_match(branches or error.context)
+        if best is not None:
+            return _describe(best)
     path = error.json_path
     if error.validator == "required" and isinstance(error.validator_value, list):
         instance = error.instance if isinstance(error.instance, dict) else {}

@@ -247,12 +247,18 @@ def to_jsonable(value: Any) -> Any:
         return value.model_dump(mode="json")
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        try:
-            return pydantic.TypeAdapter(Any).dump_python(value, mode="json")
-        except Exception:
-            raise TypeError(f"tool result is not JSON-serialisable: {exc}") from None
-    return value
+        return value
+    except ValueError as exc:  # NaN or infinity: JSON has no such number
+        raise TypeError(f"tool result is not JSON-serialisable: {exc}") from None
+    except TypeError as exc:
+        problem = exc
+    try:
+        # Dataclasses, datetimes, sets and models nested in containers have a JSON form.
+        converted = pydantic.TypeAdapter(Any).dump_python(value, mode="json")
+        json.dumps(converted, allow_nan=False)
+    except Exception:
+        raise TypeError(f"tool result is not JSON-serialisable: {problem}") from None
+    return converted
 
 
 def _build_tool(

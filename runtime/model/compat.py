@@ -24,7 +24,10 @@ from runtime.calls import ToolCallRequest
 
 _BLOCK_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
 _NAME_RE = re.compile(r'"name"\s*:\s*"([^"\\]{1,128})"')
-_ARGS_RE = re.compile(r'"(?:arguments|parameters)"\s*:\s*(\{.*\})\s*\}?\s*$', re.DOTALL)
+# The arguments object of a block whose JSON is broken: closed by the outer
+# brace when present, else everything to the end (the model hit max_tokens).
+_ARGS_RE = re.compile(r'"(?:arguments|parameters)"\s*:\s*(\{.*\})\s*\}\s*$', re.DOTALL)
+_ARGS_OPEN_RE = re.compile(r'"(?:arguments|parameters)"\s*:\s*(\{.*)$', re.DOTALL)
 _FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call"}
 
 
@@ -69,7 +72,7 @@ def _call_from_block(body: str) -> ToolCallRequest:
             id=new_call_id(), name=payload["name"], arguments=args_text, raw=body
         )
     name_match = _NAME_RE.search(body)
-    args_match = _ARGS_RE.search(body)
+    args_match = _ARGS_RE.search(body) or _ARGS_OPEN_RE.search(body)
     return ToolCallRequest(
         id=new_call_id(),
         name=name_match.group(1) if name_match else "",

@@ -41,6 +41,8 @@ class ScriptedReply:
         error: The error message for a non-200 reply.
         headers: Extra response headers (e.g. `retry-after`).
         disconnect: Close the connection without answering.
+        raw_body: Send this JSON body verbatim (e.g. a captured real reply).
+        raw_sse: Send these `data: ...` lines verbatim as an event stream.
     """
 
     text: str | None = None
@@ -50,6 +52,16 @@ class ScriptedReply:
     error: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     disconnect: bool = False
+    raw_body: Mapping[str, Any] | None = None
+    raw_sse: tuple[str, ...] | None = None
+
+    @classmethod
+    def captured(
+        cls, *, status: int = 200, body: Mapping[str, Any] | None = None, sse: Iterable[str] = ()
+    ) -> ScriptedReply:
+        """Replay a real server's reply byte for byte (see `shared/vllm-captures`)."""
+        lines = tuple(sse)
+        return cls(status=status, raw_body=body, raw_sse=lines or None)
 
     @classmethod
     def message(cls, text: str, *, finish_reason: str | None = None) -> ScriptedReply:
@@ -171,8 +183,12 @@ class ScriptedServer:
             self.port = self._server.sockets[0].getsockname()[1]
             self._ready.set()
 
-        loop.run_until_complete(boot())
+        # Boot inside run_forever: a stop() arriving between a run_until_complete
+        # and run_forever would otherwise be lost and the thread would never end.
+        boot_task = loop.create_task(boot())
         loop.run_forever()
+        if boot_task.done() and not boot_task.cancelled() and boot_task.exception():
+            raise boot_task.exception()  # type: ignore[misc]
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
@@ -232,6 +248,17 @@ class ScriptedServer:
         reply = self._next_reply(body)
         if reply.disconnect:
             return False
+        if reply.raw_sse is not None:
+            head = (
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+                "connection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + "".join(f"{line}\n\n" for line in reply.raw_sse).encode())
+            await writer.drain()
+            return False
+        if reply.raw_body is not None:
+            await _send_json(writer, reply.status, reply.raw_body, reply.headers)
+            return True
         if reply.status != 200:
             await _send_json(
                 writer,
