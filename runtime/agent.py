@@ -257,7 +257,9 @@ class Agent:
             )
         # A tool's budget counts turns in which it failed, not calls: three bad
         # calls in one reply are one mistake the model gets told about at once.
-        failed = {outcome.tool: outcome for outcome in outcomes if outcome.status is not CallStatus.OK}
+        failed = {
+            outcome.tool: outcome for outcome in outcomes if outcome.status is not CallStatus.OK
+        }
         for key, outcome in failed.items():
             state.failures[key] = state.failures.get(key, 0) + 1
             tool = self.registry.get(key)

@@ -196,7 +196,7 @@ class Tool:
     module_file: str | None = None
 
     def __post_init__(self) -> None:
-        functools.update_wrapper(self, self.fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, self.fn)
 
     @property
     def is_async(self) -> bool:

@@ -22,7 +22,7 @@ def run_python(
     Args:
         code: The program's source; print what you want to see.
     """
-    completed = subprocess.run(  # noqa: S603 - the sandbox is the boundary here
+    completed = subprocess.run(
         [sys.executable, "-I", "-c", code],
         capture_output=True,
         timeout=15,

@@ -119,6 +119,10 @@ class OpenAICompatibleClient:
         stream: Use server-sent events and accumulate tool-call deltas by index.
         timeout_s: Per-request timeout.
         retry: Backoff for transient failures.
+        max_concurrent_requests: Requests this client has in flight at once.
+            Each request costs the event loop some synchronous work (building
+            and parsing it); bounding them keeps loop lag low when many runs
+            share one client. Raise it for a batching server under heavy load.
     """
 
     def __init__(
@@ -130,14 +134,18 @@ class OpenAICompatibleClient:
         stream: bool = False,
         timeout_s: float = 120.0,
         retry: RetryPolicy = RetryPolicy(),
+        max_concurrent_requests: int = 8,
     ) -> None:
         import openai  # deferred: keeps `import runtime` cheap
+        import openai.types.chat
 
         self.model = model
         self.base_url = base_url
         self.stream = stream
         self.retry = retry
         self._openai = openai
+        self.max_concurrent_requests = max_concurrent_requests
+        self._in_flight = asyncio.Semaphore(max_concurrent_requests)
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
         )
@@ -152,21 +160,25 @@ class OpenAICompatibleClient:
         settings: SamplingSettings,
     ) -> ModelTurn:
         fields, extra_body = settings.request_fields(has_tools=bool(tools))
+        # The body goes through the SDK's generic `post`: `chat.completions.create`
+        # re-walks every message and tool schema through its TypedDict transform
+        # (~2 ms of blocking CPU per request here), which stalls the event loop
+        # when many runs share it. The wire format is the same.
         request: dict[str, Any] = {
             "model": self.model,
             "messages": compat.repair_history(messages),
             **fields,
+            **extra_body,
         }
         if tools:
             request["tools"] = list(tools)
-        if extra_body:
-            request["extra_body"] = extra_body
         attempt = 0
         while True:
             try:
-                if self.stream:
-                    return await self._complete_streaming(request)
-                return await self._complete_once(request)
+                async with self._in_flight:
+                    if self.stream:
+                        return await self._complete_streaming(request)
+                    return await self._complete_once(request)
             except Exception as exc:
                 if not isinstance(exc, self._openai.APIError) and not _is_transport_error(exc):
                     raise
@@ -230,7 +242,11 @@ class OpenAICompatibleClient:
             return None
 
     async def _complete_once(self, request: dict[str, Any]) -> ModelTurn:
-        completion = await self._client.chat.completions.create(**request)
+        from openai.types.chat import ChatCompletion
+
+        completion = await self._client.post(
+            "/chat/completions", cast_to=ChatCompletion, body=request
+        )
         if not completion.choices:
             raise ModelError(
                 "bad_response",
@@ -247,7 +263,7 @@ class OpenAICompatibleClient:
                 arguments=call.function.arguments or "",
             )
             for call in (message.tool_calls or [])
-            if getattr(call, "function", None) is not None
+            if call.type == "function"
         ]
         usage = Usage()
         if completion.usage is not None:
@@ -257,8 +273,16 @@ class OpenAICompatibleClient:
         return self._turn(message.content, calls, choice.finish_reason, usage, completion.model)
 
     async def _complete_streaming(self, request: dict[str, Any]) -> ModelTurn:
-        stream = await self._client.chat.completions.create(
-            **request, stream=True, stream_options={"include_usage": True}
+        from openai import AsyncStream
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+        stream = await self._client.post(
+            "/chat/completions",
+            cast_to=ChatCompletion,
+            body=body,
+            stream=True,
+            stream_cls=AsyncStream[ChatCompletionChunk],
         )
         text_parts: list[str] = []
         slots: dict[int, dict[str, Any]] = {}

@@ -57,7 +57,13 @@ async def test_run_calls_tool_and_answers(stream: bool) -> None:
     assert result.output == "2 + 3 = 5"
     assert [(c.tool, c.status, c.result) for c in result.tool_calls] == [("add", CallStatus.OK, 5)]
     assert calls_made == [{"a": 2, "b": 3}]
-    assert [m["role"] for m in result.messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert [m["role"] for m in result.messages] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
     assert result.messages[3] == {
         "role": "tool",
         "tool_call_id": result.tool_calls[0].request.id,
@@ -170,7 +176,11 @@ async def test_calls_beyond_the_per_turn_limit_are_refused_unrun() -> None:
     ]
     with ScriptedServer(replies) as server:
         result = await agent_for(server, [add], limits=RunLimits(max_calls_per_turn=2)).run("go")
-    assert [c.status for c in result.tool_calls] == [CallStatus.OK, CallStatus.OK, CallStatus.DENIED]
+    assert [c.status for c in result.tool_calls] == [
+        CallStatus.OK,
+        CallStatus.OK,
+        CallStatus.DENIED,
+    ]
     assert len(calls_made) == 2
 
 
@@ -222,7 +232,9 @@ async def test_dead_model_server_is_a_status_not_a_crash() -> None:
 
 
 async def test_model_server_errors_mid_run_end_the_run_with_model_error() -> None:
-    replies = [ScriptedReply.call("add", {"a": 1, "b": 1})] + [ScriptedReply.failure(500, "oom")] * 2
+    replies = [ScriptedReply.call("add", {"a": 1, "b": 1})] + [
+        ScriptedReply.failure(500, "oom")
+    ] * 2
     with ScriptedServer(replies) as server:
         result = await agent_for(server, [add]).run("go")
     assert result.status is RunStatus.MODEL_ERROR

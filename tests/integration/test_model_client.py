@@ -47,7 +47,9 @@ async def test_calls_in_text_are_recovered(stream: bool) -> None:
         turn = await client.complete(USER, [], SamplingSettings())
         await client.aclose()
     assert turn.calls_from_text
-    assert [(c.name, json.loads(c.arguments)) for c in turn.tool_calls] == [("add", {"a": 1, "b": 2})]
+    assert [(c.name, json.loads(c.arguments)) for c in turn.tool_calls] == [
+        ("add", {"a": 1, "b": 2})
+    ]
     assert turn.text == "Sure."
 
 

@@ -74,7 +74,9 @@ def test_repair_history_fixes_null_content_and_unparseable_arguments() -> None:
 
 
 def test_finish_reason_normalisation() -> None:
-    assert compat.normalise_finish_reason("stop", has_calls=True) == "tool_calls"  # vLLM named choice
+    assert (
+        compat.normalise_finish_reason("stop", has_calls=True) == "tool_calls"
+    )  # vLLM named choice
     assert compat.normalise_finish_reason("tool_calls", has_calls=False) == "stop"
     assert compat.normalise_finish_reason("length", has_calls=False) == "length"
     assert compat.normalise_finish_reason(None, has_calls=False) == "stop"

@@ -151,14 +151,23 @@ def test_registry_from_module_collects_tools_and_schemas() -> None:
     import tools
 
     registry = ToolRegistry.from_module(tools)
-    assert set(registry.names) >= {"calculate", "convert_units", "read_file", "list_dir", "run_python"}
+    assert set(registry.names) >= {
+        "calculate",
+        "convert_units",
+        "read_file",
+        "list_dir",
+        "run_python",
+    }
     schemas = registry.openai_schemas()
     assert all(entry["type"] == "function" for entry in schemas)
     assert {entry["function"]["name"] for entry in schemas} == set(registry.names)
 
 
 def test_results_are_serialised() -> None:
-    assert to_jsonable(Address(street="a", zip_code="12345")) == {"street": "a", "zip_code": "12345"}
+    assert to_jsonable(Address(street="a", zip_code="12345")) == {
+        "street": "a",
+        "zip_code": "12345",
+    }
     assert to_jsonable({"a": [1, 2.5, None]}) == {"a": [1, 2.5, None]}
     with pytest.raises(TypeError, match="not JSON-serialisable"):
         to_jsonable(object())

@@ -1,0 +1,82 @@
+"""`agentrt bench gate|sandbox|audit`: the project's performance figures, with floors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from typing import Any
+
+from runtime.cli.gate_options import (
+    UsageError,
+    build_audit,
+    build_policy,
+    fail_usage,
+    load_registry,
+    print_json,
+)
+
+GATE_FLOORS = {"gate_p50_us": 100.0, "loop_lag_p99_ms": 20.0}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("bench", help="measure gate, sandbox and audit performance")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+    gate = kinds.add_parser("gate", help="gate cost per call and event-loop lag under 100 runs")
+    gate.add_argument("--module", "-m", default="tools", help="tool module (default: tools)")
+    gate.add_argument("--policy", metavar="DIR", default=None, help="include the policy stage")
+    gate.add_argument(
+        "--audit", action="store_true", help="include the audit append (batched fsync, temp file)"
+    )
+    gate.add_argument("--runs", type=int, default=100)
+    gate.add_argument("--iterations", type=int, default=20_000)
+    gate.add_argument("--json", action="store_true")
+    gate.set_defaults(handler=_gate)
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from runtime.bench.gate import bench_concurrent_runs, bench_gate_stages
+
+    try:
+        registry = load_registry(args.module)
+        policy = build_policy(args.policy)
+    except UsageError as exc:
+        return fail_usage(str(exc))
+    with tempfile.TemporaryDirectory(prefix="agentrt-bench-") as workdir:
+        audit = build_audit(f"{workdir}/audit.jsonl", policy) if args.audit else None
+        try:
+            figures = bench_gate_stages(
+                registry, policy=policy, audit=audit, iterations=args.iterations
+            )
+        finally:
+            if audit is not None:
+                audit.close()
+    figures.update(asyncio.run(bench_concurrent_runs(registry, runs=args.runs, policy=policy)))
+    figures["floors"] = GATE_FLOORS
+    figures["meets_floors"] = (
+        figures["gate_p50_us"] <= GATE_FLOORS["gate_p50_us"]
+        and figures["loop_lag_p99_ms"] < GATE_FLOORS["loop_lag_p99_ms"]
+        and figures["errors"] == 0
+    )
+    if args.json:
+        print_json(figures)
+    else:
+        print(f"stages timed: {' + '.join(figures['stages'])} ({figures['iterations']} calls)")
+        print(
+            f"gate p50 {figures['gate_p50_us']} µs, p95 {figures['gate_p95_us']} µs "
+            f"(json.loads alone: {figures['baseline_json_loads_p50_us']} µs, "
+            f"{figures['gate_vs_json_loads']}x)  floor p50 <= 100 µs"
+        )
+        print(
+            f"{figures['runs']} concurrent runs: {figures['errors']} errors, "
+            f"{figures['runs_wall_s']} s, loop lag p99 {figures['loop_lag_p99_ms']} ms "
+            f"(idle loop: {figures['idle_loop_lag_p99_ms']} ms)  floor p99 < 20 ms"
+        )
+        print(
+            f"  without gc.freeze() after start-up: loop lag p99 "
+            f"{figures['loop_lag_p99_ms_without_gc_freeze']} ms "
+            f"({figures['gc_collections_without_freeze']} collections during the runs)"
+        )
+        print("meets floors" if figures["meets_floors"] else "BELOW FLOOR")
+    return 0 if figures["meets_floors"] else 1

@@ -1,0 +1,200 @@
+"""`agentrt demo`: the main job, end to end, shown live."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from runtime.cli.gate_options import UsageError, build_stages, fail_usage
+
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
+
+
+def register(subparsers: Any) -> None:
+    from runtime.cli.run_cmd import add_model_options
+
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the demo agent over the built-in tools, showing every call live",
+    )
+    add_model_options(parser)
+    parser.add_argument("--module", "-m", default="tools", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--policy", default=None, metavar="DIR", help="policy directory (default: policies/)"
+    )
+    parser.add_argument("--sandbox", choices=["docker", "inprocess"], default=None)
+    parser.add_argument("--audit-log", default=None, metavar="PATH")
+    parser.add_argument("--tenant", default="demo")
+    parser.add_argument("--agent", default="demo-agent")
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.set_defaults(handler=_handle, context=[], allow_unsandboxed=False)
+
+
+@dataclasses.dataclass
+class _Row:
+    request: int
+    tool: str
+    arguments: str
+    gate: str = "…"
+    decision: str = ""
+    result: str = ""
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    ms: str = ""
+
+
+class _LiveCalls:
+    """Observer that renders each call's progress through the stages as a table."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.live import Live
+
+        self.console = console
+        self.rows: dict[str, _Row] = {}
+        self.request = 0
+        self.live = Live(self._table(), console=console, auto_refresh=False, transient=False)
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(expand=True, show_lines=False)
+        for name, style in (
+            ("#", "dim"),
+            ("tool", "bold"),
+            ("arguments", ""),
+            ("gate", ""),
+            ("policy", ""),
+            ("result", ""),
+            ("ms", "dim"),
+        ):
+            table.add_column(name, style=style, overflow="fold")
+        for row in self.rows.values():
+            table.add_row(
+                str(row.request),
+                row.tool,
+                row.arguments,
+                row.gate,
+                row.decision,
+                row.result,
+                row.ms,
+            )
+        return table
+
+    def __call__(self, stage: str, request: Any, info: Any) -> None:
+        row = self.rows.get(request.id)
+        if row is None:
+            row = self.rows[request.id] = _Row(
+                self.request, request.name or "?", request.arguments[:60]
+            )
+        if stage == "validated":
+            row.gate = "[green]valid[/]"
+        elif stage == "rejected":
+            row.gate = f"[red]{info['status'].value}[/]"
+            row.result = info["error"].message[:90]
+        elif stage == "decided":
+            decision = info["decision"]
+            colour = {"allow": "green", "deny": "red"}.get(decision.decision, "yellow")
+            row.decision = f"[{colour}]{decision.decision}[/] {','.join(decision.rule_ids)}"
+        elif stage == "started":
+            row.result = "[cyan]running…[/]"
+        elif stage == "finished":
+            outcome = info["outcome"]
+            row.ms = f"{outcome.duration_ms:.1f}"
+            if outcome.status.value == "ok":
+                row.result = f"[green]ok[/] {json.dumps(outcome.result)[:80]}"
+            elif not outcome.status.was_rejected:
+                message = outcome.error.message if outcome.error else ""
+                row.result = f"[red]{outcome.status.value}[/] {message[:80]}"
+            elif outcome.status.value == "denied" and outcome.error is not None:
+                row.result = f"[red]not executed[/] {outcome.error.message[:70]}"
+        self.live.update(self._table(), refresh=True)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_demo(args))
+    except UsageError as exc:
+        return fail_usage(str(exc))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from runtime.agent import Agent, RunLimits
+    from runtime.cli.run_cmd import sampling_from_args
+    from runtime.demo import DEMO_REQUESTS, SYSTEM_PROMPT, prepare_workspace, scripted_demo_model
+    from runtime.model.client import OpenAICompatibleClient
+    from runtime.testing import ScriptedServer
+
+    console = Console()
+    workspace = Path(tempfile.mkdtemp(prefix="agentrt-demo-workspace-"))
+    prepare_workspace(workspace)
+    os.environ["AGENTRT_WORKSPACE"] = str(workspace)
+    if args.policy is None and (DEFAULT_POLICY_DIR / "default.yaml").exists():
+        args.policy = str(DEFAULT_POLICY_DIR)
+    stages = build_stages(args)
+    settings = sampling_from_args(args)
+
+    server: ScriptedServer | None = None
+    if args.base_url:
+        base_url, model = args.base_url, args.model or "default"
+        console.print(f"[bold]model[/]: {model} at {base_url}")
+    else:
+        server = ScriptedServer(handler=scripted_demo_model, model="scripted-demo").start()
+        base_url, model = server.base_url, server.model
+        console.print(
+            "[bold]model[/]: the scripted test server replaying a tool-calling model "
+            "(pass --base-url/--model for a real one)"
+        )
+    console.print(
+        f"[bold]sandbox[/]: {stages.executor.name}   [bold]policy[/]: {args.policy or 'none (allow all)'}"
+        f"   [bold]workspace[/]: {workspace}"
+    )
+    client = OpenAICompatibleClient(base_url, model, api_key=args.api_key, stream=args.stream)
+    live = _LiveCalls(console)
+    agent = Agent(
+        client,
+        stages.registry,
+        system_prompt=SYSTEM_PROMPT,
+        settings=settings,
+        limits=RunLimits(max_turns=args.max_turns),
+        executor=stages.executor,
+        policy=stages.policy,
+        audit=stages.audit,
+        name=args.agent,
+        observer=live,
+    )
+    answers: list[dict[str, Any]] = []
+    try:
+        with live.live:
+            for index, request in enumerate(DEMO_REQUESTS, start=1):
+                live.request = index
+                result = await agent.run(request.prompt, tenant=args.tenant)
+                answers.append(
+                    {
+                        "request": request.prompt,
+                        "status": result.status.value,
+                        "answer": result.output or result.error or "",
+                        "calls": [c.status.value for c in result.tool_calls],
+                    }
+                )
+    finally:
+        await client.aclose()
+        await stages.aclose()
+        if server is not None:
+            server.stop()
+    console.print()
+    console.rule("answers")
+    for index, item in enumerate(answers, start=1):
+        console.print(f"[bold]{index}. {item['request']}[/]  [dim]({item['status']})[/]")
+        console.print(f"   {item['answer']}")
+    if args.json:
+        print(json.dumps({"answers": answers}))
+    completed = all(item["status"] == "completed" for item in answers)
+    return 0 if completed else 1
