@@ -1,0 +1,137 @@
+"""The CLI contract, run as a user runs it: a subprocess per command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.testing import ScriptedReply, ScriptedServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def agentrt(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+TOOL_FILE = '''
+from runtime import tool
+
+@tool
+def greet(name: str, times: int = 1) -> str:
+    """Greet someone.
+
+    Args:
+        name: Who.
+        times: How often.
+    """
+    return " ".join(["hello " + name] * times)
+'''
+
+
+@pytest.fixture
+def tool_file(tmp_path: Path) -> Path:
+    path = tmp_path / "my_tools.py"
+    path.write_text(TOOL_FILE)
+    return path
+
+
+def test_tools_list_and_schema_from_a_file_path(tool_file: Path) -> None:
+    listed = agentrt("tools", "list", "--module", str(tool_file), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["name"] == "greet"
+    schema = agentrt("tools", "schema", "--module", str(tool_file))
+    entry = json.loads(schema.stdout)[0]
+    assert entry["function"]["parameters"]["properties"]["name"]["description"] == "Who."
+
+
+def test_tools_schema_from_a_dotted_module() -> None:
+    schema = agentrt("tools", "schema", "--module", "tools")
+    names = {entry["function"]["name"] for entry in json.loads(schema.stdout)}
+    assert {"calculate", "convert_units", "read_file", "list_dir", "run_python"} <= names
+
+
+@pytest.mark.parametrize(
+    ("arguments", "tool", "status", "code"),
+    [
+        ('{"name": "ada", "times": 2}', "greet", "ok", 0),
+        ('{"name": "ada", "times": "2"}', "greet", "invalid_arguments", 1),
+        ('{"name": "ada", "extra": 1}', "greet", "invalid_arguments", 1),
+        ('{"name": NaN}', "greet", "invalid_arguments", 1),
+        ("{}", "wave", "unknown_tool", 1),
+    ],
+)
+def test_call_prints_one_json_object_and_exits_zero_only_for_ok(
+    tool_file: Path, arguments: str, tool: str, status: str, code: int
+) -> None:
+    result = agentrt(
+        "call", "--module", str(tool_file), "--tool", tool, "--args", arguments,
+        "--sandbox", "inprocess", "--audit-log", "none",
+    )  # fmt: skip
+    assert result.returncode == code, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["status"] == status and payload["tool"] == tool
+    if status == "ok":
+        assert payload["result"] == "hello ada hello ada"
+    else:
+        assert payload["error"]["message"]
+
+
+def test_call_with_a_missing_module_is_a_usage_error() -> None:
+    result = agentrt("call", "--module", "no_such_module_x", "--tool", "t")
+    assert result.returncode == 2
+    assert "cannot import module 'no_such_module_x'" in result.stderr
+
+
+def test_run_json_against_the_scripted_server(tool_file: Path) -> None:
+    replies = [ScriptedReply.call("greet", {"name": "bob"}), ScriptedReply.message("said hello")]
+    with ScriptedServer(replies) as server:
+        result = agentrt(
+            "run", "--module", str(tool_file), "--base-url", server.base_url,
+            "--model", server.model, "--temperature", "0.3", "--top-k", "10",
+            "--sandbox", "inprocess", "--audit-log", "none", "--json", "greet bob",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "completed" and payload["output"] == "said hello"
+    assert payload["tool_calls"][0]["tool"] == "greet"
+    assert payload["tool_calls"][0]["arguments"] == {"name": "bob"}
+    assert payload["tool_calls"][0]["status"] == "ok"
+    assert payload["usage"]["total_tokens"] > 0
+    assert server.requests[0]["temperature"] == 0.3 and server.requests[0]["top_k"] == 10
+
+
+def test_run_against_a_dead_server_is_a_clear_error(tool_file: Path) -> None:
+    server = ScriptedServer().start()
+    url = server.base_url
+    server.stop()
+    result = agentrt(
+        "run", "--module", str(tool_file), "--base-url", url, "--model", "m",
+        "--sandbox", "inprocess", "--audit-log", "none", "--json", "hi",
+    )  # fmt: skip
+    assert result.returncode == 1
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "model_error"
+    assert "cannot reach the model server" in payload["error"]
+
+
+def test_impossible_sampling_values_are_refused_before_any_request(tool_file: Path) -> None:
+    result = agentrt(
+        "run", "--module", str(tool_file), "--base-url", "http://127.0.0.1:9/v1",
+        "--model", "m", "--temperature", "-1", "hi",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--temperature" in result.stderr
