@@ -18,6 +18,7 @@ _COMMANDS = (
     "call",
     "run",
     "demo",
+    "serve_model",
     "bench",
     "sandbox",
     "policy",
