@@ -20,7 +20,8 @@ from runtime.calls import CallContext, CallStatus
 from runtime.model.client import ModelClient, ModelError, ModelTurn, Usage
 from runtime.model.settings import SamplingSettings
 from runtime.pipeline import CallOutcome, Observer, ToolCallPipeline
-from runtime.policy.decision import PolicyEngine
+from runtime.policy.approvals import ApprovalStore, PendingCall
+from runtime.policy.decision import PolicyDecision, PolicyEngine
 from runtime.sandbox.executor import InProcessExecutor, ToolExecutor
 from runtime.tools import Tool, ToolRegistry
 
@@ -67,6 +68,8 @@ class RunResult:
         error: A sentence explaining a non-completed status.
         run_id: Identifies the run in the audit log.
         truncated: The final answer stopped at `max_tokens`.
+        approval_ids: For `pending_approval`: the approvals a human must decide
+            before `Agent.resume(run_id)` can continue the run.
     """
 
     status: RunStatus
@@ -78,6 +81,7 @@ class RunResult:
     run_id: str
     error: str | None = None
     truncated: bool = False
+    approval_ids: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape printed by `agentrt run --json`."""
@@ -93,6 +97,8 @@ class RunResult:
             out["error"] = self.error
         if self.truncated:
             out["truncated"] = True
+        if self.approval_ids:
+            out["approval_ids"] = list(self.approval_ids)
         return out
 
 
@@ -113,6 +119,8 @@ class Agent:
         name: The agent's name, for policy scopes and the audit log.
         argument_limits: Size and depth caps for argument JSON.
         observer: Called at each stage of each call, for live displays.
+        approvals: Where calls that need a human are persisted; without it a
+            run that hits `require_approval` stops and cannot be resumed.
     """
 
     def __init__(
@@ -130,8 +138,10 @@ class Agent:
         name: str = "agent",
         argument_limits: ArgumentLimits = ArgumentLimits(),
         observer: Observer | None = None,
+        approvals: ApprovalStore | None = None,
     ) -> None:
         self.model = model
+        self.approvals = approvals
         self.registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.system_prompt = system_prompt
         self.examples = [dict(message) for message in examples]
@@ -184,6 +194,47 @@ class Agent:
             extra=dict(context or {}),
         )
         state = _RunState(run_id=run_id, messages=self._opening(prompt))
+        return await self._drive(state, call_context)
+
+    async def resume(self, run_id: str) -> RunResult:
+        """Continue a run that stopped with `pending_approval`, once humans decided.
+
+        Approved calls run exactly once (claimed in the store first; edited
+        arguments are validated and policy-checked again); rejected and
+        expired ones go back to the model as denied. Calling `resume` twice,
+        or after a crash, never runs a call twice. `tool_calls` of the result
+        holds the calls from the resumption on.
+        """
+        if self.approvals is None:
+            raise ValueError("this agent has no approval store; pass approvals=ApprovalStore(...)")
+        saved = self.approvals.load_run_state(run_id)
+        if saved is None:
+            raise LookupError(f"no paused run {run_id!r} in the approval store")
+        if saved.get("resumed"):
+            raise ValueError(f"run {run_id} was already resumed; its approved calls ran once")
+        state, call_context = _RunState.from_saved(saved)
+        records = self.approvals.list(run_id=run_id)
+        waiting = [r.id for r in records if r.status == "pending"]
+        if waiting:
+            return state.finish(
+                RunStatus.PENDING_APPROVAL,
+                error=f"still waiting for a human on {len(waiting)} call(s)",
+                approval_ids=waiting,
+            )
+        for record in records:
+            if record.call_id not in state.pending_call_ids:
+                continue
+            outcome = await self.pipeline.run_approved(record, self.approvals, call_context)
+            state.calls.append(outcome)
+            state.messages.append(_tool_message(outcome))
+        state.pending_call_ids = []
+        # From here on a second resume must not replay the conversation; a crash
+        # before this line resumes again safely (claimed calls are never re-run).
+        self.approvals.save_run_state(run_id, {**saved, "resumed": True})
+        return await self._drive(state, call_context)
+
+    async def _drive(self, state: _RunState, call_context: CallContext) -> RunResult:
+        run_id = state.run_id
         try:
             self.audit.write(
                 "run.started",
@@ -192,7 +243,7 @@ class Agent:
                     "gen_ai.conversation.id": call_context.conversation_id,
                     "gen_ai.request.model": self.model.model,
                     "agentrt.run_id": run_id,
-                    **({"agentrt.tenant": tenant} if tenant else {}),
+                    **({"agentrt.tenant": call_context.tenant} if call_context.tenant else {}),
                 },
             )
             result = await self._loop(state, call_context)
@@ -216,7 +267,7 @@ class Agent:
             await self.executor.end_run(run_id)
 
     async def _loop(self, state: _RunState, context: CallContext) -> RunResult:
-        for _ in range(self.limits.max_turns):
+        while state.turns < self.limits.max_turns:
             try:
                 turn = await self.model.complete(state.messages, self._tool_schemas, self.settings)
             except ModelError as exc:
@@ -230,14 +281,12 @@ class Agent:
                 )
             outcomes = await self._run_calls(turn, context)
             state.calls.extend(outcomes)
+            pending = [o for o in outcomes if o.status is CallStatus.PENDING_APPROVAL]
             for outcome in outcomes:
-                state.messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": outcome.request.id,
-                        "content": outcome.tool_message_content(),
-                    }
-                )
+                if outcome.status is not CallStatus.PENDING_APPROVAL:
+                    state.messages.append(_tool_message(outcome))
+            if pending:
+                return self._pause(state, context, pending)
             stop = self._check_limits(state, outcomes)
             if stop is not None:
                 return stop
@@ -249,12 +298,6 @@ class Agent:
     def _check_limits(self, state: _RunState, outcomes: list[CallOutcome]) -> RunResult | None:
         if any(o.status is CallStatus.AUDIT_ERROR for o in outcomes):
             return state.finish(RunStatus.AUDIT_ERROR, error="the audit log cannot be written")
-        pending = [o for o in outcomes if o.status is CallStatus.PENDING_APPROVAL]
-        if pending:
-            names = ", ".join(sorted({o.tool for o in pending}))
-            return state.finish(
-                RunStatus.PENDING_APPROVAL, error=f"waiting for a human to approve: {names}"
-            )
         # A tool's budget counts turns in which it failed, not calls: three bad
         # calls in one reply are one mistake the model gets told about at once.
         failed = {
@@ -273,6 +316,38 @@ class Agent:
                     ),
                 )
         return None
+
+    def _pause(
+        self, state: _RunState, context: CallContext, pending: list[CallOutcome]
+    ) -> RunResult:
+        """Persist the calls waiting for a human, with the run's state, and stop."""
+        names = ", ".join(sorted({o.tool for o in pending}))
+        state.pending_call_ids = [o.request.id for o in pending]
+        if self.approvals is None:
+            return state.finish(
+                RunStatus.PENDING_APPROVAL,
+                error=f"{names} needs a human approval, and this agent has no approval store",
+            )
+        records = self.approvals.create_batch(
+            [
+                PendingCall(
+                    o.request.id, o.tool, o.arguments or {}, o.decision or _NO_DECISION, context
+                )
+                for o in pending
+            ],
+            run_id=state.run_id,
+            run_state=state.to_saved(context),
+        )
+        ids = {record.call_id: record.id for record in records}
+        state.calls = [
+            dataclasses.replace(o, approval_id=ids[o.request.id]) if o.request.id in ids else o
+            for o in state.calls
+        ]
+        return state.finish(
+            RunStatus.PENDING_APPROVAL,
+            error=f"waiting for a human to approve: {names}",
+            approval_ids=[ids[o.request.id] for o in pending],
+        )
 
     async def _run_calls(self, turn: ModelTurn, context: CallContext) -> list[CallOutcome]:
         requests = list(turn.tool_calls)
@@ -301,6 +376,7 @@ class _RunState:
     usage: Usage = dataclasses.field(default_factory=Usage)
     turns: int = 0
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
+    pending_call_ids: list[str] = dataclasses.field(default_factory=list)
 
     def finish(
         self,
@@ -309,6 +385,7 @@ class _RunState:
         output: str = "",
         error: str | None = None,
         truncated: bool = False,
+        approval_ids: list[str] | None = None,
     ) -> RunResult:
         return RunResult(
             status=status,
@@ -320,7 +397,45 @@ class _RunState:
             run_id=self.run_id,
             error=error,
             truncated=truncated,
+            approval_ids=approval_ids or [],
         )
+
+    def to_saved(self, context: CallContext) -> dict[str, Any]:
+        """JSON form of a paused run, kept in the approval store."""
+        return {
+            "version": 1,
+            "run_id": self.run_id,
+            "messages": self.messages,
+            "turns": self.turns,
+            "usage": self.usage.to_dict(),
+            "failures": self.failures,
+            "pending_call_ids": self.pending_call_ids,
+            "context": dataclasses.asdict(context),
+        }
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> tuple[_RunState, CallContext]:
+        usage = saved.get("usage", {})
+        state = cls(
+            run_id=saved["run_id"],
+            messages=list(saved["messages"]),
+            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+            turns=int(saved.get("turns", 0)),
+            failures=dict(saved.get("failures", {})),
+            pending_call_ids=list(saved.get("pending_call_ids", [])),
+        )
+        return state, CallContext(**saved["context"])
+
+
+_NO_DECISION = PolicyDecision(decision="require_approval", reason="approval required")
+
+
+def _tool_message(outcome: CallOutcome) -> dict[str, Any]:
+    return {
+        "role": "tool",
+        "tool_call_id": outcome.request.id,
+        "content": outcome.tool_message_content(),
+    }
 
 
 def _assistant_message(turn: ModelTurn) -> dict[str, Any]:

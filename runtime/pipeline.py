@@ -19,6 +19,7 @@ from typing import Any
 from runtime.arguments import ArgumentGate, ArgumentLimits, ArgumentsAccepted, Rejection
 from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
 from runtime.calls import CallContext, CallStatus, ErrorInfo, ExecutionResult, ToolCallRequest
+from runtime.policy.approvals import AlreadyClaimed, ApprovalRecord, ApprovalStatus, ApprovalStore
 from runtime.policy.decision import AllowAllPolicy, PolicyDecision, PolicyEngine
 from runtime.sandbox.executor import ToolExecutor
 from runtime.tools import ToolRegistry
@@ -53,6 +54,7 @@ class CallOutcome:
     decision: PolicyDecision | None = None
     execution: ExecutionResult | None = None
     duration_ms: float = 0.0
+    approval_id: str | None = None
 
     @property
     def tool(self) -> str:
@@ -72,6 +74,8 @@ class CallOutcome:
             out["error"] = self.error.to_dict()
         if self.decision is not None:
             out["decision"] = self.decision.to_dict()
+        if self.approval_id is not None:
+            out["approval_id"] = self.approval_id
         if self.execution is not None:
             out["sandbox"] = dict(self.execution.sandbox)
             if self.execution.stdout:
@@ -325,3 +329,132 @@ class ToolCallPipeline:
             decision=decision,
             execution=result,
         )
+
+    async def run_approved(
+        self, record: ApprovalRecord, approvals: ApprovalStore, context: CallContext
+    ) -> CallOutcome:
+        """Take a call a human decided on to its final status, running it at most once.
+
+        Approved calls are claimed in the store before anything runs; edited
+        arguments are validated and the policy re-decides (deny rules and
+        limits still apply). Rejected and expired approvals become `denied`.
+        A call found `executing` (the process stopped while it ran) is not
+        run again: it is reported as `sandbox_error` for an operator to check.
+        """
+        started = time.perf_counter()
+        outcome = await self._run_approved(record, approvals, context)
+        return dataclasses.replace(outcome, duration_ms=(time.perf_counter() - started) * 1000)
+
+    async def _run_approved(
+        self, record: ApprovalRecord, approvals: ApprovalStore, context: CallContext
+    ) -> CallOutcome:
+        request = ToolCallRequest(
+            id=record.call_id, name=record.tool, arguments=json.dumps(record.effective_arguments)
+        )
+        base = self._base_fields(request, context)
+        status = ApprovalStatus(record.status)
+        if status in (ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED, ApprovalStatus.ABANDONED):
+            event = "approval.expired" if status is ApprovalStatus.EXPIRED else "approval.rejected"
+            reason = record.note or f"a human did not approve this call ({status.value})"
+            self.audit.write(
+                event, {**base, "agentrt.approval_id": record.id, "agentrt.reason": reason}
+            )
+            return CallOutcome(
+                request,
+                CallStatus.DENIED,
+                arguments=record.effective_arguments,
+                error=ErrorInfo(type=f"approval_{status.value}", message=reason),
+                approval_id=record.id,
+            )
+        try:
+            claim = approvals.claim_for_execution(record.id)
+        except AlreadyClaimed as exc:
+            return _outcome_from_record(request, exc.record)
+        self.audit.write(
+            "approval.granted",
+            {
+                **base,
+                "agentrt.approval_id": record.id,
+                "agentrt.approval.edited": record.arguments_edited,
+                "agentrt.tool.arguments": record.effective_arguments,
+            },
+        )
+        outcome = await self._run_claimed(request, record, context, base)
+        outcome = dataclasses.replace(outcome, approval_id=record.id)
+        approvals.mark_executed(record.id, claim.token, outcome.to_dict())
+        return outcome
+
+    async def _run_claimed(
+        self,
+        request: ToolCallRequest,
+        record: ApprovalRecord,
+        context: CallContext,
+        base: dict[str, Any],
+    ) -> CallOutcome:
+        tool = self.registry.get(record.tool)
+        if tool is None:
+            return self._rejected(
+                Rejection(
+                    request,
+                    CallStatus.UNKNOWN_TOOL,
+                    ErrorInfo(
+                        type="unknown_tool", message=f"tool {record.tool!r} no longer exists"
+                    ),
+                ),
+                base,
+            )
+        checked = self.gate.validate(request, tool, record.effective_arguments)
+        if isinstance(checked, Rejection):
+            return self._rejected(checked, base)
+        decision = self.policy.decide_approved(tool.name, checked.arguments, context)
+        self.audit.write(
+            "policy.decided",
+            {
+                **base,
+                "agentrt.decision": decision.decision,
+                "agentrt.rule_ids": list(decision.rule_ids),
+                "agentrt.policy_sha256": decision.policy_sha256,
+                "agentrt.reason": decision.reason,
+                "agentrt.approved": True,
+            },
+        )
+        if decision.decision != "allow":
+            return CallOutcome(
+                request,
+                CallStatus.DENIED,
+                arguments=checked.arguments,
+                error=ErrorInfo(type="denied", message=decision.reason or "denied by policy"),
+                decision=decision,
+            )
+        return await self.execute(checked, context, base, decision)
+
+
+def _outcome_from_record(request: ToolCallRequest, record: ApprovalRecord) -> CallOutcome:
+    """The stored outcome of an approval that was already claimed."""
+    stored = record.outcome if isinstance(record.outcome, dict) else None
+    if stored is None:
+        return CallOutcome(
+            request,
+            CallStatus.SANDBOX_ERROR,
+            arguments=record.effective_arguments,
+            error=ErrorInfo(
+                type="interrupted",
+                message=(
+                    f"approval {record.id} was {record.status.value} when this process looked: it "
+                    f"may have run, so it is not run again; an operator must check it "
+                    f"(agentrt approvals show {record.id})"
+                ),
+            ),
+            approval_id=record.id,
+        )
+    error = stored.get("error")
+    return CallOutcome(
+        request,
+        CallStatus(stored.get("status", CallStatus.SANDBOX_ERROR.value)),
+        arguments=record.effective_arguments,
+        result=stored.get("result"),
+        error=ErrorInfo(type=error.get("type", "error"), message=error.get("message", ""))
+        if isinstance(error, dict)
+        else None,
+        approval_id=record.id,
+    )

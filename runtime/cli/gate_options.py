@@ -9,18 +9,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.audit.sink import AuditSink
 from runtime.calls import CallContext
+from runtime.cli.policy_cmd import context_from_mapping
 from runtime.module_loader import ModuleLoadError, load_module
 from runtime.policy.decision import PolicyEngine
 from runtime.sandbox.executor import ToolExecutor
 from runtime.tools import ToolDefinitionError, ToolRegistry
 
+if TYPE_CHECKING:
+    from runtime.policy.approvals import ApprovalStore
+    from runtime.policy.engine import PolicySet
+
 DEFAULT_AUDIT_LOG = ".agentrt/audit/audit.jsonl"
+DEFAULT_APPROVALS_DB = ".agentrt/approvals.db"
 
 
 class UsageError(Exception):
@@ -39,7 +46,16 @@ def add_module_option(parser: argparse.ArgumentParser) -> None:
 def add_gate_options(parser: argparse.ArgumentParser) -> None:
     """Add the policy, context, sandbox and audit options."""
     parser.add_argument(
-        "--policy", metavar="DIR", help="policy directory (default: none = allow all)"
+        "--policy",
+        metavar="DIR",
+        default=os.environ.get("AGENTRT_POLICY_DIR"),
+        help="policy directory or file (env AGENTRT_POLICY_DIR; default: none = allow all)",
+    )
+    parser.add_argument(
+        "--approvals-db",
+        metavar="PATH",
+        default=DEFAULT_APPROVALS_DB,
+        help=f"where calls waiting for a human are kept (default: {DEFAULT_APPROVALS_DB})",
     )
     parser.add_argument("--tenant", help="tenant the call is made for")
     parser.add_argument("--agent", help="agent name, for policy scopes and audit")
@@ -96,14 +112,17 @@ class Stages:
 
     registry: ToolRegistry
     executor: ToolExecutor
-    policy: PolicyEngine | None
+    policy: PolicySet | None
     audit: AuditSink | None
     context: CallContext
+    approvals: ApprovalStore | None = None
 
     async def aclose(self) -> None:
         await self.executor.aclose()
         if self.audit is not None:
             self.audit.close()
+        if self.approvals is not None:
+            self.approvals.close()
 
 
 def build_executor(kind: str | None, *, allow_unsandboxed: bool) -> ToolExecutor:
@@ -114,10 +133,18 @@ def build_executor(kind: str | None, *, allow_unsandboxed: bool) -> ToolExecutor
     raise UsageError(f"sandbox {kind!r} is not available in this build")
 
 
-def build_policy(directory: str | None) -> PolicyEngine | None:
+def build_policy(directory: str | None) -> PolicySet | None:
+    """Load the policy set, refusing to start on any problem (never run with fewer rules)."""
     if directory is None:
         return None
-    raise UsageError("policies are not available in this build")
+    from runtime.policy.loader import PolicyLoadError, load_policies
+
+    if not Path(directory).exists():
+        raise UsageError(f"policy directory {directory} does not exist")
+    try:
+        return load_policies(directory)
+    except PolicyLoadError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def build_audit(path: str | None, policy: PolicyEngine | None) -> AuditSink | None:
@@ -127,16 +154,21 @@ def build_audit(path: str | None, policy: PolicyEngine | None) -> AuditSink | No
 def build_stages(args: argparse.Namespace) -> Stages:
     registry = load_registry(args.module)
     policy = build_policy(getattr(args, "policy", None))
-    context = CallContext(
-        tenant=getattr(args, "tenant", None),
-        agent=getattr(args, "agent", None),
-        extra=parse_context(getattr(args, "context", [])),
+    values = parse_context(getattr(args, "context", []))
+    values.update(
+        {k: getattr(args, k, None) for k in ("tenant", "agent") if getattr(args, k, None)}
     )
+    context = context_from_mapping(values)
     audit = build_audit(getattr(args, "audit_log", None), policy)
     executor = build_executor(
         getattr(args, "sandbox", None), allow_unsandboxed=getattr(args, "allow_unsandboxed", False)
     )
-    return Stages(registry, executor, policy, audit, context)
+    approvals = None
+    if policy is not None and getattr(args, "approvals_db", None):
+        from runtime.policy.approvals import ApprovalStore
+
+        approvals = ApprovalStore(args.approvals_db)
+    return Stages(registry, executor, policy, audit, context, approvals)
 
 
 def print_json(payload: Any) -> None:

@@ -83,7 +83,12 @@ def register(subparsers: Any) -> None:
     add_model_options(parser)
     add_gate_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("prompt", help="the user's request")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="continue a run that stopped for approvals, once they are decided",
+    )
+    parser.add_argument("prompt", nargs="?", help="the user's request")
     parser.set_defaults(handler=_handle)
 
 
@@ -96,6 +101,8 @@ def _handle(args: argparse.Namespace) -> int:
         settings = sampling_from_args(args)
         if args.max_turns < 1:
             raise UsageError("--max-turns must be at least 1")
+        if not args.prompt and not args.resume:
+            raise UsageError("give a PROMPT, or --resume RUN_ID")
         stages = build_stages(args)
     except UsageError as exc:
         return fail_usage(str(exc))
@@ -119,11 +126,18 @@ async def _run(args: argparse.Namespace, stages: Any, settings: Any) -> int:
         policy=stages.policy,
         audit=stages.audit,
         name=stages.context.agent or "agentrt-run",
+        approvals=stages.approvals,
     )
     try:
-        result = await agent.run(
-            args.prompt, tenant=stages.context.tenant, context=stages.context.extra
-        )
+        if args.resume:
+            result = await agent.resume(args.resume)
+        else:
+            result = await agent.run(
+                args.prompt,
+                tenant=stages.context.tenant,
+                principal=stages.context.principal,
+                context=stages.context.extra,
+            )
     finally:
         await client.aclose()
         await stages.aclose()
@@ -135,5 +149,9 @@ async def _run(args: argparse.Namespace, stages: Any, settings: Any) -> int:
             print(f"  {call.tool} → {call.status.value}: {detail}")
         if result.error:
             print(f"[{result.status.value}] {result.error}")
+        if result.approval_ids:
+            print(
+                f"approve with `agentrt approvals approve ID`, then `agentrt run --resume {result.run_id}`"
+            )
         print(result.output)
     return 0 if result.status is RunStatus.COMPLETED else 1

@@ -59,6 +59,13 @@ class PolicyEngine(Protocol):
         """Return the decision; consumes rate-limit budget only for an `allow`."""
         ...
 
+    def decide_approved(
+        self, tool: str, arguments: Mapping[str, Any], context: CallContext
+    ) -> PolicyDecision:
+        """Re-decide a call a human approved, just before it runs: deny rules and
+        limits still apply; approval rules count as satisfied."""
+        ...
+
 
 ALLOW_ALL = PolicyDecision(decision="allow", rule_ids=("no-policy",), reason="no policy configured")
 
@@ -67,6 +74,11 @@ class AllowAllPolicy:
     """The policy used when none is configured: everything that validates may run."""
 
     def decide(
+        self, tool: str, arguments: Mapping[str, Any], context: CallContext
+    ) -> PolicyDecision:
+        return ALLOW_ALL
+
+    def decide_approved(
         self, tool: str, arguments: Mapping[str, Any], context: CallContext
     ) -> PolicyDecision:
         return ALLOW_ALL

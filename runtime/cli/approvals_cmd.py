@@ -1,0 +1,212 @@
+"""`agentrt approvals list|show|approve|reject|abandon`: decide pending tool calls.
+
+Approving only changes the stored state; the run that asked resumes through
+the library (`ApprovalStore.claim_for_execution`), which runs the call once.
+Edited arguments (`approve ID --args JSON`) are re-checked against the policy
+(`--policy DIR`, default `policies/`) as an approved call, and against the
+tool's JSON Schema when `--module M` names the module that defines the tool;
+the resumed run validates them again before executing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+_DEFAULT_DB = ".agentrt/approvals.db"
+
+
+def register(subparsers: Any) -> None:
+    """Add the `approvals` command and its actions."""
+    parser = subparsers.add_parser("approvals", help="list and decide calls awaiting approval")
+    parser.add_argument("--db", default=_DEFAULT_DB, help=f"approval store (default {_DEFAULT_DB})")
+    # The same option after the action; SUPPRESS keeps it from overwriting the one above.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS, help="approval store")
+    actions = parser.add_subparsers(dest="approvals_command", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", parents=[common], help="list approvals")
+    listing.add_argument("--status", help="pending, approved, rejected, expired, executing, ...")
+    listing.add_argument("--run", help="only this run id")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.set_defaults(handler=_list)
+
+    show = actions.add_parser("show", parents=[common], help="print one approval as JSON")
+    show.add_argument("id", help="approval id or a unique prefix (6+ characters)")
+    show.set_defaults(handler=_show)
+
+    approve = actions.add_parser("approve", parents=[common], help="approve a pending call")
+    approve.add_argument("id")
+    approve.add_argument("--args", metavar="JSON", help="edited arguments to run instead")
+    approve.add_argument("--policy", metavar="DIR", help="policy to re-check edited arguments")
+    approve.add_argument("--module", metavar="M", help="module defining the tool (schema check)")
+    approve.add_argument("--by", help="who approves (recorded)")
+    approve.add_argument("--note")
+    approve.set_defaults(handler=_approve)
+
+    reject = actions.add_parser("reject", parents=[common], help="reject a pending call")
+    reject.add_argument("id")
+    reject.add_argument("--reason")
+    reject.add_argument("--by")
+    reject.set_defaults(handler=_reject)
+
+    abandon = actions.add_parser(
+        "abandon", parents=[common], help="close a call that crashed mid-execution, never re-run"
+    )
+    abandon.add_argument("id")
+    abandon.add_argument("--reason")
+    abandon.add_argument("--by")
+    abandon.set_defaults(handler=_abandon)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from runtime.policy.approvals import ApprovalStore
+
+    return ApprovalStore(Path(args.db))
+
+
+def _print_record(record: Any) -> None:
+    print(json.dumps(record.to_dict(), indent=2, ensure_ascii=False))
+
+
+def _fail(action: str, exc: Exception, code: int = 1) -> int:
+    print(f"agentrt approvals {action}: {exc}", file=sys.stderr)
+    return code
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _list(args: argparse.Namespace) -> int:
+    from runtime.policy.approvals import ApprovalError
+
+    try:
+        records = _store(args).list(status=args.status, run_id=args.run)
+    except (ApprovalError, ValueError) as exc:
+        return _fail("list", exc, 2)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2, ensure_ascii=False))
+        return 0
+    if not records:
+        print("no approvals")
+        return 0
+    print(f"{'ID':32}  {'STATUS':9}  {'TOOL':20}  {'RUN':16}  {'EXPIRES':20}")
+    for r in records:
+        print(
+            f"{r.id:32}  {r.status:9}  {r.tool[:20]:20}  {r.run_id[:16]:16}  {_when(r.expires_at)}"
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from runtime.policy.approvals import ApprovalError
+
+    try:
+        _print_record(_store(args).get(args.id))
+    except ApprovalError as exc:
+        return _fail("show", exc)
+    return 0
+
+
+def _load_validator(module_name: str) -> Any:
+    """A function (tool, arguments) → None that raises on schema errors."""
+    import importlib
+    import importlib.util
+
+    import jsonschema
+
+    from runtime.tools import ToolRegistry
+
+    if module_name.endswith(".py") or "/" in module_name:
+        spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"cannot import {module_name}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    registry = ToolRegistry.from_module(module)
+
+    def validate(tool: str, arguments: Mapping[str, Any]) -> None:
+        found = registry.get(tool)
+        if found is None:
+            raise ValueError(f"module {module_name} defines no tool {tool!r}")
+        errors = sorted(
+            jsonschema.Draft202012Validator(found.parameters).iter_errors(dict(arguments)),
+            key=lambda e: list(e.absolute_path),
+        )
+        if errors:
+            details = "; ".join(
+                f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors
+            )
+            raise ValueError(f"edited arguments do not match {tool}'s schema: {details}")
+
+    return validate
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from runtime.cli.policy_cmd import parse_json_object
+    from runtime.policy.approvals import ApprovalError, ApprovalRecheckFailed, policy_recheck
+    from runtime.policy.loader import PolicyLoadError, load_policies
+    from runtime.policy.ratelimit import InMemoryRateLimitStore
+
+    edited = None
+    recheck = None
+    try:
+        if args.args is not None:
+            edited = parse_json_object(args.args)
+            policy_dir = args.policy or ("policies" if Path("policies").is_dir() else None)
+            if policy_dir is None:
+                raise ValueError("edited arguments need a policy re-check: pass --policy DIR")
+            policy = load_policies(policy_dir, rate_limits=InMemoryRateLimitStore())
+            validate = _load_validator(args.module) if args.module else None
+            recheck = policy_recheck(policy, validate)
+        elif args.policy is not None:
+            policy = load_policies(args.policy, rate_limits=InMemoryRateLimitStore())
+            recheck = policy_recheck(policy)
+        record = _store(args).approve(
+            args.id, by=args.by, note=args.note, arguments=edited, recheck=recheck
+        )
+    except ApprovalRecheckFailed as exc:
+        print(json.dumps({"error": str(exc), "decision": exc.decision.to_dict()}, indent=2))
+        return 1
+    except (ApprovalError, PolicyLoadError) as exc:
+        return _fail("approve", exc)
+    except (ValueError, ImportError) as exc:
+        return _fail("approve", exc, 2)
+    if edited is not None and not args.module:
+        print(
+            "note: edited arguments will be validated against the tool's schema when the "
+            "run resumes",
+            file=sys.stderr,
+        )
+    _print_record(record)
+    return 0
+
+
+def _reject(args: argparse.Namespace) -> int:
+    from runtime.policy.approvals import ApprovalError
+
+    try:
+        _print_record(_store(args).reject(args.id, by=args.by, reason=args.reason))
+    except ApprovalError as exc:
+        return _fail("reject", exc)
+    return 0
+
+
+def _abandon(args: argparse.Namespace) -> int:
+    from runtime.policy.approvals import ApprovalError
+
+    try:
+        _print_record(_store(args).abandon(args.id, by=args.by, reason=args.reason))
+    except ApprovalError as exc:
+        return _fail("abandon", exc)
+    return 0

@@ -1,0 +1,308 @@
+"""Operators and normalisation: every "bad input → outcome" of issue 4 at operator level."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from runtime.calls import CallContext
+from runtime.policy.conditions import (
+    FALSE,
+    REGEX_MAX_INPUT,
+    TRUE,
+    UNKNOWN,
+    AllNode,
+    AnyNode,
+    FieldTest,
+    NotNode,
+    build_field_test,
+)
+from runtime.policy.model import UrlSpec
+from runtime.policy.normalise import EvalError, normalise_host, parse_url
+
+CTX = CallContext(tenant="acme", agent="support-1", extra={"region": "eu"})
+
+
+def run(op: str, arg: Any, value: Any, field: str = "args.v") -> int:
+    test = build_field_test(field, [(op, arg)])
+    return test.evaluate({"v": value}, CTX)
+
+
+# ----------------------------------------------------------------- path_under
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/workspace/a.txt", TRUE),
+        ("/workspace", TRUE),
+        ("/workspace/./docs//a.md", TRUE),
+        ("/workspace/docs/../a.md", TRUE),
+        ("/workspace/../etc/passwd", FALSE),
+        ("/workspace-evil/a.txt", FALSE),  # sibling sharing the prefix
+        ("/workspacex", FALSE),
+        ("/etc/passwd", FALSE),
+        ("workspace/a.txt", FALSE),  # relative is not under an absolute root
+        ("/../workspace/a.txt", FALSE),  # climbs above / first: refused
+        ("/workspace/%2e%2e/etc/passwd", FALSE),  # URL-encoded dots
+        ("/workspace/%252e%252e/etc", FALSE),  # double-encoded
+        ("/workspace/a%20b.txt", TRUE),
+        ("/workspace\\..\\etc", FALSE),  # backslash is a separator
+        ("/workspace/a.txt\x00.png", UNKNOWN),  # NUL
+        ("/workspace/%00", UNKNOWN),  # encoded NUL
+    ],
+)
+def test_path_under_absolute_root(path: str, expected: int) -> None:
+    assert run("path_under", ["/workspace"], path) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("notes.txt", TRUE),
+        ("docs/a.md", TRUE),
+        (".", TRUE),
+        ("docs/../a.md", TRUE),
+        ("../x", FALSE),
+        ("docs/../../x", FALSE),
+        ("/etc/passwd", FALSE),
+        ("%2e%2e/x", FALSE),
+    ],
+)
+def test_path_under_relative_root(path: str, expected: int) -> None:
+    assert run("path_under", ["."], path) == expected
+
+
+def test_path_under_wrong_type_is_unknown() -> None:
+    assert run("path_under", ["."], ["a"]) == UNKNOWN
+    assert run("path_under", ["."], 3) == UNKNOWN
+
+
+# ----------------------------------------------------------------- SSRF forms
+
+METADATA = ["169.254.0.0/16"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest",
+        "http://2852039166/",
+        "http://0xA9FEA9FE/",
+        "http://0xa9.0xfe.0xa9.0xfe/",
+        "http://0251.0376.0251.0376/",
+        "http://169.254.43518/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[::ffff:a9fe:a9fe]/",
+        "http://169.254.169.254./",
+    ],
+)
+def test_ip_in_sees_every_spelling_of_the_metadata_address(url: str) -> None:
+    assert run("ip_in", METADATA, url) == TRUE
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://good.example@169.254.169.254/", UNKNOWN),  # userinfo
+        ("http://evil.com@good.example/", UNKNOWN),
+        ("http://docs.python.org/", FALSE),  # a name, not an address
+        ("http://8.8.8.8/", FALSE),
+        ("169.254.169.254", TRUE),  # bare host literal
+        ("::ffff:169.254.169.254", TRUE),
+        ("http://1.2.3.999/", UNKNOWN),  # ends in a number but is no address
+        ("http://%31%36%39.254.169.254/", UNKNOWN),  # percent-encoded host
+        ("http://169.254.169.254\\@good.example/", UNKNOWN),  # backslash trick
+        # NAT64 reaches 169.254.169.254 but is itself outside the block: the
+        # readings disagree, so UNKNOWN (a deny rule matches, an allow does not).
+        ("http://[64:ff9b::a9fe:a9fe]/", UNKNOWN),
+    ],
+)
+def test_ip_in_edge_cases(value: str, expected: int) -> None:
+    assert run("ip_in", METADATA, value) == expected
+
+
+def test_ip_in_embedded_address_with_different_verdict_is_unknown() -> None:
+    # 2002:a9fe:a9fe:: is a 6to4 address carrying 169.254.169.254.
+    assert run("ip_in", ["2002::/16"], "http://[2002:a9fe:a9fe::1]/") == UNKNOWN
+
+
+SPEC = UrlSpec.model_validate(
+    {"schemes": ["https"], "hosts": ["docs.python.org", "*.acme.example"]}
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://docs.python.org/3/", TRUE),
+        ("HTTPS://DOCS.PYTHON.ORG/", TRUE),  # uppercase
+        ("https://docs.python.org./", TRUE),  # trailing dot
+        ("https://api.acme.example/x", TRUE),
+        ("https://bücher.acme.example/", TRUE),  # IDNA
+        ("https://xn--bcher-kva.acme.example/", TRUE),
+        ("https://acme.example/", FALSE),
+        ("https://docs.python.org.evil.example/", FALSE),
+        ("http://docs.python.org/", FALSE),
+        ("file:///etc/passwd", FALSE),
+        ("https://docs.python.org@evil.example/", UNKNOWN),
+        ("https://user:pw@docs.python.org/", UNKNOWN),
+        ("https://docs.python.org\\.evil.example/", UNKNOWN),
+        ("https://docs.python.org /", UNKNOWN),
+        ("https://docs.python.org:99999/", UNKNOWN),
+        ("https:///nohost", UNKNOWN),
+        ("https://docs.python.org../", UNKNOWN),
+    ],
+)
+def test_url_allowlist(url: str, expected: int) -> None:
+    assert run("url", SPEC, url) == expected
+
+
+def test_url_ports_and_default_schemes() -> None:
+    spec = UrlSpec.model_validate({"hosts": ["example.com"], "ports": [443]})
+    assert run("url", spec, "https://example.com/") == TRUE
+    assert run("url", spec, "https://example.com:443/") == TRUE
+    assert run("url", spec, "http://example.com/") == FALSE  # port 80
+    assert run("url", spec, "gopher://example.com:443/") == FALSE  # scheme not allowed
+
+
+def test_full_width_digits_normalise_to_the_address() -> None:
+    assert normalise_host("１６９.２５４.１６９.２５４") == "169.254.169.254"
+    assert normalise_host("EXAMPLE.com.") == "example.com"
+    with pytest.raises(EvalError):
+        parse_url("http://a@b/")
+
+
+# ----------------------------------------------------------------- regex
+
+
+def test_regex_is_a_full_match() -> None:
+    assert run("regex", "[a-z]+", "abc") == TRUE
+    assert run("regex", "[a-z]+", "abc1") == FALSE
+    assert run("regex", "[a-z]+", 12) == UNKNOWN
+
+
+def test_regex_bomb_argument_is_cheap_and_fails_closed() -> None:
+    # The issue's deny-secrets pattern against a megabyte of input: not even
+    # tried (UNKNOWN, so a deny rule matches), and quick.
+    pattern = r".*(\.env|id_rsa|\.pem)$"
+    start = time.perf_counter()
+    assert run("regex", pattern, "a" * 1_000_000) == UNKNOWN
+    assert run("regex", pattern, "/" * (REGEX_MAX_INPUT + 1)) == UNKNOWN
+    # At the cap, adversarial input for the worst shape allowed (two .*) stays fast.
+    assert run("regex", ".*a.*b", "a" * REGEX_MAX_INPUT) == FALSE
+    assert run("regex", "[a-z0-9]+(?:-[a-z0-9]+)*+", "a-" * 511 + "!") == FALSE
+    assert time.perf_counter() - start < 0.5
+
+
+# ----------------------------------------------------------------- numbers and scalars
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "expected"),
+    [
+        ("gt", 100, FALSE),
+        ("gt", 100.000001, TRUE),
+        ("gte", 100, TRUE),
+        ("lt", 100, FALSE),
+        ("lte", 100, TRUE),
+        ("lte", 100.0, TRUE),
+        ("gt", 10**400, TRUE),  # exact big-int comparison, no float overflow
+        ("gt", -(10**400), FALSE),
+        ("gt", float("nan"), UNKNOWN),  # NaN never reaches a comparison
+        ("lte", float("nan"), UNKNOWN),
+        ("lte", float("inf"), UNKNOWN),
+        ("gt", True, UNKNOWN),  # a boolean is not a number
+        ("gt", "101", UNKNOWN),  # neither is a string
+        ("gt", None, UNKNOWN),
+    ],
+)
+def test_numbers_at_the_limits(op: str, value: Any, expected: int) -> None:
+    assert run(op, 100, value) == expected
+
+
+def test_nan_inside_a_list_is_unknown_for_contains() -> None:
+    assert run("contains", 1, [float("nan"), 1]) == UNKNOWN
+
+
+def test_equals_keeps_booleans_apart_from_numbers() -> None:
+    assert run("equals", 1, True) == FALSE
+    assert run("equals", True, 1) == FALSE
+    assert run("equals", 1, 1.0) == TRUE
+    assert run("equals", "1", 1) == FALSE
+    assert run("equals", None, None) == TRUE
+    assert run("equals", "a", {"x": 1}) == UNKNOWN
+    assert run("in", [1, "a"], True) == FALSE
+    assert run("not_in", ["EUR"], "USD") == TRUE
+    assert run("not_in", ["EUR"], ["EUR"]) == UNKNOWN
+
+
+def test_string_and_list_operators() -> None:
+    assert run("prefix", "ab", "abc") == TRUE
+    assert run("prefix", "ab", 5) == UNKNOWN
+    assert run("contains", "b", "abc") == TRUE
+    assert run("contains", "x", ["x", "y"]) == TRUE
+    assert run("contains", "x", 3) == UNKNOWN
+    assert run("max_len", 3, "abc") == TRUE
+    assert run("max_len", 3, "abcd") == FALSE
+    assert run("max_items", 1, [1, 2]) == FALSE
+    assert run("max_items", 1, "ab") == UNKNOWN
+
+
+# ----------------------------------------------------------------- fields and logic
+
+
+def test_missing_field_is_unknown_unless_exists_says_otherwise() -> None:
+    missing = build_field_test("args.nope", [("equals", 1)])
+    assert missing.evaluate({}, CTX) == UNKNOWN
+    guarded = build_field_test("args.nope", [("exists", True), ("equals", 1)])
+    assert guarded.evaluate({}, CTX) == FALSE
+    absent = build_field_test("args.nope", [("exists", False)])
+    assert absent.evaluate({}, CTX) == TRUE
+    assert absent.evaluate({"nope": None}, CTX) == FALSE
+
+
+def test_context_and_nested_fields() -> None:
+    assert build_field_test("context.tenant", [("equals", "acme")]).evaluate({}, CTX) == TRUE
+    assert build_field_test("context.region", [("in", ["eu"])]).evaluate({}, CTX) == TRUE
+    assert (
+        build_field_test("context.conversation_id", [("equals", "x")]).evaluate({}, CTX) == UNKNOWN
+    )
+    nested = build_field_test("args.a.0.b", [("equals", 2)])
+    assert nested.evaluate({"a": [{"b": 2}]}, CTX) == TRUE
+    assert nested.evaluate({"a": []}, CTX) == UNKNOWN
+
+
+def _const(result: int) -> FieldTest:
+    # equals 1 on args.v: TRUE for 1, FALSE for 2, UNKNOWN when missing.
+    return build_field_test(f"args.k{result}", [("equals", 1)])
+
+
+ARGS = {f"k{TRUE}": 1, f"k{FALSE}": 2}
+
+
+@pytest.mark.parametrize("a", [TRUE, FALSE, UNKNOWN])
+@pytest.mark.parametrize("b", [TRUE, FALSE, UNKNOWN])
+def test_kleene_logic(a: int, b: int) -> None:
+    order = {FALSE: 0, UNKNOWN: 1, TRUE: 2}
+    value = {0: FALSE, 1: UNKNOWN, 2: TRUE}
+    assert AllNode([_const(a), _const(b)]).evaluate(ARGS, CTX) == value[min(order[a], order[b])]
+    assert AnyNode([_const(a), _const(b)]).evaluate(ARGS, CTX) == value[max(order[a], order[b])]
+    assert NotNode(_const(a)).evaluate(ARGS, CTX) == value[2 - order[a]]
+
+
+def test_explain_names_failed_conditions() -> None:
+    node = AllNode(
+        [
+            build_field_test("args.path", [("path_under", ["/w"])]),
+            build_field_test("args.size", [("lte", 10)]),
+        ]
+    )
+    result, failures = node.explain({"path": "/etc/x"}, CTX)
+    assert result == FALSE
+    assert failures == [
+        "args.path: path_under ['/w'] did not hold",
+        "args.size: missing (args.size {lte: 10})",
+    ]
