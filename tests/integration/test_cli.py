@@ -135,3 +135,44 @@ def test_impossible_sampling_values_are_refused_before_any_request(tool_file: Pa
     )  # fmt: skip
     assert result.returncode == 2
     assert "--temperature" in result.stderr
+
+
+POLICY_ROOT = ROOT / "policies"
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "status", "rule"),
+    [
+        ("calculate", '{"expression": "6*7"}', "ok", None),
+        ("read_file", '{"path": "../../etc/shadow"}', "denied", "deny-paths-outside-workspace"),
+        ("read_file", '{"path": "/etc/shadow"}', "denied", "deny-paths-outside-workspace"),
+        ("run_python", '{"code": "print(1)"}', "pending_approval", "approve-run-python"),
+    ],
+)
+def test_call_with_the_default_policy_prints_the_decision(
+    tmp_path: Path, tool: str, arguments: str, status: str, rule: str | None
+) -> None:
+    result = agentrt(
+        "call", "--module", "tools", "--tool", tool, "--args", arguments,
+        "--policy", str(POLICY_ROOT), "--tenant", "demo", "--sandbox", "inprocess",
+        "--approvals-db", str(tmp_path / "approvals.db"), "--audit-log", "none",
+    )  # fmt: skip
+    payload = json.loads(result.stdout)
+    assert payload["status"] == status, payload
+    assert result.returncode == (0 if status == "ok" else 1)
+    assert payload["decision"]["policy_sha256"]
+    if rule is not None:
+        assert rule in payload["decision"]["rule_ids"]
+    if status == "pending_approval":
+        assert payload["approval_id"]
+
+
+def test_a_broken_policy_directory_refuses_to_start(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("apiVersion: agentrt/v1\nkind: ToolPolicy\nrules: [\n")
+    result = agentrt(
+        "call", "--module", "tools", "--tool", "calculate", "--args", '{"expression": "1"}',
+        "--policy", str(tmp_path), "--sandbox", "inprocess",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "refusing to load policies" in result.stderr
+    assert result.stdout == ""
