@@ -17,22 +17,62 @@ from runtime.calls import (
 )
 from runtime.tools import Tool, ToolDefinitionError, ToolRegistry, tool
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # real types for type checkers; loaded on first use at run time
+    from runtime.agent import Agent, RunLimits, RunResult, RunStatus
+    from runtime.audit.chain import HashChainSink
+    from runtime.model.client import ModelError, OpenAICompatibleClient
+    from runtime.model.settings import SamplingSettings
+    from runtime.pipeline import CallOutcome, ToolCallPipeline
+    from runtime.policy.approvals import ApprovalStore
+    from runtime.policy.loader import load_policies
+    from runtime.sandbox.docker_executor import DockerExecutor
+    from runtime.sandbox.executor import InProcessExecutor
+    from runtime.sandbox.spec import SandboxSpec
 
 __all__ = [
+    "Agent",
+    "ApprovalStore",
     "CallContext",
+    "CallOutcome",
     "CallStatus",
+    "DockerExecutor",
     "ErrorInfo",
     "ExecutionResult",
+    "HashChainSink",
+    "InProcessExecutor",
+    "ModelError",
+    "OpenAICompatibleClient",
+    "RunLimits",
+    "RunResult",
+    "RunStatus",
+    "SamplingSettings",
+    "SandboxSpec",
     "Tool",
+    "ToolCallPipeline",
     "ToolCallRequest",
     "ToolDefinitionError",
     "ToolRegistry",
+    "load_policies",
     "tool",
 ]
 
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "Agent": "runtime.agent",
+    "RunLimits": "runtime.agent",
+    "RunResult": "runtime.agent",
+    "RunStatus": "runtime.agent",
+    "OpenAICompatibleClient": "runtime.model.client",
+    "SamplingSettings": "runtime.model.settings",
+    "ModelError": "runtime.model.client",
+    "ToolCallPipeline": "runtime.pipeline",
+    "CallOutcome": "runtime.pipeline",
+    "InProcessExecutor": "runtime.sandbox.executor",
+    "DockerExecutor": "runtime.sandbox.docker_executor",
+    "SandboxSpec": "runtime.sandbox.spec",
+    "HashChainSink": "runtime.audit.chain",
+    "load_policies": "runtime.policy.loader",
+    "ApprovalStore": "runtime.policy.approvals",
+}
 
 
 def __getattr__(name: str) -> Any:

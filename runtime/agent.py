@@ -410,7 +410,7 @@ class _RunState:
             "usage": self.usage.to_dict(),
             "failures": self.failures,
             "pending_call_ids": self.pending_call_ids,
-            "context": dataclasses.asdict(context),
+            "context": context.to_dict(),
         }
 
     @classmethod

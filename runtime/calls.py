@@ -66,6 +66,20 @@ class CallContext:
     run_id: str | None = None
     principal: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Capabilities the policy decision granted this call (e.g. "network"); set by
+    # the pipeline after the policy stage, read by the sandbox.
+    grants: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for persisting (approvals, paused runs); grants are never persisted."""
+        return {
+            "tenant": self.tenant,
+            "agent": self.agent,
+            "conversation_id": self.conversation_id,
+            "run_id": self.run_id,
+            "principal": self.principal,
+            "extra": dict(self.extra),
+        }
 
     def as_policy_context(self) -> dict[str, Any]:
         """Flatten into the `context.<name>` namespace policy conditions read."""

@@ -47,6 +47,10 @@ def prepare_workspace(root: Path) -> Path:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
+        path.chmod(0o644)
+    # The sandbox runs tools as an unprivileged user (65534): it must be able to read.
+    for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        directory.chmod(0o755)
     return root
 
 

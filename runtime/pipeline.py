@@ -268,7 +268,9 @@ class ToolCallPipeline:
                 ),
                 decision=decision,
             )
-        return await self.execute(call, context, base, decision)
+        return await self.execute(
+            call, dataclasses.replace(context, grants=frozenset(decision.grants)), base, decision
+        )
 
     async def execute(
         self,
@@ -426,7 +428,8 @@ class ToolCallPipeline:
                 error=ErrorInfo(type="denied", message=decision.reason or "denied by policy"),
                 decision=decision,
             )
-        return await self.execute(checked, context, base, decision)
+        granted = dataclasses.replace(context, grants=frozenset(decision.grants))
+        return await self.execute(checked, granted, base, decision)
 
 
 def _outcome_from_record(request: ToolCallRequest, record: ApprovalRecord) -> CallOutcome:

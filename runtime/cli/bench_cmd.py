@@ -34,6 +34,18 @@ def register(subparsers: Any) -> None:
     gate.add_argument("--json", action="store_true")
     gate.set_defaults(handler=_gate)
 
+    sandbox = kinds.add_parser(
+        "sandbox", help="docker run baseline vs warm pool (per call, per session)"
+    )
+    sandbox.add_argument("-n", type=int, default=40, help="timed calls per mode")
+    sandbox.add_argument("--pool-size", type=int, default=4)
+    sandbox.add_argument("--json", action="store_true")
+    sandbox.set_defaults(handler=_sandbox)
+
+    from runtime.cli.bench_audit import register as register_audit
+
+    register_audit(kinds)
+
 
 def _gate(args: argparse.Namespace) -> int:
     from runtime.bench.gate import bench_concurrent_runs, bench_gate_stages
@@ -79,4 +91,28 @@ def _gate(args: argparse.Namespace) -> int:
             f"({figures['gc_collections_without_freeze']} collections during the runs)"
         )
         print("meets floors" if figures["meets_floors"] else "BELOW FLOOR")
+    return 0 if figures["meets_floors"] else 1
+
+
+SANDBOX_FLOORS = {"per_call_p50_ms": 25.0, "per_session_p50_ms": 5.0, "speedup_vs_baseline": 20.0}
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from runtime.sandbox.bench import bench_sandbox
+
+    figures = asyncio.run(bench_sandbox(args.n, pool_size=args.pool_size))
+    speedup = figures["baseline_p50_ms"] / max(figures["per_call_p50_ms"], 1e-6)
+    figures["floors"] = SANDBOX_FLOORS
+    figures["meets_floors"] = (
+        figures["per_call_p50_ms"] <= SANDBOX_FLOORS["per_call_p50_ms"]
+        and figures["per_session_p50_ms"] <= SANDBOX_FLOORS["per_session_p50_ms"]
+        and speedup >= SANDBOX_FLOORS["speedup_vs_baseline"]
+        and figures["reused_containers"] == 0
+    )
+    if args.json:
+        print_json(figures)
+    else:
+        for key, value in figures.items():
+            if key not in ("floors",):
+                print(f"{key}: {value}")
     return 0 if figures["meets_floors"] else 1

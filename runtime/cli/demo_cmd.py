@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--tenant", default="demo")
     parser.add_argument("--agent", default="demo-agent")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    parser.set_defaults(handler=_handle, context=[], allow_unsandboxed=False)
+    parser.set_defaults(handler=_handle, context=[], allow_unsandboxed=False, workspace=None)
 
 
 @dataclasses.dataclass
@@ -135,10 +134,19 @@ async def _demo(args: argparse.Namespace) -> int:
     console = Console()
     workspace = Path(tempfile.mkdtemp(prefix="agentrt-demo-workspace-"))
     prepare_workspace(workspace)
-    os.environ["AGENTRT_WORKSPACE"] = str(workspace)
+    args.workspace = str(workspace)
     if args.policy is None and (DEFAULT_POLICY_DIR / "default.yaml").exists():
         args.policy = str(DEFAULT_POLICY_DIR)
-    stages = build_stages(args)
+    if args.sandbox in (None, "docker"):
+        from runtime.sandbox.docker_executor import probe_docker
+
+        problem = await asyncio.to_thread(probe_docker)
+        if problem is not None:
+            raise UsageError(
+                f"{problem.message}\n(scripts/demo.sh sets Docker up; or run the demo with "
+                f"--sandbox inprocess, which runs the built-in tools in this process)"
+            )
+    stages = build_stages(args, pool_size=3)
     settings = sampling_from_args(args)
 
     server: ScriptedServer | None = None
@@ -172,6 +180,10 @@ async def _demo(args: argparse.Namespace) -> int:
     )
     answers: list[dict[str, Any]] = []
     try:
+        prewarm = getattr(stages.executor, "prewarm", None)
+        if prewarm is not None:
+            console.print("[dim]warming sandbox containers…[/]")
+            await prewarm(stages.registry, wait=True)
         with live.live:
             for index, request in enumerate(DEMO_REQUESTS, start=1):
                 live.request = index
@@ -194,7 +206,17 @@ async def _demo(args: argparse.Namespace) -> int:
     for index, item in enumerate(answers, start=1):
         console.print(f"[bold]{index}. {item['request']}[/]  [dim]({item['status']})[/]")
         console.print(f"   {item['answer']}")
+    verified_ok = True
+    audit_path = getattr(stages.audit, "path", None)
+    if audit_path is not None:
+        from runtime.audit.verify import verify
+        from runtime.cli.audit_cmd import _print_verify
+
+        console.rule(f"agentrt audit verify {audit_path}")
+        report = await asyncio.to_thread(verify, [audit_path])
+        _print_verify(report)
+        verified_ok = report.ok
     if args.json:
-        print(json.dumps({"answers": answers}))
+        print(json.dumps({"answers": answers, "audit_ok": verified_ok}))
     completed = all(item["status"] == "completed" for item in answers)
-    return 0 if completed else 1
+    return 0 if completed and verified_ok else 1

@@ -18,7 +18,6 @@ from runtime.audit.sink import AuditSink
 from runtime.calls import CallContext
 from runtime.cli.policy_cmd import context_from_mapping
 from runtime.module_loader import ModuleLoadError, load_module
-from runtime.policy.decision import PolicyEngine
 from runtime.sandbox.executor import ToolExecutor
 from runtime.tools import ToolDefinitionError, ToolRegistry
 
@@ -70,7 +69,14 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         "--sandbox",
         choices=["docker", "inprocess"],
         default=None,
-        help="where tools run (default: docker when available, else inprocess)",
+        help="where tools run (default: docker; inprocess is for trusted tools only)",
+    )
+    parser.add_argument(
+        "--workspace",
+        metavar="DIR",
+        default=None,
+        help="host directory the file tools may read: mounted read-only at /workspace in "
+        "the sandbox (in-process: sets AGENTRT_WORKSPACE)",
     )
     parser.add_argument(
         "--allow-unsandboxed",
@@ -125,12 +131,35 @@ class Stages:
             self.approvals.close()
 
 
-def build_executor(kind: str | None, *, allow_unsandboxed: bool) -> ToolExecutor:
-    from runtime.sandbox.executor import InProcessExecutor
+def build_executor(
+    kind: str | None,
+    *,
+    allow_unsandboxed: bool,
+    pool_size: int = 0,
+    workspace: str | None = None,
+) -> ToolExecutor:
+    """Docker by default; in-process only when asked for (trusted tools).
 
-    if kind in (None, "inprocess"):
+    A Docker problem (daemon down, image missing) is not refused here: each
+    call then ends in `sandbox_error` with a message saying how to fix it.
+    """
+    if kind == "inprocess":
+        from runtime.sandbox.executor import InProcessExecutor
+
+        if workspace is not None:
+            os.environ["AGENTRT_WORKSPACE"] = str(Path(workspace).resolve())
         return InProcessExecutor(allow_sandbox_only=allow_unsandboxed)
-    raise UsageError(f"sandbox {kind!r} is not available in this build")
+    from runtime.sandbox.docker_executor import DockerExecutor
+    from runtime.sandbox.hardening import SandboxConfigError
+    from runtime.sandbox.spec import Mount
+
+    mounts = []
+    if workspace is not None:
+        mounts.append(Mount(source=str(Path(workspace).resolve()), target="/workspace"))
+    try:
+        return DockerExecutor(pool_size=pool_size, mounts=mounts)
+    except SandboxConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def build_policy(directory: str | None) -> PolicySet | None:
@@ -147,11 +176,27 @@ def build_policy(directory: str | None) -> PolicySet | None:
         raise UsageError(str(exc)) from None
 
 
-def build_audit(path: str | None, policy: PolicyEngine | None) -> AuditSink | None:
-    return None
+def build_audit(path: str | None, policy: PolicySet | None) -> AuditSink | None:
+    """The hash-chained audit log (default `.agentrt/audit/audit.jsonl`); 'none' disables it."""
+    if path is not None and path.lower() == "none":
+        return None
+    from runtime.audit.chain import HashChainSink, default_audit_log_path
+    from runtime.audit.sink import AuditWriteError
+
+    target = Path(path) if path else default_audit_log_path()
+    try:
+        return HashChainSink(target, redact_paths=policy.redact_paths if policy else ())
+    except AuditWriteError as exc:
+        raise UsageError(f"cannot open the audit log {target}: {exc}") from None
 
 
-def build_stages(args: argparse.Namespace) -> Stages:
+def build_stages(args: argparse.Namespace, *, pool_size: int = 0) -> Stages:
+    """Construct every stage from the command line.
+
+    Args:
+        pool_size: Warm sandbox containers per tool config: 0 for a one-shot
+            command, a few for agent runs.
+    """
     registry = load_registry(args.module)
     policy = build_policy(getattr(args, "policy", None))
     values = parse_context(getattr(args, "context", []))
@@ -161,7 +206,10 @@ def build_stages(args: argparse.Namespace) -> Stages:
     context = context_from_mapping(values)
     audit = build_audit(getattr(args, "audit_log", None), policy)
     executor = build_executor(
-        getattr(args, "sandbox", None), allow_unsandboxed=getattr(args, "allow_unsandboxed", False)
+        getattr(args, "sandbox", None),
+        allow_unsandboxed=getattr(args, "allow_unsandboxed", False),
+        pool_size=pool_size,
+        workspace=getattr(args, "workspace", None),
     )
     approvals = None
     if policy is not None and getattr(args, "approvals_db", None):

@@ -103,7 +103,7 @@ def _handle(args: argparse.Namespace) -> int:
             raise UsageError("--max-turns must be at least 1")
         if not args.prompt and not args.resume:
             raise UsageError("give a PROMPT, or --resume RUN_ID")
-        stages = build_stages(args)
+        stages = build_stages(args, pool_size=2)
     except UsageError as exc:
         return fail_usage(str(exc))
     return asyncio.run(_run(args, stages, settings))
@@ -129,6 +129,9 @@ async def _run(args: argparse.Namespace, stages: Any, settings: Any) -> int:
         approvals=stages.approvals,
     )
     try:
+        prewarm = getattr(stages.executor, "prewarm", None)
+        if prewarm is not None:
+            await prewarm(stages.registry)
         if args.resume:
             result = await agent.resume(args.resume)
         else:

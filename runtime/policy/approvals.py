@@ -313,7 +313,7 @@ class ApprovalStore:
                     call.call_id,
                     call.tool,
                     _dumps(dict(call.arguments)),
-                    _dumps(dataclasses.asdict(call.context)),
+                    _dumps(call.context.to_dict()),
                     _dumps(call.decision.to_dict()),
                     ApprovalStatus.PENDING.value,
                     now,

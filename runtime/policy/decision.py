@@ -24,6 +24,7 @@ class PolicyDecision:
             rule that did not hold (what the caller would have to change).
         policy_sha256: Digest of the policy set that decided.
         approval_timeout_s: How long a pending approval may wait.
+        grants: Sandbox capabilities the allowing rules grant (e.g. `network`).
     """
 
     decision: Effect
@@ -32,6 +33,7 @@ class PolicyDecision:
     failed_conditions: tuple[str, ...] = ()
     policy_sha256: str = ""
     approval_timeout_s: float | None = None
+    grants: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -47,6 +49,8 @@ class PolicyDecision:
         }
         if self.approval_timeout_s is not None:
             out["approval_timeout_s"] = self.approval_timeout_s
+        if self.grants:
+            out["grants"] = list(self.grants)
         return out
 
 

@@ -104,6 +104,7 @@ class _Rule:
     condition: Node | None
     reason: str | None
     timeout_s: float | None
+    grants: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,6 +156,7 @@ def _compile_file(policy: PolicyFile) -> _File:
             tools=tuple(rule.tools),
             condition=_compile(rule.when) if rule.when is not None else None,
             reason=rule.reason,
+            grants=tuple(sorted(set(rule.grants))),
             timeout_s=(
                 (rule.approval.timeout_s if rule.approval else 900.0)
                 if rule.effect == "require_approval"
@@ -455,8 +457,13 @@ class PolicySet:
             reason = (
                 f"approved by a human (rules {named})" if approved else f"allowed by rule {named}"
             )
+            grants = tuple(sorted({grant for rule in granted for grant in rule.grants}))
             decision = PolicyDecision(
-                decision="allow", rule_ids=ids, reason=reason, policy_sha256=self.sha256
+                decision="allow",
+                rule_ids=ids,
+                reason=reason,
+                policy_sha256=self.sha256,
+                grants=grants,
             )
             self._allow_cache[cache_key] = decision
         return decision

@@ -264,11 +264,16 @@ class Rule(_Model):
     approval: Approval | None = None
     reason: str | None = None  # extension: the sentence the model is shown
     description: str | None = None  # extension: for reviewers
+    # extension: sandbox capabilities this rule grants the calls it allows; a tool
+    # that asks for network (`@tool(sandbox={"network": True})`) gets it only then
+    grants: list[Literal["network"]] = []
 
     @model_validator(mode="after")
     def _approval_only_for_approval_rules(self) -> Rule:
         if self.approval is not None and self.effect != "require_approval":
             raise ValueError("`approval` is only valid on a rule with effect require_approval")
+        if self.grants and self.effect == "deny":
+            raise ValueError("`grants` is only valid on allow and require_approval rules")
         return self
 
 
