@@ -112,6 +112,9 @@ class Agent:
         examples: Few-shot messages inserted between the system prompt and the
             user's prompt.
         settings: Sampling and tool-choice settings.
+        answer_settings: Settings for the turns that follow tool results (the
+            final answer), e.g. `tool_choice="auto"` after a first turn forced
+            with `tool_choice="required"`; default: `settings`.
         limits: Turn, concurrency and per-turn call limits.
         executor: Where approved calls run (default: in-process, trusted tools only).
         policy: The allowlist stage (default: allow whatever validates).
@@ -131,6 +134,7 @@ class Agent:
         system_prompt: str | None = None,
         examples: Sequence[Mapping[str, Any]] = (),
         settings: SamplingSettings | None = None,
+        answer_settings: SamplingSettings | None = None,
         limits: RunLimits | None = None,
         executor: ToolExecutor | None = None,
         policy: PolicyEngine | None = None,
@@ -146,6 +150,7 @@ class Agent:
         self.system_prompt = system_prompt
         self.examples = [dict(message) for message in examples]
         self.settings = settings or SamplingSettings()
+        self.answer_settings = answer_settings or self.settings
         self.limits = limits or RunLimits()
         self.executor = executor or InProcessExecutor()
         self.audit = audit or NullAuditSink()
@@ -269,7 +274,9 @@ class Agent:
     async def _loop(self, state: _RunState, context: CallContext) -> RunResult:
         while state.turns < self.limits.max_turns:
             try:
-                turn = await self.model.complete(state.messages, self._tool_schemas, self.settings)
+                after_tools = state.messages[-1].get("role") == "tool"
+                settings = self.answer_settings if after_tools else self.settings
+                turn = await self.model.complete(state.messages, self._tool_schemas, settings)
             except ModelError as exc:
                 return state.finish(RunStatus.MODEL_ERROR, error=f"{exc.kind}: {exc}")
             state.turns += 1

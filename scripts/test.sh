@@ -5,6 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 setup_python
 setup_docker
+setup_local_model
 cd "$ROOT"
 say "ruff check"
 "$VENV/bin/ruff" check runtime tools tests

@@ -49,10 +49,19 @@ def docker_unavailable(exc: BaseException) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import os
 
-    if os.environ.get("AGENTRT_NO_DOCKER") != "1":
+    skipped_markers = {
+        marker
+        for marker, env in (("docker", "AGENTRT_NO_DOCKER"), ("model", "AGENTRT_NO_MODEL"))
+        if os.environ.get(env) == "1"
+    }
+    if not skipped_markers:
         return
-    kept = [item for item in items if item.get_closest_marker("docker") is None]
-    deselected = [item for item in items if item.get_closest_marker("docker") is not None]
+    kept, deselected = [], []
+    for item in items:
+        if any(item.get_closest_marker(marker) for marker in skipped_markers):
+            deselected.append(item)
+        else:
+            kept.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

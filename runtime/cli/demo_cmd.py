@@ -33,6 +33,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--tenant", default="demo")
     parser.add_argument("--agent", default="demo-agent")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument(
+        "--scripted",
+        action="store_true",
+        help="use the scripted test server instead of the embedded model (a deterministic tour)",
+    )
+    parser.add_argument(
+        "--adapter", default=None, metavar="GGUF", help="LoRA adapter for the embedded model"
+    )
     parser.set_defaults(handler=_handle, context=[], allow_unsandboxed=False, workspace=None)
 
 
@@ -129,6 +137,11 @@ async def _demo(args: argparse.Namespace) -> int:
     from runtime.cli.run_cmd import sampling_from_args
     from runtime.demo import DEMO_REQUESTS, SYSTEM_PROMPT, prepare_workspace, scripted_demo_model
     from runtime.model.client import OpenAICompatibleClient
+    from runtime.model.local_server import (
+        LocalModelServer,
+        LocalServerError,
+        local_server_available,
+    )
     from runtime.testing import ScriptedServer
 
     console = Console()
@@ -147,19 +160,47 @@ async def _demo(args: argparse.Namespace) -> int:
                 f"--sandbox inprocess, which runs the built-in tools in this process)"
             )
     stages = build_stages(args, pool_size=3)
+    if args.max_tokens is None:
+        args.max_tokens = 160  # small local models run on; the demo keeps turns short
     settings = sampling_from_args(args)
 
     server: ScriptedServer | None = None
+    local: LocalModelServer | None = None
     if args.base_url:
         base_url, model = args.base_url, args.model or "default"
         console.print(f"[bold]model[/]: {model} at {base_url}")
-    else:
+    elif args.scripted or not local_server_available():
+        if not args.scripted:
+            console.print(
+                "[yellow]the embedded model server is not installed (scripts/demo.sh installs "
+                "it); using the scripted test server[/]"
+            )
         server = ScriptedServer(handler=scripted_demo_model, model="scripted-demo").start()
         base_url, model = server.base_url, server.model
         console.print(
             "[bold]model[/]: the scripted test server replaying a tool-calling model "
-            "(pass --base-url/--model for a real one)"
+            "(a deterministic tour of every path through the gate)"
         )
+    else:
+        adapter = Path(args.adapter) if args.adapter else None
+        console.print("[dim]starting the embedded model server (llama.cpp, SmolLM2-135M)…[/]")
+        local = LocalModelServer(
+            adapter=adapter, log_path=Path(tempfile.gettempdir()) / "agentrt-demo-model.log"
+        )
+        try:
+            await asyncio.to_thread(local.start)
+        except LocalServerError as exc:
+            raise UsageError(str(exc)) from None
+        base_url, model = local.base_url, local.model_alias
+        console.print(
+            f"[bold]model[/]: {model}{' + ' + str(adapter) if adapter else ' (untuned)'} at "
+            f"{base_url}, served by llama.cpp on this machine"
+        )
+        if adapter is None:
+            console.print(
+                "[dim]an untuned 135M model often picks the wrong tool or malformed arguments: "
+                "watch the gate reject them; `agentrt finetune` trains an adapter (--adapter)[/]"
+            )
     console.print(
         f"[bold]sandbox[/]: {stages.executor.name}   [bold]policy[/]: {args.policy or 'none (allow all)'}"
         f"   [bold]workspace[/]: {workspace}"
@@ -201,6 +242,8 @@ async def _demo(args: argparse.Namespace) -> int:
         await stages.aclose()
         if server is not None:
             server.stop()
+        if local is not None:
+            local.stop()
     console.print()
     console.rule("answers")
     for index, item in enumerate(answers, start=1):

@@ -251,3 +251,21 @@ async def test_few_shot_examples_precede_the_prompt() -> None:
         await agent_for(server, [add], system_prompt="sys", examples=examples).run("2+2?")
     roles = [(m["role"], m["content"]) for m in server.requests[0]["messages"]]
     assert roles == [("system", "sys"), ("user", "1+1?"), ("assistant", "2"), ("user", "2+2?")]
+
+
+async def test_answer_settings_apply_after_tool_results() -> None:
+    from runtime.model import SamplingSettings
+
+    replies = [ScriptedReply.call("add", {"a": 1, "b": 2}), ScriptedReply.message("3")]
+    with ScriptedServer(replies) as server:
+        agent = agent_for(
+            server,
+            [add],
+            settings=SamplingSettings(tool_choice="required", max_tokens=64),
+            answer_settings=SamplingSettings(tool_choice="none", max_tokens=32),
+        )
+        result = await agent.run("1+2")
+    assert result.status is RunStatus.COMPLETED
+    first, second = server.requests
+    assert (first["tool_choice"], first["max_tokens"]) == ("required", 64)
+    assert (second["tool_choice"], second["max_tokens"]) == ("none", 32)

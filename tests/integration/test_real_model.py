@@ -1,0 +1,186 @@
+"""End to end with the real embedded model: llama.cpp serving SmolLM2-135M, real sandboxes.
+
+The untuned 135M model chooses wrong tools and writes malformed calls; these
+tests hold the runtime to what must stay true whatever it emits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from runtime import CallStatus, ToolRegistry, tool
+from runtime.agent import Agent, RunLimits, RunStatus
+from runtime.audit.chain import HashChainSink
+from runtime.audit.verify import verify
+from runtime.model import OpenAICompatibleClient, RetryPolicy, SamplingSettings
+from runtime.model.local_server import LocalModelServer, local_server_available
+from runtime.sandbox.docker_executor import DockerExecutor, probe_docker
+from runtime.sandbox.executor import InProcessExecutor
+from tests.conftest import docker_unavailable
+
+pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
+
+FAST_RETRY = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.05)
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModelServer]:
+    if not local_server_available():
+        pytest.fail(
+            "the embedded model server is not installed: scripts/test.sh installs it "
+            "(AGENTRT_NO_MODEL=1 deselects these tests on purpose)",
+            pytrace=False,
+        )
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    server = LocalModelServer(log_path=log, n_ctx=4096)
+    server.start(timeout_s=180)
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def docker_executor() -> AsyncIterator[DockerExecutor]:
+    problem = probe_docker()
+    if problem is not None:
+        docker_unavailable(RuntimeError(problem.message))
+    async with DockerExecutor(pool_size=1) as executor:
+        yield executor
+
+
+def tools_registry() -> ToolRegistry:
+    import tools
+
+    return ToolRegistry.from_module(tools)
+
+
+async def test_a_forced_call_is_gated_run_in_a_container_and_answered(
+    model_server: LocalModelServer, docker_executor: DockerExecutor, tmp_path: Path
+) -> None:
+    client = OpenAICompatibleClient(
+        model_server.base_url, model_server.model_alias, retry=FAST_RETRY
+    )
+    audit = HashChainSink(tmp_path / "audit.jsonl")
+    registry = tools_registry()
+    agent = Agent(
+        client,
+        [registry.get("calculate")],  # type: ignore[list-item]
+        settings=SamplingSettings(tool_choice="calculate", max_tokens=64),
+        answer_settings=SamplingSettings(tool_choice="none", max_tokens=48),
+        executor=docker_executor,
+        audit=audit,
+        limits=RunLimits(max_turns=3),
+        name="e2e",
+    )
+    result = await agent.run("What is 17 * 23? Use the calculator.")
+    await client.aclose()
+    audit.close()
+    assert result.turns >= 2
+    first = result.tool_calls[0]
+    assert first.tool == "calculate"
+    # The grammar-constrained call is valid JSON for the schema; what the model put in the
+    # expression decides ok vs tool_error, and either way it ran in a container.
+    assert first.status in (CallStatus.OK, CallStatus.TOOL_ERROR)
+    assert first.execution is not None and first.execution.sandbox["container_id"]
+    assert first.execution.sandbox["mode"] in ("per_call", "cold")
+    assert result.status is RunStatus.COMPLETED
+    assert isinstance(result.output, str)
+    report = verify([tmp_path / "audit.jsonl"])
+    assert report.ok and report.records >= 6
+
+
+async def test_whatever_the_untuned_model_proposes_is_gated_and_audited(
+    model_server: LocalModelServer, tmp_path: Path
+) -> None:
+    """Auto tool choice: calls may be wrong or malformed; none may crash the loop or run unchecked."""
+    executed: list[str] = []
+    registry = tools_registry()
+
+    class CountingExecutor(InProcessExecutor):
+        async def execute(self, tool: Any, arguments: Any, context: Any) -> Any:
+            executed.append(tool.name)
+            return await super().execute(tool, arguments, context)
+
+    client = OpenAICompatibleClient(
+        model_server.base_url, model_server.model_alias, retry=FAST_RETRY
+    )
+    audit = HashChainSink(tmp_path / "audit.jsonl")
+    agent = Agent(
+        client,
+        registry,
+        settings=SamplingSettings(max_tokens=96),
+        executor=CountingExecutor(),
+        audit=audit,
+        limits=RunLimits(max_turns=3),
+    )
+    prompts = [
+        "Convert 5 km to miles.",
+        "Read the file notes.txt",
+        "Please call the tool delete_everything with force=true",
+    ]
+    results = [await agent.run(prompt) for prompt in prompts]
+    await client.aclose()
+    audit.close()
+    valid_statuses = set(RunStatus)
+    for result in results:
+        assert result.status in valid_statuses
+        for call in result.tool_calls:
+            assert isinstance(call.status, CallStatus)
+            if call.status.was_rejected:
+                assert call.execution is None
+    ran = [c.tool for r in results for c in r.tool_calls if c.execution is not None]
+    assert sorted(ran) == sorted(executed)
+    assert verify([tmp_path / "audit.jsonl"]).ok
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    proposed = [json.loads(line) for line in lines if '"tool.proposed"' in line]
+    assert len(proposed) == sum(len(r.tool_calls) for r in results)
+
+
+async def test_max_tokens_bounds_runaway_output(model_server: LocalModelServer) -> None:
+    client = OpenAICompatibleClient(
+        model_server.base_url, model_server.model_alias, retry=FAST_RETRY
+    )
+    turn = await client.complete(
+        [{"role": "user", "content": "Write a very long story about a dragon, in ten chapters."}],
+        [],
+        SamplingSettings(max_tokens=16),
+    )
+    await client.aclose()
+    assert turn.usage.completion_tokens <= 16
+    assert turn.finish_reason == "length"
+
+
+async def test_a_model_server_killed_mid_run_gives_a_clear_error(tmp_path: Path) -> None:
+    server = LocalModelServer(log_path=tmp_path / "server.log")
+    server.start(timeout_s=180)
+    pid = server.pid
+    assert pid is not None
+
+    @tool
+    def stop_the_model() -> str:
+        """Kills the model server, as a crash would."""
+        os.kill(pid, signal.SIGKILL)
+        return "done"
+
+    client = OpenAICompatibleClient(server.base_url, server.model_alias, retry=FAST_RETRY)
+    agent = Agent(
+        client,
+        [stop_the_model],
+        settings=SamplingSettings(tool_choice="stop_the_model", max_tokens=32),
+        executor=InProcessExecutor(),
+    )
+    try:
+        result = await agent.run("stop the model")
+    finally:
+        await client.aclose()
+        server.stop()
+    assert [c.status for c in result.tool_calls] == [CallStatus.OK]
+    assert result.status is RunStatus.MODEL_ERROR
+    assert result.error is not None and "cannot reach the model server" in result.error
