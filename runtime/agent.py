@@ -17,6 +17,7 @@ from typing import Any
 from runtime.arguments import ArgumentLimits
 from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
 from runtime.calls import CallContext, CallStatus
+from runtime.model import compat
 from runtime.model.client import ModelClient, ModelError, ModelTurn, Usage
 from runtime.model.settings import SamplingSettings
 from runtime.pipeline import CallOutcome, Observer, ToolCallPipeline
@@ -165,7 +166,7 @@ class Agent:
             model_name=model.model,
             observer=observer,
         )
-        self._tool_schemas = self.registry.openai_schemas()
+        self._tool_schemas = compat.model_facing_tools(self.registry.openai_schemas())
 
     def _opening(self, prompt: str) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []

@@ -14,9 +14,9 @@ from runtime.testing import ScriptedServer
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def load_captures(name: str) -> list[dict[str, Any]]:
-    """Real vLLM request/response pairs recorded on a GPU host (see fixtures/)."""
-    with (FIXTURES / "vllm_captures.jsonl").open() as handle:
+def load_captures(name: str, file: str = "vllm_captures.jsonl") -> list[dict[str, Any]]:
+    """Real server request/response pairs: vLLM on a GPU host, llama.cpp on this machine."""
+    with (FIXTURES / file).open() as handle:
         rows = [json.loads(line) for line in handle]
     found = [row for row in rows if row["name"] == name]
     assert found, f"no capture named {name}"

@@ -211,6 +211,14 @@ class OpenAICompatibleClient:
                     retryable=True,
                     attempts=attempts,
                 )
+            if status >= 500 and "validation error" in message:
+                # llama.cpp's server answers 500 for a request it cannot parse: not transient
+                return ModelError(
+                    "bad_request",
+                    f"{where} rejected the request: {message}",
+                    retryable=False,
+                    attempts=attempts,
+                )
             if status >= 500:
                 return ModelError(
                     "server_error",

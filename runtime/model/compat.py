@@ -8,6 +8,10 @@
   answers 400 (and drops the connection) when one does not parse;
   `repair_history` sends such arguments back as `{}`.
 - The llama.cpp server rejects an assistant message whose `content` is null.
+- llama.cpp compiles `tools` schemas into a sampling grammar that explodes (and
+  crashes the server) on large length bounds such as `maxLength: 4096`;
+  `model_facing_tools` drops such bounds from what the model sees. The gate
+  still validates against the full schema.
 - Error bodies are `{"error": {"message", "type", "param", "code"}}` on vLLM,
   sometimes a bare string elsewhere: `error_message` reads both.
 """
@@ -29,6 +33,29 @@ _NAME_RE = re.compile(r'"name"\s*:\s*"([^"\\]{1,128})"')
 _ARGS_RE = re.compile(r'"(?:arguments|parameters)"\s*:\s*(\{.*\})\s*\}\s*$', re.DOTALL)
 _ARGS_OPEN_RE = re.compile(r'"(?:arguments|parameters)"\s*:\s*(\{.*)$', re.DOTALL)
 _FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call"}
+
+
+# Length and count bounds above this are dropped from the schemas sent to the
+# model; the gate enforces them anyway.
+_MODEL_BOUND_LIMIT = 64
+_BOUND_KEYS = ("maxLength", "minLength", "maxItems", "minItems", "maxProperties")
+
+
+def model_facing_tools(tools: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The `tools` array as sent to a model server, without grammar-hostile bounds."""
+    return [_relax(tool) for tool in tools]
+
+
+def _relax(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {
+            key: _relax(value)
+            for key, value in node.items()
+            if not (key in _BOUND_KEYS and isinstance(value, int) and value > _MODEL_BOUND_LIMIT)
+        }
+    if isinstance(node, list):
+        return [_relax(item) for item in node]
+    return node
 
 
 def new_call_id() -> str:

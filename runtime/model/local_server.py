@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import IO
 
 BUNDLED_MODEL_NAME = "smollm2-135m"
-# llama-cpp-python's chat handler that renders `tools` into the prompt and
-# parses the model's function calls; SmolLM2's own template ignores `tools`.
-DEFAULT_CHAT_FORMAT = "chatml-function-calling"
+# Our tool chat format (see llama_server_main): tools rendered into the prompt,
+# calls written as <tool_call> text; SmolLM2's own template ignores `tools`.
+DEFAULT_CHAT_FORMAT = "agentrt-tools"
 
 
 class LocalServerError(RuntimeError):
@@ -110,7 +110,7 @@ class LocalModelServer:
     def command(self) -> list[str]:
         model = self.model_path or bundled_model_path()
         command = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "runtime.model.llama_server_main",
             "--model", str(model),
             "--model_alias", self.model_alias,
             "--host", "127.0.0.1",

@@ -171,3 +171,55 @@ async def test_real_vllm_streams_accumulate_by_index(name: str) -> None:
     assert turn.finish_reason == "tool_calls"
     asked_for_usage = capture["request"].get("stream_options", {}).get("include_usage", False)
     assert (turn.usage.total_tokens > 0) == asked_for_usage
+
+
+LLAMA = "llamacpp_captures.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("name", "tool", "finish"),
+    [
+        ("llamacpp-named", "convert_units", "tool_calls"),
+        ("llamacpp-auto-call", "calculate", "tool_calls"),
+        ("llamacpp-auto-text", None, "length"),
+        ("llamacpp-length", None, "length"),
+    ],
+)
+async def test_real_llama_cpp_replies(name: str, tool: str | None, finish: str) -> None:
+    capture = load_captures(name, LLAMA)[0]
+    with ScriptedServer([ScriptedReply.captured(body=capture["response"])]) as server:
+        client = client_for(server)
+        turn = await client.complete(USER, [], SamplingSettings())
+        await client.aclose()
+    assert turn.finish_reason == finish
+    assert [c.name for c in turn.tool_calls] == ([tool] if tool else [])
+    if tool:
+        # llama.cpp's ids look like `call__0_<name>_cmpl-…`, not vLLM's `chatcmpl-tool-…`
+        assert turn.tool_calls[0].id.startswith("call__0_")
+
+
+async def test_llama_cpp_call_with_a_raw_newline_in_a_string_is_rejected_by_the_gate() -> None:
+    import tools
+    from runtime import ToolRegistry
+    from runtime.arguments import ArgumentGate, Rejection
+
+    capture = load_captures("llamacpp-auto-call", LLAMA)[0]
+    with ScriptedServer([ScriptedReply.captured(body=capture["response"])]) as server:
+        client = client_for(server)
+        turn = await client.complete(USER, [], SamplingSettings())
+        await client.aclose()
+    outcome = ArgumentGate(ToolRegistry.from_module(tools)).check(turn.tool_calls[0])
+    assert isinstance(outcome, Rejection)
+    assert "Invalid control character" in outcome.error.message
+
+
+async def test_llama_cpp_500_for_an_invalid_request_is_not_retried() -> None:
+    capture = load_captures("llamacpp-null-content", LLAMA)[0]
+    reply = ScriptedReply.captured(status=500, body=capture["response"])
+    with ScriptedServer([reply, reply, reply]) as server:
+        client = client_for(server)
+        with pytest.raises(ModelError) as caught:
+            await client.complete(USER, [], SamplingSettings())
+        await client.aclose()
+    assert caught.value.kind == "bad_request"
+    assert len(server.requests) == 1

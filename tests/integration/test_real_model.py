@@ -61,39 +61,55 @@ def tools_registry() -> ToolRegistry:
     return ToolRegistry.from_module(tools)
 
 
+E2E_TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "e2e_tools.py"
+
+
 async def test_a_forced_call_is_gated_run_in_a_container_and_answered(
     model_server: LocalModelServer, docker_executor: DockerExecutor, tmp_path: Path
 ) -> None:
+    from runtime.module_loader import load_module
+
     client = OpenAICompatibleClient(
         model_server.base_url, model_server.model_alias, retry=FAST_RETRY
     )
     audit = HashChainSink(tmp_path / "audit.jsonl")
-    registry = tools_registry()
     agent = Agent(
         client,
-        [registry.get("calculate")],  # type: ignore[list-item]
-        settings=SamplingSettings(tool_choice="calculate", max_tokens=64),
-        answer_settings=SamplingSettings(tool_choice="none", max_tokens=48),
+        ToolRegistry.from_module(load_module(str(E2E_TOOLS))),
+        # llama.cpp constrains a named call with a grammar from the schema: valid and short
+        settings=SamplingSettings(tool_choice="ping", max_tokens=24),
+        answer_settings=SamplingSettings(tool_choice="none", max_tokens=24),
         executor=docker_executor,
         audit=audit,
         limits=RunLimits(max_turns=3),
         name="e2e",
     )
-    result = await agent.run("What is 17 * 23? Use the calculator.")
+    result = await agent.run("Send a ping.")
     await client.aclose()
     audit.close()
-    assert result.turns >= 2
-    first = result.tool_calls[0]
-    assert first.tool == "calculate"
-    # The grammar-constrained call is valid JSON for the schema; what the model put in the
-    # expression decides ok vs tool_error, and either way it ran in a container.
-    assert first.status in (CallStatus.OK, CallStatus.TOOL_ERROR)
-    assert first.execution is not None and first.execution.sandbox["container_id"]
-    assert first.execution.sandbox["mode"] in ("per_call", "cold")
-    assert result.status is RunStatus.COMPLETED
-    assert isinstance(result.output, str)
+    assert result.status is RunStatus.COMPLETED, result.error
+    call = result.tool_calls[0]
+    assert call.tool == "ping"
+    assert call.status is CallStatus.OK, call.error
+    assert call.result in ("ping", "pong")
+    assert call.execution is not None and len(call.execution.sandbox["container_id"]) == 64
+    assert call.execution.sandbox["mode"] in ("per_call", "cold")
+    tool_message = next(m for m in result.messages if m["role"] == "tool")
+    assert json.loads(tool_message["content"]) == call.result
+    assert result.turns == 2
     report = verify([tmp_path / "audit.jsonl"])
     assert report.ok and report.records >= 6
+    events = [
+        json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()
+    ]
+    for step in (
+        "tool.proposed",
+        "tool.validated",
+        "policy.decided",
+        "execution.started",
+        "execution.finished",
+    ):
+        assert step in events
 
 
 async def test_whatever_the_untuned_model_proposes_is_gated_and_audited(
@@ -115,17 +131,21 @@ async def test_whatever_the_untuned_model_proposes_is_gated_and_audited(
     agent = Agent(
         client,
         registry,
-        settings=SamplingSettings(max_tokens=96),
+        settings=SamplingSettings(max_tokens=48),
         executor=CountingExecutor(),
         audit=audit,
-        limits=RunLimits(max_turns=3),
+        limits=RunLimits(max_turns=2),
     )
     prompts = [
-        "Convert 5 km to miles.",
         "Read the file notes.txt",
         "Please call the tool delete_everything with force=true",
     ]
     results = [await agent.run(prompt) for prompt in prompts]
+    # A forced call with a free-form string and a tight token budget: the model's JSON is
+    # often cut short, and the gate must reject it, tell the model, and record it.
+    agent.settings = SamplingSettings(tool_choice="calculate", max_tokens=16)
+    agent.answer_settings = SamplingSettings(tool_choice="none", max_tokens=16)
+    results.append(await agent.run("What is 17 * 23?"))
     await client.aclose()
     audit.close()
     valid_statuses = set(RunStatus)

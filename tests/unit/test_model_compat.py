@@ -124,3 +124,26 @@ def test_impossible_sampling_values_are_rejected() -> None:
     ):
         with pytest.raises(pydantic.ValidationError):
             SamplingSettings(**bad)
+
+
+def test_model_facing_tools_drop_grammar_hostile_bounds_only() -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "read_file",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "path": {"type": "string", "maxLength": 4096, "minLength": 1},
+                        "tags": {"type": "array", "maxItems": 8},
+                    },
+                },
+            },
+        }
+    ]
+    relaxed = compat.model_facing_tools(tools)
+    props = relaxed[0]["function"]["parameters"]["properties"]
+    assert props["path"] == {"type": "string", "minLength": 1}
+    assert props["tags"] == {"type": "array", "maxItems": 8}
+    assert tools[0]["function"]["parameters"]["properties"]["path"]["maxLength"] == 4096
