@@ -117,7 +117,9 @@ async def test_whatever_the_untuned_model_proposes_is_gated_and_audited(
 ) -> None:
     """Auto tool choice: calls may be wrong or malformed; none may crash the loop or run unchecked."""
     executed: list[str] = []
-    registry = tools_registry()
+    full = tools_registry()
+    # Two tools keep the prompt short (each schema costs prompt tokens on 2 CPU cores).
+    registry = ToolRegistry([full.get("read_file"), full.get("calculate")])  # type: ignore[list-item]
 
     class CountingExecutor(InProcessExecutor):
         async def execute(self, tool: Any, arguments: Any, context: Any) -> Any:
@@ -131,7 +133,7 @@ async def test_whatever_the_untuned_model_proposes_is_gated_and_audited(
     agent = Agent(
         client,
         registry,
-        settings=SamplingSettings(max_tokens=48),
+        settings=SamplingSettings(max_tokens=32),
         executor=CountingExecutor(),
         audit=audit,
         limits=RunLimits(max_turns=2),
