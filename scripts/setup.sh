@@ -65,8 +65,8 @@ setup_docker() {
   fi
   if "$VENV/bin/agentrt" sandbox --help >/dev/null 2>&1; then
     command -v mmdebstrap >/dev/null || apt_install mmdebstrap || true
-    say "making sure the sandbox image exists (agentrt sandbox build-image)"
-    "$VENV/bin/agentrt" sandbox build-image --if-missing
+    say "building the sandbox image (agentrt sandbox build-image; cached layers make a rebuild seconds)"
+    "$VENV/bin/agentrt" sandbox build-image
   fi
 }
 
