@@ -42,6 +42,16 @@ def register(subparsers: Any) -> None:
     sandbox.add_argument("--json", action="store_true")
     sandbox.set_defaults(handler=_sandbox)
 
+    model = kinds.add_parser(
+        "model", help="embedded model: turn latency, tokens/s, the runtime's share of a turn"
+    )
+    model.add_argument("--module", "-m", default="tools")
+    model.add_argument("--rounds", type=int, default=2)
+    model.add_argument("--max-tokens", type=int, default=64)
+    model.add_argument("--adapter", default=None, help="GGUF LoRA adapter")
+    model.add_argument("--json", action="store_true")
+    model.set_defaults(handler=_model)
+
     from runtime.cli.bench_audit import register as register_audit
 
     register_audit(kinds)
@@ -115,4 +125,30 @@ def _sandbox(args: argparse.Namespace) -> int:
         for key, value in figures.items():
             if key not in ("floors",):
                 print(f"{key}: {value}")
+    return 0 if figures["meets_floors"] else 1
+
+
+MODEL_SHARE_FLOOR_PCT = 2.0
+
+
+def _model(args: argparse.Namespace) -> int:
+    from runtime.bench.model import bench_model
+    from runtime.model.local_server import LocalServerError
+
+    try:
+        registry = load_registry(args.module)
+        figures = asyncio.run(
+            bench_model(
+                registry, rounds=args.rounds, max_tokens=args.max_tokens, adapter=args.adapter
+            )
+        )
+    except (UsageError, LocalServerError) as exc:
+        return fail_usage(str(exc))
+    figures["floor_runtime_share_pct"] = MODEL_SHARE_FLOOR_PCT
+    figures["meets_floors"] = figures["runtime_share_p50_pct"] < MODEL_SHARE_FLOOR_PCT
+    if args.json:
+        print_json(figures)
+    else:
+        for key, value in figures.items():
+            print(f"{key}: {value}")
     return 0 if figures["meets_floors"] else 1

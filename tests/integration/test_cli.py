@@ -176,3 +176,17 @@ def test_a_broken_policy_directory_refuses_to_start(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "refusing to load policies" in result.stderr
     assert result.stdout == ""
+
+
+def test_bench_gate_json_has_the_documented_keys() -> None:
+    result = agentrt(
+        "bench", "gate", "--runs", "10", "--iterations", "300", "--policy", str(POLICY_ROOT),
+        "--audit", "--json",
+    )  # fmt: skip
+    payload = json.loads(result.stdout)
+    for key in ("gate_p50_us", "gate_p95_us", "loop_lag_p99_ms", "runs", "errors"):
+        assert key in payload, key
+    assert payload["runs"] == 10 and payload["errors"] == 0
+    assert payload["stages"] == ["parse", "validate", "policy", "audit"]
+    # exit code says whether the floors were met; the figures are the benchmark's business
+    assert result.returncode == (0 if payload["meets_floors"] else 1)
