@@ -65,3 +65,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def no_sandbox_container_survives() -> Iterator[None]:
+    """After the suite, `docker ps -a` shows none of this process's sandbox containers."""
+    import docker
+
+    from runtime.sandbox.hardening import LABEL_OWNER, default_image
+    from runtime.sandbox.reaper import owner_id
+
+    try:
+        client = docker.from_env(version="auto")
+        client.images.get(default_image())
+    except Exception as exc:
+        docker_unavailable(exc)
+    yield
+    left = client.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={owner_id()}"})
+    client.close()
+    assert not left, f"containers leaked: {[c.name for c in left]}"

@@ -25,10 +25,8 @@ import pytest
 import pytest_asyncio
 
 from runtime.calls import CallContext, CallStatus, ExecutionResult
-from runtime.sandbox.hardening import LABEL_OWNER, default_image, runtime_dir
-from runtime.sandbox.reaper import owner_id
+from runtime.sandbox.hardening import runtime_dir
 from runtime.sandbox.worker import EXIT_OUTPUT
-from tests.conftest import docker_unavailable
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
 
@@ -232,18 +230,9 @@ def _docker() -> Any:
     return docker.from_env(version="auto")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_sandbox_container_survives() -> Iterator[None]:
-    """After the suite, `docker ps -a` shows none of this process's sandbox containers."""
-    try:
-        client = _docker()
-        client.images.get(default_image())
-    except Exception as exc:
-        docker_unavailable(exc)
-    yield
-    left = client.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={owner_id()}"})
-    client.close()
-    assert not left, f"containers leaked: {[c.name for c in left]}"
+@pytest.fixture(scope="module", autouse=True)
+def _no_leaks(no_sandbox_container_survives: None) -> None:
+    """Every test here runs under the suite-wide leak check."""
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import importlib.util
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,7 +22,6 @@ import pytest_asyncio
 from runtime.calls import CallContext, CallStatus
 from runtime.sandbox.hardening import LABEL_EXECUTOR, LABEL_OWNER, default_image
 from runtime.sandbox.reaper import owner_id
-from tests.conftest import docker_unavailable
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
 
@@ -187,18 +186,9 @@ def _docker() -> Any:
     return docker.from_env(version="auto")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_container_survives_the_suite() -> Iterator[None]:
-    """After the suite, no container owned by this process remains, in any state."""
-    try:
-        client = _docker()
-        client.images.get(default_image())
-    except Exception as exc:
-        docker_unavailable(exc)
-    yield
-    left = client.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={owner_id()}"})
-    client.close()
-    assert not left, f"containers leaked: {[c.name for c in left]}"
+@pytest.fixture(scope="module", autouse=True)
+def _no_leaks(no_sandbox_container_survives: None) -> None:
+    """Every test here runs under the suite-wide leak check."""
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,11 @@ from runtime.policy.ratelimit import InMemoryRateLimitStore
 from runtime.sandbox.docker_executor import DockerExecutor, probe_docker
 from tests.conftest import docker_unavailable
 
-pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.usefixtures("no_sandbox_container_survives"),
+]
 
 TOOLS = textwrap.dedent(
     '''
