@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from runtime.cli.gate_options import (
@@ -16,6 +17,7 @@ from runtime.cli.gate_options import (
     print_json,
 )
 
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 GATE_FLOORS = {"gate_p50_us": 100.0, "loop_lag_p99_ms": 20.0}
 
 
@@ -25,9 +27,17 @@ def register(subparsers: Any) -> None:
 
     gate = kinds.add_parser("gate", help="gate cost per call and event-loop lag under 100 runs")
     gate.add_argument("--module", "-m", default="tools", help="tool module (default: tools)")
-    gate.add_argument("--policy", metavar="DIR", default=None, help="include the policy stage")
     gate.add_argument(
-        "--audit", action="store_true", help="include the audit append (batched fsync, temp file)"
+        "--policy",
+        metavar="DIR",
+        default=str(DEFAULT_POLICY_DIR) if DEFAULT_POLICY_DIR.is_dir() else None,
+        help="policy stage from DIR (default: the shipped policies/); 'none' leaves it out",
+    )
+    gate.add_argument(
+        "--audit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include the audit append (batched fsync, to a temp file; default on)",
     )
     gate.add_argument("--runs", type=int, default=100)
     gate.add_argument("--iterations", type=int, default=20_000)
@@ -62,7 +72,7 @@ def _gate(args: argparse.Namespace) -> int:
 
     try:
         registry = load_registry(args.module)
-        policy = build_policy(args.policy)
+        policy = build_policy(None if args.policy in (None, "none") else args.policy)
     except UsageError as exc:
         return fail_usage(str(exc))
     with tempfile.TemporaryDirectory(prefix="agentrt-bench-") as workdir:
