@@ -125,6 +125,10 @@ class Agent:
         observer: Called at each stage of each call, for live displays.
         approvals: Where calls that need a human are persisted; without it a
             run that hits `require_approval` stops and cannot be resumed.
+        audit_conversation: Also record the user's request (`agentrt.prompt`
+            on `run.started`) and the final answer (`agentrt.output` on
+            `run.finished`); the sink still redacts secret-looking values.
+            `agentrt dataset export` needs them. Off by default.
     """
 
     def __init__(
@@ -144,8 +148,10 @@ class Agent:
         argument_limits: ArgumentLimits = ArgumentLimits(),
         observer: Observer | None = None,
         approvals: ApprovalStore | None = None,
+        audit_conversation: bool = False,
     ) -> None:
         self.model = model
+        self.audit_conversation = audit_conversation
         self.approvals = approvals
         self.registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.system_prompt = system_prompt
@@ -237,33 +243,36 @@ class Agent:
         # From here on a second resume must not replay the conversation; a crash
         # before this line resumes again safely (claimed calls are never re-run).
         self.approvals.save_run_state(run_id, {**saved, "resumed": True})
-        return await self._drive(state, call_context)
+        return await self._drive(state, call_context, event="run.resumed")
 
-    async def _drive(self, state: _RunState, call_context: CallContext) -> RunResult:
+    async def _drive(
+        self, state: _RunState, call_context: CallContext, *, event: str = "run.started"
+    ) -> RunResult:
         run_id = state.run_id
         try:
-            self.audit.write(
-                "run.started",
-                {
-                    "gen_ai.agent.name": self.name,
-                    "gen_ai.conversation.id": call_context.conversation_id,
-                    "gen_ai.request.model": self.model.model,
-                    "agentrt.run_id": run_id,
-                    **({"agentrt.tenant": call_context.tenant} if call_context.tenant else {}),
-                },
-            )
+            started: dict[str, Any] = {
+                "gen_ai.agent.name": self.name,
+                "gen_ai.conversation.id": call_context.conversation_id,
+                "gen_ai.request.model": self.model.model,
+                "agentrt.run_id": run_id,
+            }
+            if call_context.tenant:
+                started["agentrt.tenant"] = call_context.tenant
+            if self.audit_conversation and event == "run.started":
+                started["agentrt.prompt"] = state.messages[-1]["content"]
+            self.audit.write(event, started)
             result = await self._loop(state, call_context)
-            self.audit.write(
-                "run.finished",
-                {
-                    "gen_ai.agent.name": self.name,
-                    "gen_ai.conversation.id": call_context.conversation_id,
-                    "agentrt.run_id": run_id,
-                    "agentrt.status": result.status.value,
-                    "gen_ai.usage.input_tokens": result.usage.prompt_tokens,
-                    "gen_ai.usage.output_tokens": result.usage.completion_tokens,
-                },
-            )
+            finished: dict[str, Any] = {
+                "gen_ai.agent.name": self.name,
+                "gen_ai.conversation.id": call_context.conversation_id,
+                "agentrt.run_id": run_id,
+                "agentrt.status": result.status.value,
+                "gen_ai.usage.input_tokens": result.usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": result.usage.completion_tokens,
+            }
+            if self.audit_conversation:
+                finished["agentrt.output"] = result.output
+            self.audit.write("run.finished", finished)
             return result
         except AuditWriteError as exc:
             return state.finish(

@@ -84,6 +84,11 @@ def register(subparsers: Any) -> None:
     add_gate_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
+        "--audit-conversation",
+        action="store_true",
+        help="also record the request and the final answer in the audit log (for dataset export)",
+    )
+    parser.add_argument(
         "--resume",
         metavar="RUN_ID",
         help="continue a run that stopped for approvals, once they are decided",
@@ -127,6 +132,7 @@ async def _run(args: argparse.Namespace, stages: Any, settings: Any) -> int:
         audit=stages.audit,
         name=stages.context.agent or "agentrt-run",
         approvals=stages.approvals,
+        audit_conversation=args.audit_conversation,
     )
     try:
         prewarm = getattr(stages.executor, "prewarm", None)

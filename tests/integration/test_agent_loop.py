@@ -269,3 +269,24 @@ async def test_answer_settings_apply_after_tool_results() -> None:
     first, second = server.requests
     assert (first["tool_choice"], first["max_tokens"]) == ("required", 64)
     assert (second["tool_choice"], second["max_tokens"]) == ("none", 32)
+
+
+async def test_audit_conversation_records_request_and_answer_redacted(tmp_path: Any) -> None:
+    from runtime.audit.chain import HashChainSink
+    from runtime.audit.verify import verify
+
+    secret = "sk-" + "a1B2" * 10
+    replies = [ScriptedReply.call("add", {"a": 2, "b": 3}), ScriptedReply.message("it is 5")]
+    sink = HashChainSink(tmp_path / "audit.jsonl")
+    with ScriptedServer(replies) as server:
+        agent = agent_for(server, [add], audit=sink, audit_conversation=True)
+        await agent.run(f"what is 2+3? my key is {secret}")
+    sink.close()
+    raw = (tmp_path / "audit.jsonl").read_text()
+    records = [json.loads(line) for line in raw.splitlines()]
+    started = next(r for r in records if r["event"] == "run.started")
+    finished = next(r for r in records if r["event"] == "run.finished")
+    assert started["fields"]["agentrt.prompt"].startswith("what is 2+3?")
+    assert finished["fields"]["agentrt.output"] == "it is 5"
+    assert secret not in raw
+    assert verify([tmp_path / "audit.jsonl"]).ok
