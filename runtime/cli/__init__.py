@@ -24,6 +24,9 @@ _COMMANDS = (
     "policy",
     "approvals",
     "audit",
+    "dataset",
+    "finetune",
+    "eval",
 )
 
 

@@ -1,0 +1,159 @@
+"""`agentrt dataset synth|export|curate`: build and clean fine-tuning data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "dataset",
+        help="build fine-tuning data: synthesise, export from audit logs, curate",
+        description="Build fine-tuning data in the OpenAI format (messages + tools).",
+    )
+    commands = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+
+    synth = commands.add_parser("synth", help="synthesise examples for every tool of a module")
+    synth.add_argument("--module", required=True, help="tool module: dotted name or .py path")
+    synth.add_argument("--out", required=True, type=Path, help="JSON-lines file to write")
+    synth.add_argument("--per-tool", type=int, default=40, help="single-call examples per tool")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--trajectory-ratio", type=float, default=0.35,
+                       help="trajectories per tool, as a share of --per-tool")  # fmt: skip
+    synth.add_argument("--parallel-ratio", type=float, default=0.12,
+                       help="two-call examples, as a share of single-call ones")  # fmt: skip
+    synth.add_argument("--no-tool-share", type=float, default=0.22,
+                       help="share of examples that need no call")  # fmt: skip
+    synth.add_argument(
+        "--phrasebook", type=Path, help="JSON phrasings (see runtime.finetune.phrasebook)"
+    )
+    synth.add_argument(
+        "--no-metadata", action="store_true", help="plain OpenAI format, no `metadata`"
+    )
+    synth.set_defaults(handler=_synth)
+
+    export = commands.add_parser("export", help="turn audited, successful runs into examples")
+    export.add_argument("audit_logs", nargs="+", type=Path, metavar="AUDIT_LOG")
+    export.add_argument("--module", required=True, help="the tools the runs used")
+    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--include-no-call", action="store_true",
+                        help="also export runs answered without a call")  # fmt: skip
+    export.set_defaults(handler=_export)
+
+    curate = commands.add_parser("curate", help="dedupe, drop near-duplicates, report diversity")
+    curate.add_argument("input", type=Path, metavar="IN")
+    curate.add_argument("--out", required=True, type=Path)
+    curate.add_argument("--report", required=True, type=Path, metavar="DIR")
+    curate.add_argument("--threshold", type=float, default=0.95, help="cosine similarity cut-off")
+    curate.add_argument("--module", help="tool module, so tools with no examples are reported")
+    curate.add_argument("--min-per-tool", type=int, default=20)
+    curate.set_defaults(handler=_curate)
+
+
+def _registry(spec: str) -> Any:
+    from runtime.module_loader import load_module
+    from runtime.tools import ToolRegistry
+
+    return ToolRegistry.from_module(load_module(spec))
+
+
+def _phrasebook_for(registry: Any, extra: Path | None) -> Any:
+    """Built-in phrasings for the built-in tools, generic ones otherwise, plus a user file."""
+    from runtime.finetune import builtin_phrasings
+    from runtime.finetune.phrasebook import Phrasebook, load_phrasebook
+    from runtime.finetune.synth import GENERIC_NO_TOOL
+
+    builtin = builtin_phrasings.builtin_phrasebook()
+    ours = {
+        tool.name
+        for tool in registry
+        if tool.name in builtin.tools and getattr(tool.fn, "__module__", "").startswith("tools.")
+    }
+    book = Phrasebook(
+        tools={name: builtin.tools[name] for name in ours},
+        no_tool=list(builtin.no_tool)
+        if ours
+        else [*GENERIC_NO_TOOL, *builtin_phrasings.general_no_tool()],
+        joiners=list(builtin.joiners),
+    )
+    if extra is not None:
+        user = load_phrasebook(extra)
+        book = book.merged(user)
+        if user.no_tool:  # the user's no-tool requests replace ours (theirs know their tools)
+            book.no_tool = list(user.no_tool)
+    return book
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from runtime.finetune.dataset_format import write_jsonl
+    from runtime.finetune.synth import SynthConfig, SynthesisError, Synthesizer
+
+    registry = _registry(args.module)
+    config = SynthConfig(
+        per_tool=args.per_tool,
+        trajectory_ratio=args.trajectory_ratio,
+        parallel_ratio=args.parallel_ratio,
+        no_tool_share=args.no_tool_share,
+        seed=args.seed,
+    )
+    try:
+        examples = Synthesizer(
+            registry, _phrasebook_for(registry, args.phrasebook), config
+        ).generate()
+    except SynthesisError as exc:
+        print(f"agentrt dataset synth: {exc}", file=sys.stderr)
+        return 2
+    count = write_jsonl(args.out, examples, metadata=not args.no_metadata)
+    kinds: dict[str, int] = {}
+    for example in examples:
+        kind = example["metadata"]["kind"]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    print(
+        json.dumps({"written": count, "out": str(args.out), "tools": len(registry), "kinds": kinds})
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from runtime.finetune.dataset_format import write_jsonl
+    from runtime.finetune.export import export_paths
+
+    try:
+        examples, stats = export_paths(
+            args.audit_logs, _registry(args.module), include_no_call=args.include_no_call
+        )
+    except FileNotFoundError as exc:
+        print(f"agentrt dataset export: {exc}", file=sys.stderr)
+        return 2
+    write_jsonl(args.out, examples)
+    print(json.dumps({"out": str(args.out), **stats.to_dict()}))
+    return 0
+
+
+def _curate(args: argparse.Namespace) -> int:
+    from runtime.finetune.curate import curate, write_report
+    from runtime.finetune.dataset_format import DatasetFormatError, read_jsonl, write_jsonl
+
+    try:
+        examples = read_jsonl(args.input)
+    except (DatasetFormatError, OSError) as exc:
+        print(f"agentrt dataset curate: {exc}", file=sys.stderr)
+        return 2
+    names = [tool.name for tool in _registry(args.module)] if args.module else []
+    kept, report = curate(
+        examples, threshold=args.threshold, tool_names=names, min_per_tool=args.min_per_tool
+    )
+    write_jsonl(args.out, kept)
+    paths = write_report(report, args.report)
+    summary = report.to_dict()
+    summary.pop("removed_examples", None)
+    print(
+        json.dumps(
+            {"out": str(args.out), "report": {k: str(v) for k, v in paths.items()}, **summary}
+        )
+    )
+    return 0

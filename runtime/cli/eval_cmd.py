@@ -1,0 +1,126 @@
+"""`agentrt eval`: score served models on held-out requests, BFCL-style, and compare them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="score models on held-out tool requests (or BFCL data) and compare them",
+        description=(
+            "Ask each model for the next turn of every held-out item and score it: well-formed "
+            "call, right tool, arguments, full call, abstention when no tool fits, answer after "
+            "a tool result. The first model is compared with each other one (exact McNemar test)."
+        ),
+    )
+    parser.add_argument("--module", help="tool module whose schemas replace the items' tools")
+    parser.add_argument("--data", type=Path, action="append", default=[],
+                        help="held-out JSON lines (training format or saved items); repeatable")  # fmt: skip
+    parser.add_argument(
+        "--bfcl", help="BFCL categories from the bfcl-eval package, e.g. simple,irrelevance"
+    )
+    parser.add_argument("--bfcl-limit", type=int, help="first N items of each BFCL category")
+    parser.add_argument(
+        "--base-url", action="append", default=[], help="OpenAI-compatible URL; repeatable"
+    )
+    parser.add_argument(
+        "--model", action="append", default=[], help="model name for each --base-url"
+    )
+    parser.add_argument("--local", action="append", default=[], metavar="LABEL[=ADAPTER]",
+                        help="start the embedded llama.cpp server for the bundled model, optionally "
+                        "with an adapter (dir from `agentrt finetune` or a .gguf); repeatable")  # fmt: skip
+    parser.add_argument("--chat-format", default="hermes",
+                        help="for --local: 'hermes' (the training template) or a llama-cpp-python "
+                        "format such as chatml-function-calling")  # fmt: skip
+    parser.add_argument("--max-tokens", type=int, default=192)
+    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser.add_argument("--chart", type=Path, help="write a PNG bar chart here")
+    parser.add_argument("--title", default="", help="chart title")
+    parser.add_argument(
+        "--no-predictions", action="store_true", help="leave replies out of the report"
+    )
+    parser.set_defaults(handler=_eval)
+
+
+def _targets(args: argparse.Namespace) -> list[Any]:
+    from runtime.finetune.eval_runner import LocalTarget, RemoteTarget
+
+    targets: list[Any] = []
+    if len(args.model) not in (0, len(args.base_url)) or (args.model and not args.base_url):
+        raise ValueError("give one --model per --base-url")
+    for index, url in enumerate(args.base_url):
+        model = args.model[index] if args.model else "default"
+        targets.append(RemoteTarget(label=model, base_url=url, model=model))
+    for spec in args.local:
+        label, _, adapter = spec.partition("=")
+        targets.append(
+            LocalTarget(
+                label=label or "local",
+                adapter=Path(adapter) if adapter else None,
+                chat_format=args.chat_format,
+            )
+        )
+    if not targets:
+        raise ValueError("name at least one model: --base-url URL --model NAME, or --local LABEL")
+    return targets
+
+
+def _items(args: argparse.Namespace) -> list[Any]:
+    from runtime.finetune.eval_runner import load_bfcl, read_items
+
+    items = []
+    for path in args.data:
+        items.extend(read_items(path))
+    if args.module:
+        from runtime.module_loader import load_module
+        from runtime.tools import ToolRegistry
+
+        schemas = ToolRegistry.from_module(load_module(args.module)).openai_schemas()
+        items = [_with_tools(item, schemas) for item in items]
+    if args.bfcl:
+        categories = [c.strip() for c in args.bfcl.split(",") if c.strip()]
+        items.extend(load_bfcl(categories, limit=args.bfcl_limit))
+    if not items:
+        raise ValueError("nothing to evaluate: give --data FILE and/or --bfcl CATEGORIES")
+    return items
+
+
+def _with_tools(item: Any, schemas: list[dict[str, Any]]) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(item, tools=list(schemas))
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from runtime.finetune.eval_runner import compare, plot_comparison
+
+    try:
+        targets = _targets(args)
+        items = _items(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"agentrt eval: {exc}", file=sys.stderr)
+        return 2
+    report = compare(
+        targets, items, max_tokens=args.max_tokens, keep_predictions=not args.no_predictions
+    )
+    report["data"] = [str(p) for p in args.data] + ([f"bfcl:{args.bfcl}"] if args.bfcl else [])
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    if args.chart:
+        plot_comparison(report, args.chart, title=args.title)
+    brief = {
+        "items": report["items"],
+        "models": {label: entry["summary"] for label, entry in report["models"].items()},
+        "comparisons": report["comparisons"],
+    }
+    for summary in brief["models"].values():
+        summary.pop("by_category", None)
+    print(json.dumps(brief, indent=2))
+    return 0

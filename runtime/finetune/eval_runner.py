@@ -1,0 +1,404 @@
+"""Run held-out items against served models, compare them, write JSON and a chart.
+
+Items come from a dataset in the training format (`items_from_examples`: the
+first assistant turn is the expectation; a trajectory also yields an
+"answer after the tool result" item) or from BFCL's own data files inside the
+`bfcl-eval` package (`load_bfcl`: simple, multiple, irrelevance categories).
+
+Models are reached through the runtime's `OpenAICompatibleClient` (vLLM, a
+llama.cpp server, anything OpenAI-compatible); `LocalTarget` starts the
+embedded llama.cpp server for the bundled model, with or without a GGUF
+adapter, for the duration of its run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runtime.finetune.dataset_format import expected_turn
+from runtime.finetune.evaluate import (
+    MISSING_OK,
+    EvalItem,
+    ExpectedCall,
+    ItemScore,
+    PredictedCall,
+    Prediction,
+    paired_comparison,
+    score_item,
+    summarize,
+)
+
+__all__ = [
+    "BFCL_CATEGORIES",
+    "LocalTarget",
+    "RemoteTarget",
+    "bfcl_data_dir",
+    "compare",
+    "items_from_examples",
+    "load_bfcl",
+    "plot_comparison",
+    "predict",
+]
+
+BFCL_CATEGORIES = {
+    "simple": "BFCL_v4_simple_python.json",
+    "multiple": "BFCL_v4_multiple.json",
+    "irrelevance": "BFCL_v4_irrelevance.json",
+    "parallel": "BFCL_v4_parallel.json",
+}
+
+
+# -- items -----------------------------------------------------------------------
+
+
+def items_from_examples(examples: Sequence[Mapping[str, Any]]) -> list[EvalItem]:
+    """Turn dataset examples into items.
+
+    The prompt is everything before the first assistant turn and the
+    expectation is that turn's calls (none: an abstention item). Every
+    argument the example gives must be given (or left at its schema default);
+    others may appear only at their default. A trajectory adds an `answer` item:
+    the history up to the tool result, expecting a text answer.
+    """
+    items: list[EvalItem] = []
+    for index, example in enumerate(examples):
+        tools = list(example.get("tools") or [])
+        kind = str(example.get("metadata", {}).get("kind", ""))
+        prompt, calls = expected_turn(example)
+        base_id = str(example.get("metadata", {}).get("id", f"item-{index:04d}"))
+        expected = [ExpectedCall.exact(name, args) for name, args in calls]
+        category = kind or ("no_tool" if not calls else "parallel" if len(calls) > 1 else "single")
+        if category == "trajectory":
+            category = "single"
+        items.append(EvalItem(base_id, prompt, tools, expected, category))
+        messages = list(example["messages"])
+        tool_at = [i for i, m in enumerate(messages) if m.get("role") == "tool"]
+        if calls and tool_at and tool_at[-1] + 1 < len(messages):
+            history = messages[: tool_at[-1] + 1]
+            items.append(EvalItem(f"{base_id}-answer", history, tools, [], "answer", "answer"))
+    return items
+
+
+def bfcl_data_dir() -> Path:
+    """`bfcl_eval/data` inside the installed `bfcl-eval` wheel (read directly:
+    importing its checker pulls in many provider SDKs)."""
+    spec = importlib.util.find_spec("bfcl_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "BFCL data needs the bfcl-eval package: pip install --no-deps bfcl-eval"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+_BFCL_TYPES = {
+    "dict": "object",
+    "float": "number",
+    "tuple": "array",
+    "list": "array",
+    "bool": "boolean",
+}
+
+
+def _bfcl_schema(node: Any) -> Any:
+    """BFCL's Python-flavoured schemas as JSON Schema (`dict` -> object, `float` -> number)."""
+    if isinstance(node, dict):
+        out = {k: _bfcl_schema(v) for k, v in node.items() if k != "optional"}
+        kind = out.get("type")
+        if kind == "any":
+            del out["type"]
+        elif isinstance(kind, str):
+            out["type"] = _BFCL_TYPES.get(kind, kind)
+        return out
+    if isinstance(node, list):
+        return [_bfcl_schema(item) for item in node]
+    return node
+
+
+def _openai_name(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def load_bfcl(
+    categories: Sequence[str], *, limit: int | None = None, data_dir: Path | None = None
+) -> list[EvalItem]:
+    """Read BFCL questions and possible answers as items.
+
+    Function names with dots become underscores (as BFCL does for OpenAI-style
+    models); `""` in an accepted-values list means the argument may be left out.
+    """
+    data_dir = data_dir or bfcl_data_dir()
+    items: list[EvalItem] = []
+    for category in categories:
+        if category not in BFCL_CATEGORIES:
+            raise ValueError(
+                f"unknown BFCL category {category!r}; pick from {sorted(BFCL_CATEGORIES)}"
+            )
+        filename = BFCL_CATEGORIES[category]
+        questions = _read_lines(data_dir / filename)
+        answers: dict[str, Any] = {}
+        answer_file = data_dir / "possible_answer" / filename
+        if answer_file.exists():
+            answers = {row["id"]: row["ground_truth"] for row in _read_lines(answer_file)}
+        for row in questions[:limit]:
+            tools = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": _openai_name(f["name"]),
+                        "description": f.get("description", ""),
+                        "parameters": _bfcl_schema(f.get("parameters", {})),
+                    },
+                }
+                for f in row["function"]
+            ]
+            expected = [
+                ExpectedCall(_openai_name(name), {k: list(v) for k, v in args.items()})
+                for call in answers.get(row["id"], [])
+                for name, args in call.items()
+            ]
+            messages = [dict(m) for m in row["question"][0]]
+            items.append(EvalItem(row["id"], messages, tools, expected, f"bfcl_{category}"))
+    return items
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_items(path: Path) -> list[EvalItem]:
+    """Read items from a JSON-lines file of examples or of saved `EvalItem`s."""
+    rows = _read_lines(path)
+    if rows and "expected" in rows[0]:
+        return [EvalItem.from_dict(row) for row in rows]
+    return items_from_examples(rows)
+
+
+# -- targets ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoteTarget:
+    """An OpenAI-compatible server someone else runs."""
+
+    label: str
+    base_url: str
+    model: str
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[tuple[str, str]]:
+        yield self.base_url, self.model
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LocalTarget:
+    """The embedded llama.cpp server, started for the run.
+
+    Attributes:
+        label: Name in the report.
+        adapter: A GGUF LoRA file, or an adapter directory holding `adapter.gguf`.
+        chat_format: `hermes` (the training template) or a llama-cpp-python
+            format such as `chatml-function-calling` (the runtime's default).
+        model_path: A GGUF base; default the bundled SmolLM2-135M.
+        log_path: Where the server writes its log.
+    """
+
+    label: str
+    adapter: Path | None = None
+    chat_format: str = "hermes"
+    model_path: Path | None = None
+    log_path: Path | None = None
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[tuple[str, str]]:
+        from runtime.finetune.llama_server import HermesModelServer
+        from runtime.model.local_server import LocalModelServer
+
+        adapter = self.adapter
+        template: Path | None = None
+        if adapter is not None and adapter.is_dir():
+            template = adapter / "chat_template.jinja"
+            adapter = adapter / "adapter.gguf"
+        kwargs: dict[str, Any] = {
+            "adapter": adapter,
+            "model_path": self.model_path,
+            "log_path": self.log_path,
+        }
+        server: LocalModelServer
+        if self.chat_format == "hermes":
+            server = HermesModelServer(
+                chat_template_file=template if template and template.exists() else None, **kwargs
+            )
+        else:
+            server = LocalModelServer(chat_format=self.chat_format, **kwargs)
+        server.start(timeout_s=180)
+        try:
+            yield server.base_url, server.model_alias
+        finally:
+            server.stop()
+
+
+Target = RemoteTarget | LocalTarget
+
+
+async def predict(
+    base_url: str,
+    model: str,
+    items: Sequence[EvalItem],
+    *,
+    max_tokens: int = 256,
+    concurrency: int = 1,
+    progress: bool = True,
+) -> list[Prediction]:
+    """Ask the model for the next turn of every item (temperature 0)."""
+    from runtime.model import OpenAICompatibleClient, SamplingSettings
+    from runtime.model.client import ModelError
+
+    client = OpenAICompatibleClient(base_url, model, timeout_s=300)
+    settings = SamplingSettings(temperature=0.0, max_tokens=max_tokens, seed=0)
+    semaphore = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(item: EvalItem) -> Prediction:
+        nonlocal done
+        async with semaphore:
+            try:
+                turn = await client.complete(item.messages, item.tools, settings)
+                result = Prediction(
+                    turn.text,
+                    tuple(PredictedCall(c.name, c.arguments) for c in turn.tool_calls),
+                )
+            except ModelError as exc:
+                result = Prediction("", (), error=f"{exc.kind}: {exc}")
+            done += 1
+            if progress and (done % 10 == 0 or done == len(items)):
+                print(f"  {model}: {done}/{len(items)}", flush=True)
+            return result
+
+    try:
+        return list(await asyncio.gather(*(one(item) for item in items)))
+    finally:
+        await client.aclose()
+
+
+def _evaluate_target(
+    target: Target, items: Sequence[EvalItem], max_tokens: int
+) -> tuple[list[Prediction], float]:
+    started = time.monotonic()
+    with target.serve() as (base_url, model):
+        predictions = asyncio.run(predict(base_url, model, items, max_tokens=max_tokens))
+    return predictions, time.monotonic() - started
+
+
+def compare(
+    targets: Sequence[Target],
+    items: Sequence[EvalItem],
+    *,
+    max_tokens: int = 256,
+    keep_predictions: bool = True,
+) -> dict[str, Any]:
+    """Score every target on the same items; pair each later target with the first.
+
+    Returns:
+        The report: per-model summaries, paired McNemar tests against the
+        first model (full call, abstention, overall) and, optionally, every
+        prediction with its score.
+    """
+    report: dict[str, Any] = {"items": len(items), "models": {}, "comparisons": []}
+    all_scores: dict[str, list[ItemScore]] = {}
+    for target in targets:
+        predictions, seconds = _evaluate_target(target, items, max_tokens)
+        scores = [score_item(item, p) for item, p in zip(items, predictions, strict=True)]
+        all_scores[target.label] = scores
+        entry: dict[str, Any] = {
+            "target": _describe(target),
+            "seconds": round(seconds, 1),
+            "errors": sum(1 for p in predictions if p.error),
+            "summary": summarize(scores),
+        }
+        if keep_predictions:
+            entry["predictions"] = [
+                {
+                    "id": item.id,
+                    "text": p.text[:400],
+                    "calls": [dataclasses.asdict(c) for c in p.calls],
+                    "correct": s.correct,
+                    "reasons": list(s.reasons),
+                }
+                for item, p, s in zip(items, predictions, scores, strict=True)
+            ]
+        report["models"][target.label] = entry
+    labels = [t.label for t in targets]
+    for other in labels[1:]:
+        report["comparisons"].append(
+            {
+                "a": labels[0],
+                "b": other,
+                "tests": [
+                    paired_comparison(all_scores[labels[0]], all_scores[other], metric=m)
+                    for m in ("full_call", "abstained", "correct")
+                ],
+            }
+        )
+    return report
+
+
+def _describe(target: Target) -> dict[str, Any]:
+    out = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(target).items()}
+    out.pop("log_path", None)
+    return out
+
+
+METRICS = (
+    "well_formed",
+    "right_tool",
+    "args_correct",
+    "full_call",
+    "abstention",
+    "answer_after_result",
+)
+
+
+def plot_comparison(report: Mapping[str, Any], path: Path, *, title: str = "") -> Path:
+    """A grouped bar chart of each model's rates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(report["models"])
+    metrics = [
+        m for m in METRICS if any(report["models"][x]["summary"].get(m) is not None for x in models)
+    ]
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(1.6 * len(metrics) + 2, 4.2))
+    for index, label in enumerate(models):
+        summary = report["models"][label]["summary"]
+        values = [100 * (summary.get(m) or 0.0) for m in metrics]
+        xs = [i + (index - (len(models) - 1) / 2) * width for i in range(len(metrics))]
+        bars = ax.bar(xs, values, width, label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(range(len(metrics)), [m.replace("_", "\n") for m in metrics], fontsize=8)
+    ax.set_ylabel("% of items")
+    ax.set_ylim(0, 110)
+    ax.axhline(90, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_title(title or f"{report['items']} held-out items")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def no_call_allowed(values: list[Any]) -> bool:
+    """True when an accepted-values list lets the argument be left out."""
+    return MISSING_OK in values
