@@ -219,13 +219,15 @@ class Agent:
         """
         if self.approvals is None:
             raise ValueError("this agent has no approval store; pass approvals=ApprovalStore(...)")
-        saved = self.approvals.load_run_state(run_id)
+        # SQLite calls are brief but blocking: keep them off the event loop.
+        approvals = self.approvals
+        saved = await asyncio.to_thread(approvals.load_run_state, run_id)
         if saved is None:
             raise LookupError(f"no paused run {run_id!r} in the approval store")
         if saved.get("resumed"):
             raise ValueError(f"run {run_id} was already resumed; its approved calls ran once")
         state, call_context = _RunState.from_saved(saved)
-        records = self.approvals.list(run_id=run_id)
+        records = await asyncio.to_thread(approvals.list, run_id=run_id)
         waiting = [r.id for r in records if r.status == "pending"]
         if waiting:
             return state.finish(
@@ -236,13 +238,13 @@ class Agent:
         for record in records:
             if record.call_id not in state.pending_call_ids:
                 continue
-            outcome = await self.pipeline.run_approved(record, self.approvals, call_context)
+            outcome = await self.pipeline.run_approved(record, approvals, call_context)
             state.calls.append(outcome)
             state.messages.append(_tool_message(outcome))
         state.pending_call_ids = []
         # From here on a second resume must not replay the conversation; a crash
         # before this line resumes again safely (claimed calls are never re-run).
-        self.approvals.save_run_state(run_id, {**saved, "resumed": True})
+        await asyncio.to_thread(approvals.save_run_state, run_id, {**saved, "resumed": True})
         return await self._drive(state, call_context, event="run.resumed")
 
     async def _drive(
@@ -303,7 +305,7 @@ class Agent:
                 if outcome.status is not CallStatus.PENDING_APPROVAL:
                     state.messages.append(_tool_message(outcome))
             if pending:
-                return self._pause(state, context, pending)
+                return await self._pause(state, context, pending)
             stop = self._check_limits(state, outcomes)
             if stop is not None:
                 return stop
@@ -334,7 +336,7 @@ class Agent:
                 )
         return None
 
-    def _pause(
+    async def _pause(
         self, state: _RunState, context: CallContext, pending: list[CallOutcome]
     ) -> RunResult:
         """Persist the calls waiting for a human, with the run's state, and stop."""
@@ -345,7 +347,8 @@ class Agent:
                 RunStatus.PENDING_APPROVAL,
                 error=f"{names} needs a human approval, and this agent has no approval store",
             )
-        records = self.approvals.create_batch(
+        records = await asyncio.to_thread(
+            self.approvals.create_batch,
             [
                 PendingCall(
                     o.request.id, o.tool, o.arguments or {}, o.decision or _NO_DECISION, context

@@ -369,7 +369,7 @@ class ToolCallPipeline:
                 approval_id=record.id,
             )
         try:
-            claim = approvals.claim_for_execution(record.id)
+            claim = await asyncio.to_thread(approvals.claim_for_execution, record.id)
         except AlreadyClaimed as exc:
             return _outcome_from_record(request, exc.record)
         self.audit.write(
@@ -383,7 +383,7 @@ class ToolCallPipeline:
         )
         outcome = await self._run_claimed(request, record, context, base)
         outcome = dataclasses.replace(outcome, approval_id=record.id)
-        approvals.mark_executed(record.id, claim.token, outcome.to_dict())
+        await asyncio.to_thread(approvals.mark_executed, record.id, claim.token, outcome.to_dict())
         return outcome
 
     async def _run_claimed(

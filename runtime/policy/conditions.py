@@ -36,6 +36,7 @@ characters, about a millisecond.
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import math
 import re
@@ -307,22 +308,22 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 # --------------------------------------------------------------------------- nodes
 
 
-class Node:
+class Node(abc.ABC):
     """A compiled condition: `evaluate` is the hot path, `explain` the slow one."""
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def evaluate(self, arguments: Mapping[str, Any], context: CallContext) -> int:
         """Return TRUE, FALSE or UNKNOWN."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def explain(self, arguments: Mapping[str, Any], context: CallContext) -> tuple[int, list[str]]:
         """Return the result and, unless TRUE, the leaf tests that kept it from TRUE."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def describe(self) -> str:
         """The condition as a reviewer wrote it, in one line."""
-        raise NotImplementedError
 
 
 class FieldTest(Node):
