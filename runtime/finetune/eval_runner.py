@@ -219,7 +219,6 @@ class LocalTarget:
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[tuple[str, str]]:
-        from runtime.finetune.llama_server import HermesModelServer
         from runtime.model.local_server import LocalModelServer
 
         adapter = self.adapter
@@ -234,7 +233,7 @@ class LocalTarget:
         }
         server: LocalModelServer
         if self.chat_format == "hermes":
-            server = HermesModelServer(
+            server = LocalModelServer(
                 chat_template_file=template if template and template.exists() else None, **kwargs
             )
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import runpy
 import sys
 from importlib.resources import files
+from pathlib import Path
 
 CHAT_FORMAT = "agentrt-tools"
 
@@ -26,18 +27,27 @@ def tool_chat_template() -> str:
     return files("runtime.model").joinpath("templates/tool_chat_template.jinja").read_text()
 
 
-def register_chat_format() -> None:
+def register_chat_format(template: str | None = None) -> None:
+    """Register `template` (default: the shared tool template) as `agentrt-tools`."""
     from llama_cpp import llama_chat_format
 
     formatter = llama_chat_format.Jinja2ChatFormatter(
-        template=tool_chat_template(), eos_token="<|im_end|>", bos_token=""
+        template=template or tool_chat_template(), eos_token="<|im_end|>", bos_token=""
     )
     llama_chat_format.register_chat_completion_handler(CHAT_FORMAT)(formatter.to_chat_handler())
 
 
 def main() -> None:
-    register_chat_format()
-    sys.argv[0] = "llama_cpp.server"
+    """`--chat_template_file PATH` (ours, removed before llama_cpp.server parses the rest)
+    serves an adapter with the template it was trained with."""
+    args = sys.argv[1:]
+    template = None
+    if "--chat_template_file" in args:
+        at = args.index("--chat_template_file")
+        template = Path(args[at + 1]).read_text(encoding="utf-8")
+        del args[at : at + 2]
+    register_chat_format(template)
+    sys.argv[:] = ["llama_cpp.server", *args]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 

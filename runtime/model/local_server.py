@@ -74,6 +74,8 @@ class LocalModelServer:
         chat_format: llama-cpp-python chat format that supports tools.
         threads: CPU threads for generation (default: all cores).
         log_path: Where the server's output goes (default: discarded).
+        chat_template_file: A template saved with an adapter (default: the
+            shared tool template).
     """
 
     def __init__(
@@ -87,7 +89,9 @@ class LocalModelServer:
         chat_format: str = DEFAULT_CHAT_FORMAT,
         threads: int | None = None,
         log_path: Path | None = None,
+        chat_template_file: Path | None = None,
     ) -> None:
+        self.chat_template_file = chat_template_file
         self.model_path = model_path
         self.adapter = adapter
         self.port = port or free_port()
@@ -121,6 +125,8 @@ class LocalModelServer:
         ]  # fmt: skip
         if self.adapter is not None:
             command += ["--lora_path", str(self.adapter)]
+        if self.chat_template_file is not None:
+            command += ["--chat_template_file", str(self.chat_template_file)]
         return command
 
     def start(self, *, timeout_s: float = 120.0) -> LocalModelServer:
