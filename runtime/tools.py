@@ -181,6 +181,10 @@ class Tool:
         sandbox: Per-tool sandbox overrides (memory, cpus, network, mounts...).
         module_name: The module that defines the tool, for re-import in a sandbox.
         module_file: That module's source file, when it has one.
+        runs_on_host: A runtime built-in that reads host-side data (such as
+            `search_docs` over a retrieval index) and runs in this process under
+            every executor. Set it only on code you trust with the host: such a
+            tool gets no sandbox. The audit records its sandbox mode as `host`.
     """
 
     name: str
@@ -194,6 +198,7 @@ class Tool:
     sandbox: SandboxSpec = dataclasses.field(default_factory=SandboxSpec)
     module_name: str = "__main__"
     module_file: str | None = None
+    runs_on_host: bool = False
 
     def __post_init__(self) -> None:
         functools.update_wrapper(self, self.fn)

@@ -57,6 +57,7 @@ from runtime.sandbox.hardening import (
     resolve_config,
     user_mount,
 )
+from runtime.sandbox.executor import HostExecutor
 from runtime.sandbox.pool import PoolSet
 from runtime.sandbox.reaper import channel_prefix, owner_id, reap, reap_channel_dirs
 from runtime.sandbox.spec import Mount
@@ -77,6 +78,10 @@ def deny_network(tool: Tool, context: CallContext) -> bool:
 def granted_by_policy(tool: Tool, context: CallContext) -> bool:
     """The default network hook: the call's policy decision granted `network`."""
     return "network" in context.grants
+
+
+# `Tool.runs_on_host` built-ins (e.g. search_docs) skip the sandbox by design.
+_HOST = HostExecutor()
 
 
 @dataclasses.dataclass(eq=False)
@@ -286,6 +291,8 @@ class DockerExecutor:
         self, tool: Tool, arguments: Mapping[str, Any], context: CallContext
     ) -> ExecutionResult:
         """Run one call in a sandbox and report how it ended; never raises for a tool failure."""
+        if tool.runs_on_host:
+            return await _HOST.execute(tool, arguments, context)
         started = time.perf_counter()
         session = self.mode == "per_session" and context.run_id is not None
         facts: dict[str, Any] = {

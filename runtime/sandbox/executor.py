@@ -119,3 +119,9 @@ class InProcessExecutor:
 
     async def aclose(self) -> None:
         return None
+
+
+class HostExecutor(InProcessExecutor):
+    """Runs `Tool.runs_on_host` built-ins for sandboxing executors (mode `host`)."""
+
+    name = "host"
