@@ -16,13 +16,14 @@ from typing import Any
 
 from runtime.arguments import ArgumentLimits
 from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
-from runtime.calls import CallContext, CallStatus
+from runtime.calls import CallContext, CallStatus, ErrorInfo
 from runtime.model import compat
 from runtime.model.client import ModelClient, ModelError, ModelTurn, Usage
-from runtime.model.settings import SamplingSettings
+from runtime.model.settings import SamplingSettings, resolve_settings
 from runtime.pipeline import CallOutcome, Observer, ToolCallPipeline
 from runtime.policy.approvals import ApprovalStore, PendingCall
 from runtime.policy.decision import PolicyDecision, PolicyEngine
+from runtime.prompting import ContextProvider, Prompt, PromptTemplate
 from runtime.sandbox.executor import InProcessExecutor, ToolExecutor
 from runtime.tools import Tool, ToolRegistry
 
@@ -38,6 +39,7 @@ class RunStatus(enum.StrEnum):
     PENDING_APPROVAL = "pending_approval"
     MODEL_ERROR = "model_error"
     AUDIT_ERROR = "audit_error"
+    CONTEXT_ERROR = "context_error"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,6 +73,8 @@ class RunResult:
         truncated: The final answer stopped at `max_tokens`.
         approval_ids: For `pending_approval`: the approvals a human must decide
             before `Agent.resume(run_id)` can continue the run.
+        reasoning: Think-first reasoning of each turn that had any, in order;
+            it is in neither `output` nor `messages`.
     """
 
     status: RunStatus
@@ -83,6 +87,7 @@ class RunResult:
     error: str | None = None
     truncated: bool = False
     approval_ids: list[str] = dataclasses.field(default_factory=list)
+    reasoning: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape printed by `agentrt run --json`."""
@@ -100,6 +105,8 @@ class RunResult:
             out["truncated"] = True
         if self.approval_ids:
             out["approval_ids"] = list(self.approval_ids)
+        if self.reasoning:
+            out["reasoning"] = list(self.reasoning)
         return out
 
 
@@ -109,13 +116,22 @@ class Agent:
     Args:
         model: The model client (e.g. `OpenAICompatibleClient`).
         tools: A `ToolRegistry` or an iterable of `Tool`s.
-        system_prompt: Sent first in every run.
-        examples: Few-shot messages inserted between the system prompt and the
-            user's prompt.
-        settings: Sampling and tool-choice settings.
-        answer_settings: Settings for the turns that follow tool results (the
-            final answer), e.g. `tool_choice="auto"` after a first turn forced
-            with `tool_choice="required"`; default: `settings`.
+        prompt: How requests are composed: system prompt template, few-shot
+            examples (validated against the tools here, at construction),
+            think-first, tools rendered in the prompt. See `runtime.prompting`.
+        system_prompt: Shorthand for `Prompt(system=...)`: a literal system
+            prompt or a `PromptTemplate`. Not together with `prompt`.
+        examples: Shorthand for `Prompt(examples=...)`: few-shot conversations
+            inserted between the system prompt and the user's prompt.
+        retrieval: Supplies messages inserted just before the user's prompt,
+            e.g. `runtime.rag.RetrievalContext` (retrieved passages with
+            citations).
+        settings: Sampling settings, or a preset name (`precise`, `balanced`,
+            `creative`), for the turns that choose and fill tool calls.
+        answer_settings: Settings (or preset) for the turns that follow tool
+            results (the final answer), e.g. `balanced` after `precise`, or
+            `tool_choice="auto"` after a first turn forced with
+            `tool_choice="required"`; default: `settings`.
         limits: Turn, concurrency and per-turn call limits.
         executor: Where approved calls run (default: in-process, trusted tools only).
         policy: The allowlist stage (default: allow whatever validates).
@@ -136,10 +152,12 @@ class Agent:
         model: ModelClient,
         tools: ToolRegistry | Iterable[Tool],
         *,
-        system_prompt: str | None = None,
-        examples: Sequence[Mapping[str, Any]] = (),
-        settings: SamplingSettings | None = None,
-        answer_settings: SamplingSettings | None = None,
+        prompt: Prompt | None = None,
+        system_prompt: str | PromptTemplate | None = None,
+        examples: Sequence[Any] = (),
+        retrieval: ContextProvider | None = None,
+        settings: SamplingSettings | str | None = None,
+        answer_settings: SamplingSettings | str | None = None,
         limits: RunLimits | None = None,
         executor: ToolExecutor | None = None,
         policy: PolicyEngine | None = None,
@@ -154,10 +172,12 @@ class Agent:
         self.audit_conversation = audit_conversation
         self.approvals = approvals
         self.registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-        self.system_prompt = system_prompt
-        self.examples = [dict(message) for message in examples]
-        self.settings = settings or SamplingSettings()
-        self.answer_settings = answer_settings or self.settings
+        if prompt is not None and (system_prompt is not None or examples):
+            raise ValueError("give either prompt=Prompt(...) or system_prompt/examples, not both")
+        self.prompt = prompt or Prompt(system=system_prompt, examples=examples)
+        self.retrieval = retrieval
+        self.settings = resolve_settings(settings) or SamplingSettings()
+        self.answer_settings = resolve_settings(answer_settings) or self.settings
         self.limits = limits or RunLimits()
         self.executor = executor or InProcessExecutor()
         self.audit = audit or NullAuditSink()
@@ -172,15 +192,13 @@ class Agent:
             model_name=model.model,
             observer=observer,
         )
-        self._tool_schemas = compat.model_facing_tools(self.registry.openai_schemas())
+        schemas = self.registry.openai_schemas()
+        self._tool_schemas = compat.model_facing_tools(schemas)
+        self._prompt = self.prompt.bind(self._tool_schemas, validate_with=schemas)
 
-    def _opening(self, prompt: str) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
-        messages.extend(dict(message) for message in self.examples)
-        messages.append({"role": "user", "content": prompt})
-        return messages
+    async def _opening(self, prompt: str) -> list[dict[str, Any]]:
+        context = await self.retrieval.amessages_for(prompt) if self.retrieval else []
+        return self._prompt.opening(prompt, context)
 
     async def run(
         self,
@@ -205,7 +223,14 @@ class Agent:
             principal=principal,
             extra=dict(context or {}),
         )
-        state = _RunState(run_id=run_id, messages=self._opening(prompt))
+        try:
+            opening = await self._opening(prompt)
+        except Exception as exc:  # a failing retriever is the caller's to see, not a crash
+            state = _RunState(run_id=run_id, messages=[{"role": "user", "content": prompt}])
+            return state.finish(
+                RunStatus.CONTEXT_ERROR, error=f"retrieval failed: {type(exc).__name__}: {exc}"
+            )
+        state = _RunState(run_id=run_id, messages=opening)
         return await self._drive(state, call_context)
 
     async def resume(self, run_id: str) -> RunResult:
@@ -288,9 +313,14 @@ class Agent:
             try:
                 after_tools = state.messages[-1].get("role") == "tool"
                 settings = self.answer_settings if after_tools else self.settings
-                turn = await self.model.complete(state.messages, self._tool_schemas, settings)
+                messages, tools = self._prompt.request(state.messages, self._tool_schemas)
+                turn = await self.model.complete(messages, tools, settings)
             except ModelError as exc:
                 return state.finish(RunStatus.MODEL_ERROR, error=f"{exc.kind}: {exc}")
+            read = self._prompt.read(turn)
+            turn = read.turn
+            if read.reasoning:
+                state.reasoning.append(read.reasoning)
             state.turns += 1
             state.usage.add(turn.usage)
             state.messages.append(_assistant_message(turn))
@@ -373,8 +403,22 @@ class Agent:
         requests = list(turn.tool_calls)
         semaphore = asyncio.Semaphore(self.limits.max_parallel_calls)
         allowed = requests[: self.limits.max_calls_per_turn]
+        think = self._prompt.think
 
         async def one(request: Any) -> CallOutcome:
+            if think is not None and think.leaks_into(request.arguments):
+                return self.pipeline.reject(
+                    request,
+                    context,
+                    CallStatus.INVALID_ARGUMENTS,
+                    ErrorInfo(
+                        type="reasoning_in_arguments",
+                        message=(
+                            f"the arguments contain <{think.tag}> reasoning; put only the "
+                            f"argument values in a call and keep reasoning inside the tags"
+                        ),
+                    ),
+                )
             async with semaphore:
                 return await self.pipeline.process(request, context)
 
@@ -397,6 +441,7 @@ class _RunState:
     turns: int = 0
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
     pending_call_ids: list[str] = dataclasses.field(default_factory=list)
+    reasoning: list[str] = dataclasses.field(default_factory=list)
 
     def finish(
         self,
@@ -418,6 +463,7 @@ class _RunState:
             error=error,
             truncated=truncated,
             approval_ids=approval_ids or [],
+            reasoning=self.reasoning,
         )
 
     def to_saved(self, context: CallContext) -> dict[str, Any]:

@@ -198,9 +198,18 @@ class ToolCallPipeline:
             type="too_many_calls",
             message=f"at most {limit} tool calls are run per turn; this one was not run",
         )
-        return self._rejected(
-            Rejection(request, CallStatus.DENIED, error), self._base_fields(request, context)
+        return self.reject(request, context, CallStatus.DENIED, error)
+
+    def reject(
+        self, request: ToolCallRequest, context: CallContext, status: CallStatus, error: ErrorInfo
+    ) -> CallOutcome:
+        """Refuse a call before the gate: audited as proposed and rejected, nothing run."""
+        base = self._base_fields(request, context)
+        raw = request.raw if request.raw is not None else request.arguments
+        self.audit.write(
+            "tool.proposed", {**base, "agentrt.tool.arguments_raw": raw[:RAW_ARGUMENTS_CAP]}
         )
+        return self._rejected(Rejection(request, status, error), base)
 
     def _rejected(self, rejection: Rejection, base: dict[str, Any]) -> CallOutcome:
         fields = {

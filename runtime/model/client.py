@@ -45,6 +45,7 @@ class ModelTurn:
         tool_calls: Calls from the server's `tool_calls`, or recovered from text.
         finish_reason: `stop`, `length`, `tool_calls` or `content_filter`.
         calls_from_text: True when the calls were recovered from `<tool_call>` text.
+        content: The text exactly as the server sent it, blocks included.
     """
 
     text: str
@@ -53,6 +54,7 @@ class ModelTurn:
     usage: Usage
     model: str
     calls_from_text: bool = False
+    content: str = ""
 
 
 class ModelError(RuntimeError):
@@ -349,4 +351,5 @@ class OpenAICompatibleClient:
             usage=usage,
             model=model,
             calls_from_text=from_text,
+            content=content or "",
         )
