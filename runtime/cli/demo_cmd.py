@@ -134,7 +134,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from runtime.agent import Agent, RunLimits
-    from runtime.cli.run_cmd import sampling_from_args
+    from runtime.cli.prompt_options import prompt_from_args, settings_from_args
     from runtime.demo import DEMO_REQUESTS, SYSTEM_PROMPT, prepare_workspace, scripted_demo_model
     from runtime.model.client import OpenAICompatibleClient
     from runtime.model.local_server import (
@@ -162,7 +162,8 @@ async def _demo(args: argparse.Namespace) -> int:
     stages = build_stages(args, pool_size=3)
     if args.max_tokens is None:
         args.max_tokens = 160  # small local models run on; the demo keeps turns short
-    settings = sampling_from_args(args)
+    settings, answer_settings = settings_from_args(args)
+    choice = prompt_from_args(args, stages.registry, default_system=SYSTEM_PROMPT)
 
     server: ScriptedServer | None = None
     local: LocalModelServer | None = None
@@ -210,8 +211,10 @@ async def _demo(args: argparse.Namespace) -> int:
     agent = Agent(
         client,
         stages.registry,
-        system_prompt=SYSTEM_PROMPT,
+        prompt=choice.prompt,
+        retrieval=choice.retrieval,
         settings=settings,
+        answer_settings=answer_settings,
         limits=RunLimits(max_turns=args.max_turns),
         executor=stages.executor,
         policy=stages.policy,

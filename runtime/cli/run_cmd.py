@@ -7,8 +7,6 @@ import asyncio
 import os
 from typing import Any
 
-import pydantic
-
 from runtime.cli.gate_options import (
     UsageError,
     add_gate_options,
@@ -17,22 +15,16 @@ from runtime.cli.gate_options import (
     fail_usage,
     print_json,
 )
-
-_SAMPLING = (
-    ("temperature", float),
-    ("top_p", float),
-    ("max_tokens", int),
-    ("frequency_penalty", float),
-    ("presence_penalty", float),
-    ("seed", int),
-    ("top_k", int),
-    ("min_p", float),
-    ("repetition_penalty", float),
+from runtime.cli.prompt_options import (
+    add_prompt_options,
+    add_sampling_options,
+    prompt_from_args,
+    settings_from_args,
 )
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Model server, sampling and limit flags (shared with `demo`)."""
+    """Model server, sampling, prompt and limit flags (shared with `demo`)."""
     parser.add_argument(
         "--base-url",
         default=os.environ.get("AGENTRT_BASE_URL"),
@@ -42,39 +34,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--model", default=os.environ.get("AGENTRT_MODEL"), help="served model or adapter name"
     )
     parser.add_argument("--api-key", default=os.environ.get("AGENTRT_API_KEY", "not-needed"))
-    for name, kind in _SAMPLING:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
-    parser.add_argument("--stop", action="append", default=None, help="stop sequence (repeatable)")
-    parser.add_argument(
-        "--tool-choice", default=None, help="auto | required | none | the name of one tool"
-    )
-    parser.add_argument(
-        "--parallel-tool-calls", action=argparse.BooleanOptionalAction, default=None
-    )
+    add_sampling_options(parser)
     parser.add_argument("--stream", action="store_true", help="stream the reply (SSE)")
-    parser.add_argument("--system", help="system prompt")
     parser.add_argument("--max-turns", type=int, default=10)
-
-
-def sampling_from_args(args: argparse.Namespace) -> Any:
-    from runtime.model.settings import SamplingSettings
-
-    values: dict[str, Any] = {
-        name: getattr(args, name) for name, _ in _SAMPLING if getattr(args, name) is not None
-    }
-    if args.stop:
-        values["stop"] = tuple(args.stop)
-    if args.tool_choice:
-        values["tool_choice"] = args.tool_choice
-    if args.parallel_tool_calls is not None:
-        values["parallel_tool_calls"] = args.parallel_tool_calls
-    try:
-        return SamplingSettings(**values)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
-        )
-        raise UsageError(f"invalid sampling settings: {problems}") from None
+    add_prompt_options(parser)
 
 
 def register(subparsers: Any) -> None:
@@ -103,18 +66,21 @@ def _handle(args: argparse.Namespace) -> int:
             raise UsageError(
                 "--base-url and --model are required (or AGENTRT_BASE_URL/AGENTRT_MODEL)"
             )
-        settings = sampling_from_args(args)
+        settings = settings_from_args(args)
         if args.max_turns < 1:
             raise UsageError("--max-turns must be at least 1")
         if not args.prompt and not args.resume:
             raise UsageError("give a PROMPT, or --resume RUN_ID")
         stages = build_stages(args, pool_size=2)
+        choice = prompt_from_args(args, stages.registry)
     except UsageError as exc:
         return fail_usage(str(exc))
-    return asyncio.run(_run(args, stages, settings))
+    return asyncio.run(_run(args, stages, settings, choice))
 
 
-async def _run(args: argparse.Namespace, stages: Any, settings: Any) -> int:
+async def _run(
+    args: argparse.Namespace, stages: Any, settings: tuple[Any, Any], choice: Any
+) -> int:
     from runtime.agent import Agent, RunLimits, RunStatus
     from runtime.model.client import OpenAICompatibleClient
 
@@ -124,8 +90,10 @@ async def _run(args: argparse.Namespace, stages: Any, settings: Any) -> int:
     agent = Agent(
         client,
         stages.registry,
-        system_prompt=args.system,
-        settings=settings,
+        prompt=choice.prompt,
+        retrieval=choice.retrieval,
+        settings=settings[0],
+        answer_settings=settings[1],
         limits=RunLimits(max_turns=args.max_turns),
         executor=stages.executor,
         policy=stages.policy,

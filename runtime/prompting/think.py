@@ -15,6 +15,8 @@ import re
 
 __all__ = ["DEFAULT_THINK_INSTRUCTION", "ThinkFirst", "split_reasoning"]
 
+_CALL_OPEN, _CALL_CLOSE = "<tool_call>", "</tool_call>"
+
 DEFAULT_THINK_INSTRUCTION = (
     "Before every reply, think step by step inside <think></think>: what the user asks, "
     "whether a tool is needed, and which arguments it takes. Then, after </think>, either "
@@ -53,10 +55,13 @@ class ThinkFirst:
 def split_reasoning(text: str, tag: str = "think") -> tuple[str, str]:
     """Separate `<tag>...</tag>` reasoning from the rest of a reply.
 
-    Every closed block is reasoning. An opening tag that is never closed (the
-    reply ran out of tokens) makes the rest reasoning. A closing tag with no
-    opening tag (templates that open the block themselves) makes everything
-    before it reasoning.
+    Every closed block is reasoning, `<tool_call>` blocks inside it included
+    (drafts, not calls). An opening tag that is never closed (the reply ran
+    out of tokens) makes the rest reasoning. A closing tag with no opening tag
+    (templates that open the block themselves) makes everything before it
+    reasoning. Tags inside a `<tool_call>` block are left where they are, so
+    the agent sees them in the arguments and rejects the call rather than
+    running an edited one.
 
     Returns:
         The visible text, stripped, and the reasoning blocks joined by blank lines.
@@ -64,23 +69,32 @@ def split_reasoning(text: str, tag: str = "think") -> tuple[str, str]:
     opening, closing = f"<{tag}>", f"</{tag}>"
     reasoning: list[str] = []
     visible: list[str] = []
-    rest = text
-    first_close = rest.find(closing)
-    first_open = rest.find(opening)
-    if first_close != -1 and (first_open == -1 or first_close < first_open):
-        reasoning.append(rest[:first_close])
-        rest = rest[first_close + len(closing) :]
-    while True:
-        start = rest.find(opening)
-        if start == -1:
-            visible.append(rest)
+    first_close = text.find(closing)
+    earliest_other = min(
+        (i for i in (text.find(opening), text.find(_CALL_OPEN)) if i != -1), default=-1
+    )
+    position = 0
+    if first_close != -1 and (earliest_other == -1 or first_close < earliest_other):
+        reasoning.append(text[:first_close])
+        position = first_close + len(closing)
+    while position < len(text):
+        think_at = text.find(opening, position)
+        call_at = text.find(_CALL_OPEN, position)
+        if think_at == -1 and call_at == -1:
+            visible.append(text[position:])
             break
-        visible.append(rest[:start])
-        end = rest.find(closing, start + len(opening))
+        if call_at != -1 and (think_at == -1 or call_at < think_at):
+            end = text.find(_CALL_CLOSE, call_at)
+            end = len(text) if end == -1 else end + len(_CALL_CLOSE)
+            visible.append(text[position:end])
+            position = end
+            continue
+        visible.append(text[position:think_at])
+        end = text.find(closing, think_at + len(opening))
         if end == -1:
-            reasoning.append(rest[start + len(opening) :])
+            reasoning.append(text[think_at + len(opening) :])
             break
-        reasoning.append(rest[start + len(opening) : end])
-        rest = rest[end + len(closing) :]
-    kept = "".join(visible).replace(closing, "")
+        reasoning.append(text[think_at + len(opening) : end])
+        position = end + len(closing)
+    kept = "".join(visible)
     return kept.strip(), "\n\n".join(part.strip() for part in reasoning if part.strip())

@@ -47,6 +47,7 @@ from runtime.sandbox.containers import (
     channel_root,
     start_container,
 )
+from runtime.sandbox.executor import HostExecutor
 from runtime.sandbox.hardening import (
     LABEL_EXECUTOR,
     SandboxConfig,
@@ -57,7 +58,6 @@ from runtime.sandbox.hardening import (
     resolve_config,
     user_mount,
 )
-from runtime.sandbox.executor import HostExecutor
 from runtime.sandbox.pool import PoolSet
 from runtime.sandbox.reaper import channel_prefix, owner_id, reap, reap_channel_dirs
 from runtime.sandbox.spec import Mount
@@ -226,6 +226,8 @@ class DockerExecutor:
         await self.start()
         pools = {}
         for item in tools:
+            if item.runs_on_host:
+                continue
             config = self._config_for(item, context or CallContext())
             pools[config.key] = self._pools.get(config)
         for pool in pools.values():
