@@ -38,6 +38,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--chat-format", default="hermes",
                         help="for --local: 'hermes' (the training template) or a llama-cpp-python "
                         "format such as chatml-function-calling")  # fmt: skip
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL[:KEY=VALUE,...]",
+                        help="a way of asking a model, compared with the others on the same items; "
+                        "keys: target=LABEL examples=FILE template=FILE think=1 tools_in_prompt=1 "
+                        "preset=NAME rag=INDEX rag_k=N rag_min_score=X (repeatable; default: each "
+                        "model as it is)")  # fmt: skip
+    parser.add_argument("--table", type=Path, help="write the comparison as a Markdown table")
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--chart", type=Path, help="write a PNG bar chart here")
@@ -98,16 +104,25 @@ def _with_tools(item: Any, schemas: list[dict[str, Any]]) -> Any:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from runtime.finetune.eval_runner import compare, plot_comparison
+    from runtime.finetune.eval_runner import plot_comparison
+    from runtime.finetune.eval_variants import Variant, compare_variants, parse_variant
 
     try:
         targets = _targets(args)
         items = _items(args)
-    except (ValueError, FileNotFoundError) as exc:
+        variants = [parse_variant(spec) for spec in args.variant] or [
+            Variant(label=t.label, target=t.label) for t in targets
+        ]
+        _check_variants(variants, targets, items)
+    except (ValueError, OSError) as exc:
         print(f"agentrt eval: {exc}", file=sys.stderr)
         return 2
-    report = compare(
-        targets, items, max_tokens=args.max_tokens, keep_predictions=not args.no_predictions
+    report = compare_variants(
+        targets,
+        variants,
+        items,
+        max_tokens=args.max_tokens,
+        keep_predictions=not args.no_predictions,
     )
     report["data"] = [str(p) for p in args.data] + ([f"bfcl:{args.bfcl}"] if args.bfcl else [])
     if args.out:
@@ -115,6 +130,9 @@ def _eval(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if args.chart:
         plot_comparison(report, args.chart, title=args.title)
+    if args.table:
+        args.table.parent.mkdir(parents=True, exist_ok=True)
+        args.table.write_text(report["table"])
     brief = {
         "items": report["items"],
         "models": {label: entry["summary"] for label, entry in report["models"].items()},
@@ -123,4 +141,22 @@ def _eval(args: argparse.Namespace) -> int:
     for summary in brief["models"].values():
         summary.pop("by_category", None)
     print(json.dumps(brief, indent=2))
+    print(report["table"])
     return 0
+
+
+def _check_variants(variants: list[Any], targets: list[Any], items: list[Any]) -> None:
+    """Fail before any server starts: unknown targets, bad examples, missing indexes."""
+    labels = {t.label for t in targets}
+    for variant in variants:
+        if variant.target is not None and variant.target not in labels:
+            raise ValueError(
+                f"variant {variant.label!r} names target {variant.target!r}; "
+                f"targets: {', '.join(sorted(labels))}"
+            )
+        if variant.rag is not None and not variant.rag.exists():
+            raise ValueError(f"variant {variant.label!r}: no index at {variant.rag}")
+        for tools in {
+            json.dumps(item.tools, sort_keys=True): item.tools for item in items
+        }.values():
+            variant.prompt.bind(tools)

@@ -13,12 +13,10 @@ adapter, for the duration of its run.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import importlib.util
 import json
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,7 @@ from runtime.finetune.evaluate import (
     MISSING_OK,
     EvalItem,
     ExpectedCall,
-    ItemScore,
-    PredictedCall,
     Prediction,
-    paired_comparison,
-    score_item,
-    summarize,
 )
 
 __all__ = [
@@ -257,44 +250,19 @@ async def predict(
     concurrency: int = 1,
     progress: bool = True,
 ) -> list[Prediction]:
-    """Ask the model for the next turn of every item (temperature 0)."""
-    from runtime.model import OpenAICompatibleClient, SamplingSettings
-    from runtime.model.client import ModelError
+    """Ask the model for the next turn of every item (greedy, items as they are)."""
+    from runtime.finetune.eval_variants import Variant, predict_variant
 
-    client = OpenAICompatibleClient(base_url, model, timeout_s=300)
-    settings = SamplingSettings(temperature=0.0, max_tokens=max_tokens, seed=0)
-    semaphore = asyncio.Semaphore(concurrency)
-    done = 0
-
-    async def one(item: EvalItem) -> Prediction:
-        nonlocal done
-        async with semaphore:
-            try:
-                turn = await client.complete(item.messages, item.tools, settings)
-                result = Prediction(
-                    turn.text,
-                    tuple(PredictedCall(c.name, c.arguments) for c in turn.tool_calls),
-                )
-            except ModelError as exc:
-                result = Prediction("", (), error=f"{exc.kind}: {exc}")
-            done += 1
-            if progress and (done % 10 == 0 or done == len(items)):
-                print(f"  {model}: {done}/{len(items)}", flush=True)
-            return result
-
-    try:
-        return list(await asyncio.gather(*(one(item) for item in items)))
-    finally:
-        await client.aclose()
-
-
-def _evaluate_target(
-    target: Target, items: Sequence[EvalItem], max_tokens: int
-) -> tuple[list[Prediction], float]:
-    started = time.monotonic()
-    with target.serve() as (base_url, model):
-        predictions = asyncio.run(predict(base_url, model, items, max_tokens=max_tokens))
-    return predictions, time.monotonic() - started
+    runs = await predict_variant(
+        base_url,
+        model,
+        items,
+        Variant(label=model),
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+        progress=progress,
+    )
+    return [run.prediction for run in runs]
 
 
 def compare(
@@ -304,53 +272,25 @@ def compare(
     max_tokens: int = 256,
     keep_predictions: bool = True,
 ) -> dict[str, Any]:
-    """Score every target on the same items; pair each later target with the first.
+    """Score every target on the same items, as they are; pair each later target
+    with the first. `eval_variants.compare_variants` adds prompt, preset and
+    retrieval levers.
 
     Returns:
-        The report: per-model summaries, paired McNemar tests against the
-        first model (full call, abstention, overall) and, optionally, every
-        prediction with its score.
+        The report: per-model summaries, latency, paired McNemar tests against
+        the first model (full call, abstention, overall) and, optionally,
+        every prediction with its score.
     """
-    report: dict[str, Any] = {"items": len(items), "models": {}, "comparisons": []}
-    all_scores: dict[str, list[ItemScore]] = {}
-    for target in targets:
-        predictions, seconds = _evaluate_target(target, items, max_tokens)
-        scores = [score_item(item, p) for item, p in zip(items, predictions, strict=True)]
-        all_scores[target.label] = scores
-        entry: dict[str, Any] = {
-            "target": _describe(target),
-            "seconds": round(seconds, 1),
-            "errors": sum(1 for p in predictions if p.error),
-            "summary": summarize(scores),
-        }
-        if keep_predictions:
-            entry["predictions"] = [
-                {
-                    "id": item.id,
-                    "text": p.text[:400],
-                    "calls": [dataclasses.asdict(c) for c in p.calls],
-                    "correct": s.correct,
-                    "reasons": list(s.reasons),
-                }
-                for item, p, s in zip(items, predictions, scores, strict=True)
-            ]
-        report["models"][target.label] = entry
-    labels = [t.label for t in targets]
-    for other in labels[1:]:
-        report["comparisons"].append(
-            {
-                "a": labels[0],
-                "b": other,
-                "tests": [
-                    paired_comparison(all_scores[labels[0]], all_scores[other], metric=m)
-                    for m in ("full_call", "abstained", "correct")
-                ],
-            }
-        )
-    return report
+    from runtime.finetune.eval_variants import Variant, compare_variants
+
+    variants = [Variant(label=t.label, target=t.label) for t in targets]
+    return compare_variants(
+        targets, variants, items, max_tokens=max_tokens, keep_predictions=keep_predictions
+    )
 
 
-def _describe(target: Target) -> dict[str, Any]:
+def describe_target(target: Target) -> dict[str, Any]:
+    """JSON-ready description of a target (paths as strings, no log path)."""
     out = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(target).items()}
     out.pop("log_path", None)
     return out

@@ -132,12 +132,19 @@ class BoundPrompt:
         self, prompt: str, context: Sequence[Mapping[str, Any]] = ()
     ) -> list[dict[str, Any]]:
         """The messages a run starts with."""
+        return self.compose([{"role": "user", "content": prompt}], context)
+
+    def compose(
+        self, conversation: Sequence[Mapping[str, Any]], context: Sequence[Mapping[str, Any]] = ()
+    ) -> list[dict[str, Any]]:
+        """System prompt, examples and context, then `conversation` (its own
+        system messages, if any, are kept after ours)."""
         messages: list[dict[str, Any]] = []
         if self.system_text:
             messages.append({"role": "system", "content": self.system_text})
         messages.extend(dict(message) for message in self.examples)
         messages.extend(dict(message) for message in context)
-        messages.append({"role": "user", "content": prompt})
+        messages.extend(dict(message) for message in conversation)
         return messages
 
     def request(

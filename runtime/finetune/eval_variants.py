@@ -1,0 +1,413 @@
+"""Compare the levers on one held-out set: prompt, presets, retrieval, adapter.
+
+A `Variant` is one way of asking a served model: a prompt (zero-shot,
+few-shot, think-first, tools in the prompt), a sampling preset, optional
+retrieved context, and the target (base model or adapter) it runs on. Every
+variant answers the same items; the report holds each one's rates, latency
+and prompt size, paired McNemar tests against the first variant, and a
+Markdown table, so a team sees which combination wins for its tools before it
+pays for fine-tuning.
+
+Spec syntax (`agentrt eval --variant`):
+
+    LABEL[:key=value,key=value...]
+    keys: target=LABEL  examples=FILE  template=FILE  think=1  tools_in_prompt=1
+          preset=precise|balanced|creative  rag=INDEX_FILE  rag_k=N  rag_min_score=X
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runtime.finetune.evaluate import (
+    EvalItem,
+    ItemScore,
+    PredictedCall,
+    Prediction,
+    paired_comparison,
+    score_item,
+    summarize,
+)
+from runtime.prompting import BoundPrompt, Prompt, PromptTemplate
+
+__all__ = [
+    "Variant",
+    "VariantRun",
+    "compare_variants",
+    "markdown_table",
+    "parse_variant",
+    "predict_variant",
+]
+
+_KEYS = {
+    "target",
+    "examples",
+    "template",
+    "think",
+    "tools_in_prompt",
+    "preset",
+    "rag",
+    "rag_k",
+    "rag_min_score",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One way of asking a model.
+
+    Attributes:
+        label: Name in the report.
+        target: Label of the served model it runs on (default: the first).
+        prompt: How the request is composed (default: the items as they are).
+        preset: Sampling preset; default greedy decoding. A seed of 0 is added
+            when the preset has none, so runs repeat.
+        rag: A retrieval index file; its passages go before the request.
+        rag_k: Passages per request.
+        rag_min_score: Cosine threshold for a passage.
+    """
+
+    label: str
+    target: str | None = None
+    prompt: Prompt = dataclasses.field(default_factory=Prompt)
+    preset: str | None = None
+    rag: Path | None = None
+    rag_k: int = 4
+    rag_min_score: float = 0.3
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary of the levers this variant pulls."""
+        prompt = self.prompt
+        return {
+            "target": self.target,
+            "system": "template" if isinstance(prompt.system, PromptTemplate) else prompt.system,
+            "examples": str(prompt.examples) if isinstance(prompt.examples, (str, Path)) else None,
+            "think_first": bool(prompt.think_first),
+            "tools_in_prompt": prompt.tools_in_prompt,
+            "preset": self.preset or "greedy",
+            "rag": str(self.rag) if self.rag else None,
+        }
+
+
+def parse_variant(spec: str) -> Variant:
+    """Parse `LABEL[:key=value,...]` (see the module docstring).
+
+    Raises:
+        ValueError: With the offending key or value named.
+    """
+    label, _, rest = spec.partition(":")
+    label = label.strip()
+    if not label:
+        raise ValueError(f"variant {spec!r} has no label")
+    values: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in _KEYS:
+            raise ValueError(
+                f"variant {label!r}: {part!r} is not key=value with a key in {sorted(_KEYS)}"
+            )
+        values[key] = value.strip()
+    template = PromptTemplate.from_file(values["template"]) if "template" in values else None
+    prompt = Prompt(
+        system=template,
+        examples=Path(values["examples"]) if "examples" in values else (),
+        think_first=_flag(values.get("think", "0"), "think"),
+        tools_in_prompt=_flag(values.get("tools_in_prompt", "0"), "tools_in_prompt"),
+    )
+    if "preset" in values:
+        from runtime.model.settings import SamplingSettings
+
+        SamplingSettings.preset(values["preset"])  # unknown names fail here
+    return Variant(
+        label=label,
+        target=values.get("target"),
+        prompt=prompt,
+        preset=values.get("preset"),
+        rag=Path(values["rag"]) if "rag" in values else None,
+        rag_k=int(values.get("rag_k", 4)),
+        rag_min_score=float(values.get("rag_min_score", 0.3)),
+    )
+
+
+def _flag(value: str, key: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{key}={value!r}: use 1 or 0")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VariantRun:
+    """One item's prediction with its cost."""
+
+    prediction: Prediction
+    seconds: float
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning: str = ""
+
+
+class _Prepared:
+    """A variant's per-run state: bound prompts per tool set, settings, retriever."""
+
+    def __init__(self, variant: Variant, max_tokens: int) -> None:
+        from runtime.model.settings import SamplingSettings
+
+        self.variant = variant
+        if variant.preset:
+            base = SamplingSettings.preset(variant.preset)
+            self.settings = base.updated(max_tokens=max_tokens, seed=base.seed or 0)
+        else:
+            self.settings = SamplingSettings(temperature=0.0, max_tokens=max_tokens, seed=0)
+        self._bound: dict[str, BoundPrompt] = {}
+        self.retrieval: Any = None
+        if variant.rag is not None:
+            from runtime.rag import RagIndex, RetrievalContext
+
+            self.retrieval = RetrievalContext(
+                RagIndex.load(variant.rag), k=variant.rag_k, min_score=variant.rag_min_score
+            )
+
+    def bound(self, tools: Sequence[Mapping[str, Any]]) -> BoundPrompt:
+        key = json.dumps(tools, sort_keys=True)
+        if key not in self._bound:
+            from runtime.model import compat
+
+            model_tools = compat.model_facing_tools(tools)
+            self._bound[key] = self.variant.prompt.bind(model_tools, validate_with=tools)
+        return self._bound[key]
+
+
+def _first_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    for message in messages:
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return ""
+
+
+async def predict_variant(
+    base_url: str,
+    model: str,
+    items: Sequence[EvalItem],
+    variant: Variant,
+    *,
+    max_tokens: int = 256,
+    concurrency: int = 1,
+    progress: bool = True,
+) -> list[VariantRun]:
+    """Ask for the next turn of every item, composed the variant's way."""
+    from runtime.model import OpenAICompatibleClient, compat
+    from runtime.model.client import ModelError
+
+    prepared = _Prepared(variant, max_tokens)
+    client = OpenAICompatibleClient(base_url, model, timeout_s=300)
+    semaphore = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(item: EvalItem) -> VariantRun:
+        nonlocal done
+        async with semaphore:
+            bound = prepared.bound(item.tools)
+            context: list[dict[str, Any]] = []
+            if prepared.retrieval is not None:
+                context = await prepared.retrieval.amessages_for(_first_user_text(item.messages))
+            messages, tools = bound.request(
+                bound.compose(item.messages, context), compat.model_facing_tools(item.tools)
+            )
+            started = time.perf_counter()
+            try:
+                turn = await client.complete(messages, tools, prepared.settings)
+                read = bound.read(turn)
+                run = VariantRun(
+                    Prediction(
+                        read.turn.text,
+                        tuple(PredictedCall(c.name, c.arguments) for c in read.turn.tool_calls),
+                    ),
+                    time.perf_counter() - started,
+                    turn.usage.prompt_tokens,
+                    turn.usage.completion_tokens,
+                    read.reasoning,
+                )
+            except ModelError as exc:
+                run = VariantRun(
+                    Prediction("", (), error=f"{exc.kind}: {exc}"),
+                    time.perf_counter() - started,
+                    0,
+                    0,
+                )
+            done += 1
+            if progress and (done % 20 == 0 or done == len(items)):
+                print(f"  {variant.label}: {done}/{len(items)}", flush=True)
+            return run
+
+    try:
+        return list(await asyncio.gather(*(one(item) for item in items)))
+    finally:
+        await client.aclose()
+
+
+def compare_variants(
+    targets: Sequence[Any],
+    variants: Sequence[Variant],
+    items: Sequence[EvalItem],
+    *,
+    max_tokens: int = 256,
+    keep_predictions: bool = True,
+) -> dict[str, Any]:
+    """Run every variant on its target (each server started once) and compare.
+
+    Returns:
+        The report: per-variant summary, latency and tokens; McNemar tests of
+        each variant against the first; `table` in Markdown.
+    """
+    by_label = {target.label: target for target in targets}
+    if not targets:
+        raise ValueError("no model to evaluate")
+    for variant in variants:
+        if variant.target is not None and variant.target not in by_label:
+            raise ValueError(
+                f"variant {variant.label!r} names target {variant.target!r}; "
+                f"targets: {', '.join(by_label)}"
+            )
+    labels = [v.label for v in variants]
+    if len(set(labels)) != len(labels):
+        raise ValueError("variant labels must be unique")
+    runs: dict[str, list[VariantRun]] = {}
+    seconds: dict[str, float] = {}
+    for target in targets:
+        mine = [v for v in variants if (v.target or targets[0].label) == target.label]
+        if not mine:
+            continue
+        with target.serve() as (base_url, model):
+            for variant in mine:
+                started = time.monotonic()
+                runs[variant.label] = asyncio.run(
+                    predict_variant(base_url, model, items, variant, max_tokens=max_tokens)
+                )
+                seconds[variant.label] = time.monotonic() - started
+    report: dict[str, Any] = {"items": len(items), "models": {}, "comparisons": []}
+    scores: dict[str, list[ItemScore]] = {}
+    for variant in variants:
+        results = runs[variant.label]
+        scores[variant.label] = [
+            score_item(item, r.prediction) for item, r in zip(items, results, strict=True)
+        ]
+        target = by_label[variant.target or targets[0].label]
+        report["models"][variant.label] = _entry(
+            variant, target, items, results, scores[variant.label], seconds[variant.label]
+        )
+        if not keep_predictions:
+            report["models"][variant.label].pop("predictions")
+    for other in labels[1:]:
+        report["comparisons"].append(
+            {
+                "a": labels[0],
+                "b": other,
+                "tests": [
+                    paired_comparison(scores[labels[0]], scores[other], metric=m)
+                    for m in ("full_call", "abstained", "correct")
+                ],
+            }
+        )
+    report["table"] = markdown_table(report)
+    return report
+
+
+def _entry(
+    variant: Variant,
+    target: Any,
+    items: Sequence[EvalItem],
+    results: Sequence[VariantRun],
+    scores: Sequence[ItemScore],
+    seconds: float,
+) -> dict[str, Any]:
+    from runtime.finetune.eval_runner import describe_target
+
+    latencies = sorted(r.seconds for r in results)
+    entry: dict[str, Any] = {
+        "target": describe_target(target),
+        "variant": variant.describe(),
+        "seconds": round(seconds, 1),
+        "errors": sum(1 for r in results if r.prediction.error),
+        "latency_s": {
+            "p50": round(statistics.median(latencies), 3) if latencies else None,
+            "p95": round(latencies[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
+            "mean": round(statistics.fmean(latencies), 3) if latencies else None,
+        },
+        "prompt_tokens_mean": round(statistics.fmean(r.prompt_tokens for r in results), 1)
+        if results
+        else None,
+        "completion_tokens_mean": round(statistics.fmean(r.completion_tokens for r in results), 1)
+        if results
+        else None,
+        "summary": summarize(scores),
+        "predictions": [
+            {
+                "id": item.id,
+                "text": r.prediction.text[:400],
+                "calls": [dataclasses.asdict(c) for c in r.prediction.calls],
+                "reasoning": r.reasoning[:400],
+                "correct": s.correct,
+                "reasons": list(s.reasons),
+            }
+            for item, r, s in zip(items, results, scores, strict=True)
+        ],
+    }
+    return entry
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def markdown_table(report: Mapping[str, Any]) -> str:
+    """One row per variant: accuracy, abstention, answers, latency, prompt size."""
+    rows = [
+        "| variant | target | levers | full-call | abstention | answer after result | "
+        "all items | p50 latency | prompt tokens |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    first = next(iter(report["models"]), None)
+    pvalues = {c["b"]: c["tests"] for c in report.get("comparisons", [])}
+    for label, entry in report["models"].items():
+        summary = entry["summary"]
+        levers = _levers(entry.get("variant", {}))
+        overall = _pct(summary.get("overall"))
+        if label != first and label in pvalues:
+            test = next(t for t in pvalues[label] if t["metric"] == "correct")
+            overall += f" (p={test['p_value']:.3f})"
+        latency = entry.get("latency_s", {}).get("p50")
+        rows.append(
+            f"| {label} | {entry['target'].get('label', '')} | {levers} | "
+            f"{_pct(summary.get('full_call'))} | {_pct(summary.get('abstention'))} | "
+            f"{_pct(summary.get('answer_after_result'))} | {overall} | "
+            f"{'–' if latency is None else f'{latency:.2f} s'} | "
+            f"{entry.get('prompt_tokens_mean', '–')} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _levers(described: Mapping[str, Any]) -> str:
+    parts = []
+    if described.get("system"):
+        parts.append("system prompt")
+    if described.get("examples"):
+        parts.append("few-shot")
+    if described.get("think_first"):
+        parts.append("think-first")
+    if described.get("tools_in_prompt"):
+        parts.append("tools in prompt")
+    if described.get("preset") and described["preset"] != "greedy":
+        parts.append(f"preset {described['preset']}")
+    if described.get("rag"):
+        parts.append("RAG")
+    return ", ".join(parts) or "zero-shot"
