@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,72 @@ def test_cli_index_then_query_json(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli_main(["rag", "query", str(out), question, "--k", "1"]) == 0
     first_line = capsys.readouterr().out.splitlines()[0]
     assert re.fullmatch(rf"\[1\] 0\.\d{{3}}  {re.escape(source)}:\d+-\d+ \({heading}\)", first_line)
+
+
+def _citing_model(body: dict[str, Any]) -> Any:
+    """Answers with the first citation it was given, or calls search_docs when it has the tool."""
+    from runtime.testing import ScriptedReply
+
+    messages = body["messages"]
+    if body.get("tools") and messages[-1]["role"] == "user":
+        return ScriptedReply.call("search_docs", {"query": messages[-1]["content"]})
+    if messages[-1]["role"] == "tool":
+        hits = json.loads(messages[-1]["content"])
+        return ScriptedReply.message(f"From {hits[0]['source']}:{hits[0]['lines']}")
+    context = [m["content"] for m in messages if m["role"] == "system"]
+    first = next(
+        (line for text in context for line in text.splitlines() if line.startswith("[1]")), ""
+    )
+    return ScriptedReply.message(f"See {first}" if first else "I have no passage for that.")
+
+
+async def test_agent_context_mode_puts_the_planted_passage_before_the_request(
+    index: RagIndex,
+) -> None:
+    from runtime.agent import Agent
+    from runtime.model import OpenAICompatibleClient
+    from runtime.rag import RetrievalContext
+    from runtime.testing import ScriptedServer
+
+    question, source, heading = PLANTED[2]
+    with ScriptedServer(handler=_citing_model) as server:
+        agent = Agent(
+            OpenAICompatibleClient(server.base_url, server.model),
+            [],
+            system_prompt="Answer from the documentation.",
+            retrieval=RetrievalContext(index, k=2),
+        )
+        result = await agent.run(question)
+        unrelated = await agent.run("quarterly revenue of semiconductor manufacturers")
+    assert result.output.startswith(f"See [1] {source}:") and heading in result.output
+    sent = server.requests[0]["messages"]
+    assert [m["role"] for m in sent] == ["system", "system", "user"]
+    assert sent[-1]["content"] == question
+    assert unrelated.output == "I have no passage for that."
+    assert [m["role"] for m in server.requests[1]["messages"]] == ["system", "user"]
+
+
+async def test_agent_tool_mode_runs_search_docs_on_the_host(index: RagIndex) -> None:
+    from runtime.agent import Agent, RunStatus
+    from runtime.calls import CallStatus
+    from runtime.model import OpenAICompatibleClient
+    from runtime.rag import search_docs_tool
+    from runtime.sandbox.docker_executor import DockerExecutor
+    from runtime.testing import ScriptedServer
+
+    question, source, _ = PLANTED[0]
+    # A daemon address nothing listens on: a host tool must never need it.
+    executor = DockerExecutor(docker_host="unix:///nonexistent/docker.sock")
+    with ScriptedServer(handler=_citing_model) as server:
+        agent = Agent(
+            OpenAICompatibleClient(server.base_url, server.model),
+            [search_docs_tool(index, k=2)],
+            executor=executor,
+        )
+        result = await agent.run(question)
+    await executor.aclose()
+    assert result.status is RunStatus.COMPLETED
+    [call] = result.tool_calls
+    assert call.status is CallStatus.OK
+    assert call.execution is not None and call.execution.sandbox == {"mode": "host"}
+    assert result.output.startswith(f"From {source}:")
