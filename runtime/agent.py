@@ -142,8 +142,9 @@ class Agent:
         approvals: Where calls that need a human are persisted; without it a
             run that hits `require_approval` stops and cannot be resumed.
         audit_conversation: Also record the user's request (`agentrt.prompt`
-            on `run.started`) and the final answer (`agentrt.output` on
-            `run.finished`); the sink still redacts secret-looking values.
+            on `run.started`), the final answer (`agentrt.output` on
+            `run.finished`) and any think-first reasoning (`agentrt.reasoning`);
+            the sink still redacts secret-looking values.
             `agentrt dataset export` needs them. Off by default.
     """
 
@@ -299,6 +300,8 @@ class Agent:
             }
             if self.audit_conversation:
                 finished["agentrt.output"] = result.output
+                if result.reasoning:
+                    finished["agentrt.reasoning"] = list(result.reasoning)
             self.audit.write("run.finished", finished)
             return result
         except AuditWriteError as exc:

@@ -58,9 +58,16 @@ async def test_think_first_reasoning_stays_out_of_answer_and_history() -> None:
         ScriptedReply.message(f"<think>The user wants Paris; SECRET-PLAN</think>{_call_text({'city': 'Paris'})}"),
         ScriptedReply.message("<think>tool said Europe/Paris, SECRET-2</think>Paris is on Europe/Paris time."),
     ]  # fmt: skip
+    audit = RecordingSink()
     with ScriptedServer(replies) as server:
-        result = await agent_for(server, prompt=Prompt(think_first=True)).run("Paris tz?")
+        agent = agent_for(
+            server, prompt=Prompt(think_first=True), audit=audit, audit_conversation=True
+        )
+        result = await agent.run("Paris tz?")
     assert result.status is RunStatus.COMPLETED
+    finished = next(r for r in audit.records if r["event"] == "run.finished")
+    assert finished["agentrt.reasoning"] == result.reasoning
+    assert "SECRET" not in finished["agentrt.output"]
     assert result.output == "Paris is on Europe/Paris time."
     assert ran == ["Paris"]
     assert len(result.reasoning) == 2 and "SECRET-PLAN" in result.reasoning[0]
