@@ -43,6 +43,10 @@ def register(subparsers: Any) -> None:
                         "keys: target=LABEL examples=FILE template=FILE think=1 tools_in_prompt=1 "
                         "preset=NAME rag=INDEX rag_k=N rag_min_score=X (repeatable; default: each "
                         "model as it is)")  # fmt: skip
+    parser.add_argument("--limit", type=int, help="only the first N items (a quick check)")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="requests in flight per model (vLLM batches them; llama.cpp serves one "
+                        "at a time, so keep 1 there for honest latencies)")  # fmt: skip
     parser.add_argument("--table", type=Path, help="write the comparison as a Markdown table")
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--out", type=Path, help="write the JSON report here")
@@ -94,6 +98,10 @@ def _items(args: argparse.Namespace) -> list[Any]:
         items.extend(load_bfcl(categories, limit=args.bfcl_limit))
     if not items:
         raise ValueError("nothing to evaluate: give --data FILE and/or --bfcl CATEGORIES")
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ValueError("--limit must be at least 1")
+        items = items[: args.limit]
     return items
 
 
@@ -114,6 +122,8 @@ def _eval(args: argparse.Namespace) -> int:
             Variant(label=t.label, target=t.label) for t in targets
         ]
         _check_variants(variants, targets, items)
+        if args.concurrency < 1:
+            raise ValueError("--concurrency must be at least 1")
     except (ValueError, OSError) as exc:
         print(f"agentrt eval: {exc}", file=sys.stderr)
         return 2

@@ -262,6 +262,7 @@ def compare_variants(
     *,
     max_tokens: int = 256,
     keep_predictions: bool = True,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
     """Run every variant on its target (each server started once) and compare.
 
@@ -291,7 +292,14 @@ def compare_variants(
             for variant in mine:
                 started = time.monotonic()
                 runs[variant.label] = asyncio.run(
-                    predict_variant(base_url, model, items, variant, max_tokens=max_tokens)
+                    predict_variant(
+                        base_url,
+                        model,
+                        items,
+                        variant,
+                        max_tokens=max_tokens,
+                        concurrency=concurrency,
+                    )
                 )
                 seconds[variant.label] = time.monotonic() - started
     report: dict[str, Any] = {"items": len(items), "models": {}, "comparisons": []}
