@@ -133,6 +133,7 @@ def _eval(args: argparse.Namespace) -> int:
         items,
         max_tokens=args.max_tokens,
         keep_predictions=not args.no_predictions,
+        concurrency=args.concurrency,
     )
     report["data"] = [str(p) for p in args.data] + ([f"bfcl:{args.bfcl}"] if args.bfcl else [])
     if args.out:

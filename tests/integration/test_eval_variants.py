@@ -131,3 +131,32 @@ def test_eval_cli_rejects_unknown_target_before_serving(capsys: pytest.CaptureFi
                  "--model", "m", "--variant", "t:target=tuned"])  # fmt: skip
     assert code == 2
     assert "names target 'tuned'" in capsys.readouterr().err
+
+
+def test_eval_cli_keeps_concurrency_requests_in_flight(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from runtime.cli import main
+    from runtime.model import client as model_client
+
+    in_flight = peak = 0
+
+    async def complete(self: Any, messages: Any, tools: Any, settings: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return model_client.ModelTurn("hi", (), "stop", model_client.Usage(), "m")
+
+    monkeypatch.setattr(model_client.OpenAICompatibleClient, "complete", complete)
+    data = Path(__file__).parents[2] / "bench" / "finetune" / "heldout_builtin.jsonl"
+    args = ["eval", "--data", str(data), "--limit", "24", "--base-url", "http://127.0.0.1:9/v1",
+            "--model", "m", "--no-predictions", "--out", str(tmp_path / "r.json")]  # fmt: skip
+    assert main([*args, "--concurrency", "6"]) == 0
+    assert peak == 6
+    peak = 0
+    assert main(args) == 0
+    assert peak == 1
