@@ -99,7 +99,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter is not None else []
-    if skipped and exitstatus == 0:
+    if reporter is not None and skipped and exitstatus == 0:
         reporter.write_line(
             f"ERROR: {len(skipped)} test(s) skipped in CI; every skip is a missing dependency "
             f"or a broken set-up here",

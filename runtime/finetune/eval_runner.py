@@ -318,7 +318,7 @@ def plot_comparison(report: Mapping[str, Any], path: Path, *, title: str = "") -
         m for m in METRICS if any(report["models"][x]["summary"].get(m) is not None for x in models)
     ]
     width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(1.6 * len(metrics) + 2, 4.2))
+    fig, ax = plt.subplots(figsize=(1.6 * len(metrics) + 3.5, 4.2))
     for index, label in enumerate(models):
         summary = report["models"][label]["summary"]
         values = [100 * (summary.get(m) or 0.0) for m in metrics]
@@ -330,7 +330,7 @@ def plot_comparison(report: Mapping[str, Any], path: Path, *, title: str = "") -
     ax.set_ylim(0, 110)
     ax.axhline(90, color="grey", linewidth=0.8, linestyle="--")
     ax.set_title(title or f"{report['items']} held-out items")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

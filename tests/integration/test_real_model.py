@@ -62,6 +62,7 @@ def tools_registry() -> ToolRegistry:
 
 
 E2E_TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "e2e_tools.py"
+PROMPTS = Path(__file__).resolve().parents[2] / "bench" / "prompts"
 
 
 async def test_a_forced_call_is_gated_run_in_a_container_and_answered(
@@ -206,3 +207,76 @@ async def test_a_model_server_killed_mid_run_gives_a_clear_error(tmp_path: Path)
     assert [c.status for c in result.tool_calls] == [CallStatus.OK]
     assert result.status is RunStatus.MODEL_ERROR
     assert result.error is not None and "cannot reach the model server" in result.error
+
+
+async def test_few_shot_think_first_prompt_is_accepted_and_reasoning_kept_out(
+    model_server: LocalModelServer,
+) -> None:
+    from runtime.prompting import Prompt, PromptTemplate
+
+    client = OpenAICompatibleClient(
+        model_server.base_url, model_server.model_alias, retry=FAST_RETRY
+    )
+    root = PROMPTS
+    agent = Agent(
+        client,
+        tools_registry(),
+        prompt=Prompt(
+            system=PromptTemplate.from_file(root / "builtin_system.yaml"),
+            examples=root / "builtin_fewshot.jsonl",  # calls and results in the history
+            think_first=True,
+        ),
+        settings="precise",
+        answer_settings=SamplingSettings.preset("balanced", max_tokens=48),
+        executor=InProcessExecutor(),
+        limits=RunLimits(max_turns=2),
+    )
+    agent.settings = agent.settings.updated(max_tokens=48)
+    try:
+        result = await agent.run("How many feet are in 2 km?")
+    finally:
+        await client.aclose()
+    # The server took the composed request (examples with tool calls and results included):
+    # whatever the small model says, the run ends in a definite, non-error status.
+    assert result.status in (RunStatus.COMPLETED, RunStatus.MAX_TURNS, RunStatus.RETRIES_EXHAUSTED)
+    assert result.turns >= 1
+    for message in result.messages:
+        assert "<think>" not in (message.get("content") or "") or message["role"] == "system"
+    assert "<think>" not in result.output and "</think>" not in result.output
+
+
+async def test_text_protocol_history_is_accepted_without_tools(
+    model_server: LocalModelServer,
+) -> None:
+    from runtime.prompting import Prompt
+
+    client = OpenAICompatibleClient(
+        model_server.base_url, model_server.model_alias, retry=FAST_RETRY
+    )
+    bound = Prompt(system="Be brief.", tools_in_prompt=True).bind(tools_registry().openai_schemas())
+    history = [
+        *bound.opening("Convert 2 km to feet."),
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {
+                        "name": "convert_units",
+                        "arguments": '{"value": 2, "from_unit": "km", "to_unit": "ft"}',
+                    },
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": '{"value": 6561.68, "unit": "ft"}'},
+    ]
+    messages, tools = bound.request(history, tools_registry().openai_schemas())
+    assert tools == [] and all(m["role"] in ("system", "user", "assistant") for m in messages)
+    try:
+        turn = await client.complete(messages, tools, SamplingSettings(max_tokens=32))
+    finally:
+        await client.aclose()
+    assert turn.finish_reason in ("stop", "length", "tool_calls")
+    assert turn.usage.prompt_tokens > 300  # the tool block reached the model
