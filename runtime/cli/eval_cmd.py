@@ -113,7 +113,12 @@ def _with_tools(item: Any, schemas: list[dict[str, Any]]) -> Any:
 
 def _eval(args: argparse.Namespace) -> int:
     from runtime.finetune.eval_runner import plot_comparison
-    from runtime.finetune.eval_variants import Variant, compare_variants, parse_variant
+    from runtime.finetune.eval_variants import (
+        Variant,
+        check_variants,
+        compare_variants,
+        parse_variant,
+    )
 
     try:
         targets = _targets(args)
@@ -121,7 +126,7 @@ def _eval(args: argparse.Namespace) -> int:
         variants = [parse_variant(spec) for spec in args.variant] or [
             Variant(label=t.label, target=t.label) for t in targets
         ]
-        _check_variants(variants, targets, items)
+        check_variants(targets, variants, items)
         if args.concurrency < 1:
             raise ValueError("--concurrency must be at least 1")
     except (ValueError, OSError) as exc:
@@ -154,20 +159,3 @@ def _eval(args: argparse.Namespace) -> int:
     print(json.dumps(brief, indent=2))
     print(report["table"])
     return 0
-
-
-def _check_variants(variants: list[Any], targets: list[Any], items: list[Any]) -> None:
-    """Fail before any server starts: unknown targets, bad examples, missing indexes."""
-    labels = {t.label for t in targets}
-    for variant in variants:
-        if variant.target is not None and variant.target not in labels:
-            raise ValueError(
-                f"variant {variant.label!r} names target {variant.target!r}; "
-                f"targets: {', '.join(sorted(labels))}"
-            )
-        if variant.rag is not None and not variant.rag.exists():
-            raise ValueError(f"variant {variant.label!r}: no index at {variant.rag}")
-        for tools in {
-            json.dumps(item.tools, sort_keys=True): item.tools for item in items
-        }.values():
-            variant.prompt.bind(tools)

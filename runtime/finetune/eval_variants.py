@@ -22,7 +22,7 @@ import dataclasses
 import json
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from runtime.prompting import BoundPrompt, Prompt, PromptTemplate
 __all__ = [
     "Variant",
     "VariantRun",
+    "check_variants",
     "compare_variants",
     "markdown_table",
     "parse_variant",
@@ -255,6 +256,34 @@ async def predict_variant(
         await client.aclose()
 
 
+def check_variants(
+    targets: Sequence[Any], variants: Sequence[Variant], items: Sequence[EvalItem]
+) -> None:
+    """Fail before any server starts: no target, an unknown target, a duplicate
+    label, a missing index, or few-shot examples that do not fit the items' tools.
+
+    Raises:
+        ValueError: naming the variant (`PromptError` for examples).
+    """
+    if not targets:
+        raise ValueError("no model to evaluate")
+    labels = {target.label for target in targets}
+    names = [v.label for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError("variant labels must be unique")
+    tool_sets = {json.dumps(item.tools, sort_keys=True): item.tools for item in items}
+    for variant in variants:
+        if variant.target is not None and variant.target not in labels:
+            raise ValueError(
+                f"variant {variant.label!r} names target {variant.target!r}; "
+                f"targets: {', '.join(sorted(labels))}"
+            )
+        if variant.rag is not None and not variant.rag.exists():
+            raise ValueError(f"variant {variant.label!r}: no index at {variant.rag}")
+        for tools in tool_sets.values():
+            variant.prompt.bind(tools)
+
+
 def compare_variants(
     targets: Sequence[Any],
     variants: Sequence[Variant],
@@ -270,18 +299,9 @@ def compare_variants(
         The report: per-variant summary, latency and tokens; McNemar tests of
         each variant against the first; `table` in Markdown.
     """
+    check_variants(targets, variants, items)
     by_label = {target.label: target for target in targets}
-    if not targets:
-        raise ValueError("no model to evaluate")
-    for variant in variants:
-        if variant.target is not None and variant.target not in by_label:
-            raise ValueError(
-                f"variant {variant.label!r} names target {variant.target!r}; "
-                f"targets: {', '.join(by_label)}"
-            )
     labels = [v.label for v in variants]
-    if len(set(labels)) != len(labels):
-        raise ValueError("variant labels must be unique")
     runs: dict[str, list[VariantRun]] = {}
     seconds: dict[str, float] = {}
     for target in targets:
@@ -347,16 +367,14 @@ def _entry(
         "seconds": round(seconds, 1),
         "errors": sum(1 for r in results if r.prediction.error),
         "latency_s": {
-            "p50": round(statistics.median(latencies), 3) if latencies else None,
-            "p95": round(latencies[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
-            "mean": round(statistics.fmean(latencies), 3) if latencies else None,
+            "p50": _rounded(statistics.median, latencies, 3),
+            "p95": _rounded(lambda xs: xs[int(0.95 * (len(xs) - 1))], latencies, 3),
+            "mean": _rounded(statistics.fmean, latencies, 3),
         },
-        "prompt_tokens_mean": round(statistics.fmean(r.prompt_tokens for r in results), 1)
-        if results
-        else None,
-        "completion_tokens_mean": round(statistics.fmean(r.completion_tokens for r in results), 1)
-        if results
-        else None,
+        "prompt_tokens_mean": _rounded(statistics.fmean, [r.prompt_tokens for r in results], 1),
+        "completion_tokens_mean": _rounded(
+            statistics.fmean, [r.completion_tokens for r in results], 1
+        ),
         "summary": summarize(scores),
         "predictions": [
             {
@@ -371,6 +389,13 @@ def _entry(
         ],
     }
     return entry
+
+
+def _rounded(
+    statistic: Callable[[list[float]], float], values: Sequence[float], digits: int
+) -> float | None:
+    """`statistic` of sorted `values`, rounded; None when there are none."""
+    return round(statistic(sorted(values)), digits) if values else None
 
 
 def _pct(value: float | None) -> str:

@@ -30,7 +30,7 @@ import secrets
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -50,14 +50,17 @@ from runtime.sandbox.containers import (
 from runtime.sandbox.executor import HostExecutor
 from runtime.sandbox.hardening import (
     LABEL_EXECUTOR,
+    NetworkHook,
     SandboxConfig,
     SandboxConfigError,
     SandboxLimits,
     container_labels,
     default_image,
+    granted_by_policy,
     resolve_config,
     user_mount,
 )
+from runtime.sandbox.hardening import deny_network as deny_network  # re-export
 from runtime.sandbox.pool import PoolSet
 from runtime.sandbox.reaper import channel_prefix, owner_id, reap, reap_channel_dirs
 from runtime.sandbox.spec import Mount
@@ -65,19 +68,8 @@ from runtime.sandbox.worker import EXIT_OUTPUT
 from runtime.tools import Tool
 
 Mode = Literal["per_call", "per_session"]
-NetworkHook = Callable[[Tool, CallContext], bool]
 _MAX_TEXT = 4000
 _reaped: set[str] = set()  # daemon addresses this process already reaped at start-up
-
-
-def deny_network(tool: Tool, context: CallContext) -> bool:
-    """A network hook that never grants network access."""
-    return False
-
-
-def granted_by_policy(tool: Tool, context: CallContext) -> bool:
-    """The default network hook: the call's policy decision granted `network`."""
-    return "network" in context.grants
 
 
 # `Tool.runs_on_host` built-ins (e.g. search_docs) skip the sandbox by design.

@@ -19,11 +19,27 @@ import os
 import posixpath
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtime.calls import CallContext
 from runtime.sandbox.worker import CHANNEL_DIR, LIB_DIR, MODS_DIR
 from runtime.tools import Tool
+
+# Decides whether a tool that asks for the network gets it for one call.
+NetworkHook = Callable[[Tool, CallContext], bool]
+
+
+def deny_network(tool: Tool, context: CallContext) -> bool:
+    """A network hook that never grants network access."""
+    return False
+
+
+def granted_by_policy(tool: Tool, context: CallContext) -> bool:
+    """The default network hook: the call's policy decision granted `network`."""
+    return "network" in context.grants
+
 
 DEFAULT_IMAGE = "agentrt-sandbox:latest"
 IMAGE_ENV = "AGENTRT_SANDBOX_IMAGE"
