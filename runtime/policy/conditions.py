@@ -1,17 +1,26 @@
 """Condition operators and evaluator nodes, compiled once and run on every call.
 
-Evaluation is three-valued: `TRUE`, `FALSE` or `UNKNOWN`. A missing field, a
-value of the wrong type, a NaN, a NUL byte in a path or a URL with userinfo is
-`UNKNOWN`; `all`/`any`/`not` combine values with Kleene logic (`FALSE` wins
-an `all`, `TRUE` wins an `any`, `not UNKNOWN` is `UNKNOWN`). The engine then
-fails closed both ways: `UNKNOWN` counts as a match for deny and
-require_approval rules and as no match for allow rules.
+Evaluation is three-valued: `TRUE`, `FALSE` or `ERROR`.
+
+- A **missing** field (absent argument, unset context value) makes its field
+  test `FALSE`, in every rule: a condition about something the call does not
+  carry does not hold. `exists: true` requires presence, `exists: false`
+  absence. (`not` flips such a `FALSE` to `TRUE`, as a negated operator does
+  in IAM and `not` does in Rego.)
+- A **present** value that cannot be judged (wrong type, NaN, NUL in a path,
+  an unparsable URL or IP, a URL with userinfo, a regex on a number or on a
+  string too long to match safely) is an `ERROR`.
+
+`all`/`any`/`not` combine values with Kleene logic (`FALSE` wins an `all`,
+`TRUE` wins an `any`, `not ERROR` is `ERROR`). The engine then fails closed
+both ways: `ERROR` counts as a match for deny and require_approval rules and
+as no match for allow rules.
 
 Normalisation, so one address or path cannot hide behind another spelling:
 
 - `path_under`: `\\` is read as `/`, `.`/`..` are resolved lexically, a path
   that climbs above its start is not under anything, roots compare by whole
-  segments (`/workspace-evil` is not under `/workspace`), NUL is `UNKNOWN`,
+  segments (`/workspace-evil` is not under `/workspace`), NUL is `ERROR`,
   and a path containing percent-escapes must be under a root both as written
   and after each round of decoding (`%2e%2e/etc` is `../etc`). Symlinks are
   not resolved: the tool itself must not follow links out of its root.
@@ -20,7 +29,7 @@ Normalisation, so one address or path cannot hide behind another spelling:
   read them (decimal `2852039166`, hex `0xA9FEA9FE`, octal `0251.0376...`,
   short forms `169.254.43518`), IPv4-mapped IPv6 denotes the IPv4 address.
   Percent-escapes, control characters, spaces and backslashes in a URL, and
-  userinfo (`user@host`), make it `UNKNOWN`.
+  userinfo (`user@host`), make it `ERROR`.
 
 Regular expressions: Python's `re` has no timeout and holds the GIL while it
 backtracks, so a timeout cannot be enforced from inside the process. Instead
@@ -29,7 +38,7 @@ backreferences, nested variable quantifiers (`(a+)+`) and quantified
 alternations whose branches can start with the same character (`(a|ab)*`)
 unless possessive (`*+`) or atomic (`(?>...)`), and more than two unbounded
 wildcard repeats (`.*a.*b.*c` is cubic). At run time a value longer than
-`REGEX_MAX_INPUT` characters is not matched at all (`UNKNOWN`: a deny rule
+`REGEX_MAX_INPUT` characters is not matched at all (`ERROR`: a deny rule
 matches, an allow rule does not). What remains is at worst quadratic in 1024
 characters, about a millisecond.
 """
@@ -59,10 +68,10 @@ from runtime.policy.normalise import (
 )
 
 __all__ = [
+    "ERROR",
     "FALSE",
     "REGEX_MAX_INPUT",
     "TRUE",
-    "UNKNOWN",
     "AllNode",
     "AnyNode",
     "EvalError",
@@ -80,9 +89,9 @@ __all__ = [
 
 TRUE: Final = 1
 FALSE: Final = 0
-UNKNOWN: Final = 2
+ERROR: Final = 2
 
-#: Longest string the `regex` operator will match; longer is UNKNOWN.
+#: Longest string the `regex` operator will match; longer is ERROR.
 REGEX_MAX_INPUT: Final = 1024
 _MISSING: Final = object()
 _CONTEXT_ATTRS = frozenset({"tenant", "agent", "conversation_id", "run_id", "principal"})
@@ -315,7 +324,7 @@ class Node(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, arguments: Mapping[str, Any], context: CallContext) -> int:
-        """Return TRUE, FALSE or UNKNOWN."""
+        """Return TRUE, FALSE or ERROR."""
 
     @abc.abstractmethod
     def explain(self, arguments: Mapping[str, Any], context: CallContext) -> tuple[int, list[str]]:
@@ -339,14 +348,14 @@ class FieldTest(Node):
         self.ops = tuple(ops)
         exists = [arg for name, arg, _ in self.ops if name == "exists"]
         others = len(self.ops) - len(exists)
-        if exists and exists[0] is True:
-            self._if_missing = FALSE
-        elif exists:
-            self._if_missing = UNKNOWN if others else TRUE
+        # Absent: only a lone `exists: false` holds; every other operator is false.
+        self._if_missing = TRUE if exists == [False] and not others else FALSE
+        # A NaN or infinity is present but cannot be compared: `exists` still
+        # judges it, every other operator is an evaluation error.
+        if exists == [False]:
+            self._if_nonfinite = FALSE
         else:
-            self._if_missing = UNKNOWN
-        # A NaN or infinity is present but never compared: only `exists` sees it.
-        self._if_nonfinite = FALSE if exists and exists[0] is False else UNKNOWN
+            self._if_nonfinite = ERROR if others else TRUE
 
     def evaluate(self, arguments: Mapping[str, Any], context: CallContext) -> int:
         value = lookup(arguments, context, self.source, self.path)
@@ -359,11 +368,11 @@ class FieldTest(Node):
             try:
                 outcome = test(value)
             except EvalError:
-                outcome = UNKNOWN
+                outcome = ERROR
             if outcome == FALSE:
                 return FALSE
-            if outcome == UNKNOWN:
-                result = UNKNOWN
+            if outcome == ERROR:
+                result = ERROR
         return result
 
     def explain(self, arguments: Mapping[str, Any], context: CallContext) -> tuple[int, list[str]]:
@@ -372,9 +381,14 @@ class FieldTest(Node):
         if result == TRUE:
             return result, []
         if value is _MISSING:
-            return result, [f"{self.field}: missing ({self.describe()})"]
+            return result, [f"{self.field}: missing, so it does not hold ({self.describe()})"]
         if type(value) is float and not math.isfinite(value):
-            return result, [f"{self.field}: not a finite number ({self.describe()})"]
+            if result == FALSE:  # only `exists: false` judges it, and it is present
+                return result, [f"{self.field}: exists False did not hold"]
+            return result, [
+                f"{self.field}: not a finite number, so it could not be evaluated "
+                f"({self.describe()})"
+            ]
         failures: list[str] = []
         for name, arg, test in self.ops:
             try:
@@ -421,8 +435,8 @@ class AllNode(Node):
             outcome = child.evaluate(arguments, context)
             if outcome == FALSE:
                 return FALSE
-            if outcome == UNKNOWN:
-                result = UNKNOWN
+            if outcome == ERROR:
+                result = ERROR
         return result
 
     def explain(self, arguments: Mapping[str, Any], context: CallContext) -> tuple[int, list[str]]:
@@ -451,8 +465,8 @@ class AnyNode(Node):
             outcome = child.evaluate(arguments, context)
             if outcome == TRUE:
                 return TRUE
-            if outcome == UNKNOWN:
-                result = UNKNOWN
+            if outcome == ERROR:
+                result = ERROR
         return result
 
     def explain(self, arguments: Mapping[str, Any], context: CallContext) -> tuple[int, list[str]]:
@@ -469,7 +483,7 @@ class AnyNode(Node):
 
 
 class NotNode(Node):
-    """The child does not hold; `not UNKNOWN` stays UNKNOWN."""
+    """The child does not hold; `not ERROR` stays ERROR."""
 
     __slots__ = ("child",)
 
@@ -478,7 +492,7 @@ class NotNode(Node):
 
     def evaluate(self, arguments: Mapping[str, Any], context: CallContext) -> int:
         outcome = self.child.evaluate(arguments, context)
-        return UNKNOWN if outcome == UNKNOWN else TRUE - outcome
+        return ERROR if outcome == ERROR else TRUE - outcome
 
     def explain(self, arguments: Mapping[str, Any], context: CallContext) -> tuple[int, list[str]]:
         outcome, why = self.child.explain(arguments, context)
@@ -486,7 +500,7 @@ class NotNode(Node):
             return TRUE, []
         if outcome == TRUE:
             return FALSE, [f"{self.describe()} did not hold"]
-        return UNKNOWN, why
+        return ERROR, why
 
     def describe(self) -> str:
         return f"not({self.child.describe()})"

@@ -9,8 +9,10 @@ rules never matters):
    room (which consumes one slot in each) → `allow`;
 4. else `deny` by `default-deny`.
 
-A condition that cannot be judged (missing field, wrong type, NaN, NUL in a
-path, URL with userinfo, too long for a regex) counts as a match for deny and
+A condition on a missing field is false in every rule (`exists` requires
+presence). A present value that cannot be judged (wrong type, NaN, NUL in a
+path, an unparsable URL or IP, a URL with userinfo, a regex on a number or on
+too long a string) is an evaluation error: it counts as a match for deny and
 require_approval rules and as no match for allow rules. An exception inside
 the engine denies the call (`policy-error`) rather than letting it through.
 
@@ -32,8 +34,8 @@ from typing import Any
 
 from runtime.calls import CallContext
 from runtime.policy.conditions import (
+    ERROR,
     TRUE,
-    UNKNOWN,
     AllNode,
     AnyNode,
     Node,
@@ -332,7 +334,8 @@ class PolicySet:
                     "id": rule.id,
                     "policy": rule.policy_id,
                     "effect": rule.effect,
-                    "result": {TRUE: "match", UNKNOWN: "unknown"}.get(result, "no match"),
+                    "result": {TRUE: "match", ERROR: "error"}.get(result, "no match"),
+                    "matched": _counts(rule, result),
                     "failed_conditions": failures,
                 }
             )
@@ -360,13 +363,13 @@ class PolicySet:
         consume: bool,
     ) -> PolicyDecision:
         app = self._applicable(tool, context.tenant, context.agent)
-        denied = [r for r in app.deny if _hits(r, arguments, context, fail_closed=True)]
+        denied = [r for r in app.deny if _hits(r, arguments, context)]
         if denied:
             return self._deny(tool, denied, app, arguments, context)
-        waiting = [r for r in app.approval if _hits(r, arguments, context, fail_closed=True)]
+        waiting = [r for r in app.approval if _hits(r, arguments, context)]
         if waiting and not approved:
             return self._needs_approval(waiting)
-        allowed = [r for r in app.allow if _hits(r, arguments, context, fail_closed=False)]
+        allowed = [r for r in app.allow if _hits(r, arguments, context)]
         granted = waiting + allowed
         if not granted:
             return self._default_deny(tool, app, arguments, context)
@@ -497,15 +500,14 @@ class PolicySet:
             reason = first.reason
         else:
             reason = f"call to {tool!r} denied by rule {names} (policy {first.policy_id!r})"
-        unknown = [
+        erred = [
             r
             for r in denied
-            if r.condition is not None and r.condition.evaluate(arguments, context) == UNKNOWN
+            if r.condition is not None and r.condition.evaluate(arguments, context) == ERROR
         ]
-        if unknown:
+        if erred:
             reason += (
-                "; a field it tests is missing or could not be evaluated, "
-                "which counts as a match for a deny rule"
+                "; a value it tests could not be evaluated, which counts as a match for a deny rule"
             )
         return PolicyDecision(
             decision="deny",
@@ -561,10 +563,12 @@ class PolicySet:
         )
 
 
-def _hits(
-    rule: _Rule, arguments: Mapping[str, Any], context: CallContext, *, fail_closed: bool
-) -> bool:
+def _hits(rule: _Rule, arguments: Mapping[str, Any], context: CallContext) -> bool:
     if rule.condition is None:
         return True
-    result = rule.condition.evaluate(arguments, context)
-    return result == TRUE or (fail_closed and result == UNKNOWN)
+    return _counts(rule, rule.condition.evaluate(arguments, context))
+
+
+def _counts(rule: _Rule, result: int) -> bool:
+    """Whether a rule's condition result makes it apply: errors fail closed both ways."""
+    return result == TRUE or (result == ERROR and rule.effect != "allow")

@@ -5,8 +5,9 @@ describes, plus a few compatible extensions, each marked below:
 
 - a rule may carry a `reason` (the sentence shown to the model) and a
   `description` (for reviewers);
-- the `exists` operator (`true`/`false`), so a deny rule can say "when the
-  argument is present" without a missing field counting as a match;
+- the `exists` operator (`true`/`false`): a condition on a missing field is
+  false, so `exists: true` is how a rule requires presence and
+  `exists: false` how it tests absence;
 - a top-level `audit: {redact: ["args.password", ...]}` block.
 
 Every model forbids unknown keys. Values are validated strictly: a number is
@@ -158,7 +159,7 @@ class Operators(_Model):
     path_under: Annotated[list[str], Field(min_length=1)] | None = None
     url: UrlSpec | None = None
     ip_in: Annotated[list[str], Field(min_length=1)] | None = None
-    exists: bool | None = None  # extension: presence test, never "missing"
+    exists: bool | None = None  # extension: the one operator a missing field can satisfy
 
     @field_validator("regex")
     @classmethod

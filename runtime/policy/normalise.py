@@ -31,7 +31,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
 
 
 class EvalError(Exception):
-    """A value could not be judged; the operator's result is UNKNOWN."""
+    """A present value could not be judged; the operator's result is ERROR."""
 
 
 # --------------------------------------------------------------------------- paths

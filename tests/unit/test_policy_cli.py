@@ -94,6 +94,34 @@ def test_explain_prints_the_decision(capsys: pytest.CaptureFixture[str]) -> None
     assert {r["id"] for r in report["rules"]} >= {"allow-read-workspace", "deny-secret-files"}
 
 
+KILL_SWITCH = """\
+apiVersion: agentrt/v1
+kind: ToolPolicy
+metadata: {id: ops}
+rules:
+  - {id: kill-switch, effect: deny, tools: ["*"], when: {context.frozen: {equals: "yes"}}}
+  - {id: allow-all, effect: allow, tools: ["*"]}
+"""
+
+
+def test_explain_a_kill_switch_with_and_without_its_context(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "ops.yaml").write_text(KILL_SWITCH)
+    argv = ["policy", "explain", "--policy", str(tmp_path), "--tool", "t"]
+    assert main(argv) == 0
+    calm = json.loads(capsys.readouterr().out)
+    assert calm["decision"]["decision"] == "allow"
+    switch = next(r for r in calm["rules"] if r["id"] == "kill-switch")
+    assert (switch["result"], switch["matched"]) == ("no match", False)
+    assert switch["failed_conditions"] == [
+        "context.frozen: missing, so it does not hold (context.frozen {equals: 'yes'})"
+    ]
+    assert main([*argv, "--context", "frozen=yes"]) == 0
+    frozen = json.loads(capsys.readouterr().out)
+    assert frozen["decision"]["rule_ids"] == ["kill-switch"]
+
+
 @pytest.mark.parametrize("bad", ['{"path": NaN}', '{"a": 1, "a": 2}', "[1]", "{"])
 def test_explain_refuses_non_strict_json(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["policy", "explain", "--policy", str(REPO / "policies"), "--tool", "t", "--args", bad]

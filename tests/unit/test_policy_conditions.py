@@ -9,10 +9,10 @@ import pytest
 
 from runtime.calls import CallContext
 from runtime.policy.conditions import (
+    ERROR,
     FALSE,
     REGEX_MAX_INPUT,
     TRUE,
-    UNKNOWN,
     AllNode,
     AnyNode,
     FieldTest,
@@ -50,8 +50,8 @@ def run(op: str, arg: Any, value: Any, field: str = "args.v") -> int:
         ("/workspace/%252e%252e/etc", FALSE),  # double-encoded
         ("/workspace/a%20b.txt", TRUE),
         ("/workspace\\..\\etc", FALSE),  # backslash is a separator
-        ("/workspace/a.txt\x00.png", UNKNOWN),  # NUL
-        ("/workspace/%00", UNKNOWN),  # encoded NUL
+        ("/workspace/a.txt\x00.png", ERROR),  # NUL
+        ("/workspace/%00", ERROR),  # encoded NUL
     ],
 )
 def test_path_under_absolute_root(path: str, expected: int) -> None:
@@ -75,9 +75,9 @@ def test_path_under_relative_root(path: str, expected: int) -> None:
     assert run("path_under", ["."], path) == expected
 
 
-def test_path_under_wrong_type_is_unknown() -> None:
-    assert run("path_under", ["."], ["a"]) == UNKNOWN
-    assert run("path_under", ["."], 3) == UNKNOWN
+def test_path_under_wrong_type_is_an_error() -> None:
+    assert run("path_under", ["."], ["a"]) == ERROR
+    assert run("path_under", ["."], 3) == ERROR
 
 
 # ----------------------------------------------------------------- SSRF forms
@@ -106,27 +106,27 @@ def test_ip_in_sees_every_spelling_of_the_metadata_address(url: str) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("http://good.example@169.254.169.254/", UNKNOWN),  # userinfo
-        ("http://evil.com@good.example/", UNKNOWN),
+        ("http://good.example@169.254.169.254/", ERROR),  # userinfo
+        ("http://evil.com@good.example/", ERROR),
         ("http://docs.python.org/", FALSE),  # a name, not an address
         ("http://8.8.8.8/", FALSE),
         ("169.254.169.254", TRUE),  # bare host literal
         ("::ffff:169.254.169.254", TRUE),
-        ("http://1.2.3.999/", UNKNOWN),  # ends in a number but is no address
-        ("http://%31%36%39.254.169.254/", UNKNOWN),  # percent-encoded host
-        ("http://169.254.169.254\\@good.example/", UNKNOWN),  # backslash trick
+        ("http://1.2.3.999/", ERROR),  # ends in a number but is no address
+        ("http://%31%36%39.254.169.254/", ERROR),  # percent-encoded host
+        ("http://169.254.169.254\\@good.example/", ERROR),  # backslash trick
         # NAT64 reaches 169.254.169.254 but is itself outside the block: the
-        # readings disagree, so UNKNOWN (a deny rule matches, an allow does not).
-        ("http://[64:ff9b::a9fe:a9fe]/", UNKNOWN),
+        # readings disagree, so ERROR (a deny rule matches, an allow does not).
+        ("http://[64:ff9b::a9fe:a9fe]/", ERROR),
     ],
 )
 def test_ip_in_edge_cases(value: str, expected: int) -> None:
     assert run("ip_in", METADATA, value) == expected
 
 
-def test_ip_in_embedded_address_with_different_verdict_is_unknown() -> None:
+def test_ip_in_embedded_address_with_different_verdict_is_an_error() -> None:
     # 2002:a9fe:a9fe:: is a 6to4 address carrying 169.254.169.254.
-    assert run("ip_in", ["2002::/16"], "http://[2002:a9fe:a9fe::1]/") == UNKNOWN
+    assert run("ip_in", ["2002::/16"], "http://[2002:a9fe:a9fe::1]/") == ERROR
 
 
 SPEC = UrlSpec.model_validate(
@@ -147,13 +147,13 @@ SPEC = UrlSpec.model_validate(
         ("https://docs.python.org.evil.example/", FALSE),
         ("http://docs.python.org/", FALSE),
         ("file:///etc/passwd", FALSE),
-        ("https://docs.python.org@evil.example/", UNKNOWN),
-        ("https://user:pw@docs.python.org/", UNKNOWN),
-        ("https://docs.python.org\\.evil.example/", UNKNOWN),
-        ("https://docs.python.org /", UNKNOWN),
-        ("https://docs.python.org:99999/", UNKNOWN),
-        ("https:///nohost", UNKNOWN),
-        ("https://docs.python.org../", UNKNOWN),
+        ("https://docs.python.org@evil.example/", ERROR),
+        ("https://user:pw@docs.python.org/", ERROR),
+        ("https://docs.python.org\\.evil.example/", ERROR),
+        ("https://docs.python.org /", ERROR),
+        ("https://docs.python.org:99999/", ERROR),
+        ("https:///nohost", ERROR),
+        ("https://docs.python.org../", ERROR),
     ],
 )
 def test_url_allowlist(url: str, expected: int) -> None:
@@ -181,16 +181,16 @@ def test_full_width_digits_normalise_to_the_address() -> None:
 def test_regex_is_a_full_match() -> None:
     assert run("regex", "[a-z]+", "abc") == TRUE
     assert run("regex", "[a-z]+", "abc1") == FALSE
-    assert run("regex", "[a-z]+", 12) == UNKNOWN
+    assert run("regex", "[a-z]+", 12) == ERROR
 
 
 def test_regex_bomb_argument_is_cheap_and_fails_closed() -> None:
     # The deny-secrets pattern against a megabyte of input: not even
-    # tried (UNKNOWN, so a deny rule matches), and quick.
+    # tried (ERROR, so a deny rule matches), and quick.
     pattern = r".*(\.env|id_rsa|\.pem)$"
     start = time.perf_counter()
-    assert run("regex", pattern, "a" * 1_000_000) == UNKNOWN
-    assert run("regex", pattern, "/" * (REGEX_MAX_INPUT + 1)) == UNKNOWN
+    assert run("regex", pattern, "a" * 1_000_000) == ERROR
+    assert run("regex", pattern, "/" * (REGEX_MAX_INPUT + 1)) == ERROR
     # At the cap, adversarial input for the worst shape allowed (two .*) stays fast.
     assert run("regex", ".*a.*b", "a" * REGEX_MAX_INPUT) == FALSE
     assert run("regex", "[a-z0-9]+(?:-[a-z0-9]+)*+", "a-" * 511 + "!") == FALSE
@@ -211,20 +211,20 @@ def test_regex_bomb_argument_is_cheap_and_fails_closed() -> None:
         ("lte", 100.0, TRUE),
         ("gt", 10**400, TRUE),  # exact big-int comparison, no float overflow
         ("gt", -(10**400), FALSE),
-        ("gt", float("nan"), UNKNOWN),  # NaN never reaches a comparison
-        ("lte", float("nan"), UNKNOWN),
-        ("lte", float("inf"), UNKNOWN),
-        ("gt", True, UNKNOWN),  # a boolean is not a number
-        ("gt", "101", UNKNOWN),  # neither is a string
-        ("gt", None, UNKNOWN),
+        ("gt", float("nan"), ERROR),  # NaN never reaches a comparison
+        ("lte", float("nan"), ERROR),
+        ("lte", float("inf"), ERROR),
+        ("gt", True, ERROR),  # a boolean is not a number
+        ("gt", "101", ERROR),  # neither is a string
+        ("gt", None, ERROR),
     ],
 )
 def test_numbers_at_the_limits(op: str, value: Any, expected: int) -> None:
     assert run(op, 100, value) == expected
 
 
-def test_nan_inside_a_list_is_unknown_for_contains() -> None:
-    assert run("contains", 1, [float("nan"), 1]) == UNKNOWN
+def test_nan_inside_a_list_is_an_error_for_contains() -> None:
+    assert run("contains", 1, [float("nan"), 1]) == ERROR
 
 
 def test_equals_keeps_booleans_apart_from_numbers() -> None:
@@ -233,64 +233,97 @@ def test_equals_keeps_booleans_apart_from_numbers() -> None:
     assert run("equals", 1, 1.0) == TRUE
     assert run("equals", "1", 1) == FALSE
     assert run("equals", None, None) == TRUE
-    assert run("equals", "a", {"x": 1}) == UNKNOWN
+    assert run("equals", "a", {"x": 1}) == ERROR
     assert run("in", [1, "a"], True) == FALSE
     assert run("not_in", ["EUR"], "USD") == TRUE
-    assert run("not_in", ["EUR"], ["EUR"]) == UNKNOWN
+    assert run("not_in", ["EUR"], ["EUR"]) == ERROR
 
 
 def test_string_and_list_operators() -> None:
     assert run("prefix", "ab", "abc") == TRUE
-    assert run("prefix", "ab", 5) == UNKNOWN
+    assert run("prefix", "ab", 5) == ERROR
     assert run("contains", "b", "abc") == TRUE
     assert run("contains", "x", ["x", "y"]) == TRUE
-    assert run("contains", "x", 3) == UNKNOWN
+    assert run("contains", "x", 3) == ERROR
     assert run("max_len", 3, "abc") == TRUE
     assert run("max_len", 3, "abcd") == FALSE
     assert run("max_items", 1, [1, 2]) == FALSE
-    assert run("max_items", 1, "ab") == UNKNOWN
+    assert run("max_items", 1, "ab") == ERROR
 
 
 # ----------------------------------------------------------------- fields and logic
 
 
-def test_missing_field_is_unknown_unless_exists_says_otherwise() -> None:
-    missing = build_field_test("args.nope", [("equals", 1)])
-    assert missing.evaluate({}, CTX) == UNKNOWN
+def test_a_missing_field_is_false_for_every_operator() -> None:
+    for op, arg in [
+        ("equals", 1),
+        ("in", ["a"]),
+        ("not_in", ["a"]),  # "not in the list" does not hold for nothing either
+        ("regex", "a+"),
+        ("gt", 0),
+        ("max_len", 3),
+        ("path_under", ["."]),
+        ("url", UrlSpec()),
+        ("ip_in", ["10.0.0.0/8"]),
+        ("exists", True),
+    ]:
+        assert build_field_test("args.nope", [(op, arg)]).evaluate({}, CTX) == FALSE, op
     guarded = build_field_test("args.nope", [("exists", True), ("equals", 1)])
     assert guarded.evaluate({}, CTX) == FALSE
     absent = build_field_test("args.nope", [("exists", False)])
     assert absent.evaluate({}, CTX) == TRUE
     assert absent.evaluate({"nope": None}, CTX) == FALSE
+    # `exists: false` with another operator: the other one does not hold for nothing.
+    both = build_field_test("args.nope", [("exists", False), ("equals", 1)])
+    assert both.evaluate({}, CTX) == FALSE
+
+
+def test_an_evaluation_error_needs_a_present_value() -> None:
+    regex = build_field_test("args.v", [("regex", "[a-z]+")])
+    assert regex.evaluate({"v": 12}, CTX) == ERROR  # present, wrong type
+    assert regex.evaluate({}, CTX) == FALSE  # absent
+    url = build_field_test("args.v", [("url", UrlSpec())])
+    assert url.evaluate({"v": "http://user@host.example/"}, CTX) == ERROR
+    ip = build_field_test("args.v", [("ip_in", ["10.0.0.0/8"])])
+    assert ip.evaluate({"v": "1.2.3.999"}, CTX) == ERROR
+
+
+def test_non_finite_numbers_are_present() -> None:
+    nan = {"v": float("nan")}
+    assert build_field_test("args.v", [("exists", True)]).evaluate(nan, CTX) == TRUE
+    assert build_field_test("args.v", [("exists", False)]).evaluate(nan, CTX) == FALSE
+    assert build_field_test("args.v", [("exists", True), ("gt", 1)]).evaluate(nan, CTX) == ERROR
 
 
 def test_context_and_nested_fields() -> None:
     assert build_field_test("context.tenant", [("equals", "acme")]).evaluate({}, CTX) == TRUE
     assert build_field_test("context.region", [("in", ["eu"])]).evaluate({}, CTX) == TRUE
-    assert (
-        build_field_test("context.conversation_id", [("equals", "x")]).evaluate({}, CTX) == UNKNOWN
-    )
+    assert build_field_test("context.conversation_id", [("equals", "x")]).evaluate({}, CTX) == FALSE
     nested = build_field_test("args.a.0.b", [("equals", 2)])
     assert nested.evaluate({"a": [{"b": 2}]}, CTX) == TRUE
-    assert nested.evaluate({"a": []}, CTX) == UNKNOWN
+    assert nested.evaluate({"a": []}, CTX) == FALSE
 
 
 def _const(result: int) -> FieldTest:
-    # equals 1 on args.v: TRUE for 1, FALSE for 2, UNKNOWN when missing.
+    # equals 1 on args.k<result>: TRUE for 1, FALSE for 2, ERROR for an object.
     return build_field_test(f"args.k{result}", [("equals", 1)])
 
 
-ARGS = {f"k{TRUE}": 1, f"k{FALSE}": 2}
+ARGS = {f"k{TRUE}": 1, f"k{FALSE}": 2, f"k{ERROR}": {"not": "a scalar"}}
 
 
-@pytest.mark.parametrize("a", [TRUE, FALSE, UNKNOWN])
-@pytest.mark.parametrize("b", [TRUE, FALSE, UNKNOWN])
+@pytest.mark.parametrize("a", [TRUE, FALSE, ERROR])
+@pytest.mark.parametrize("b", [TRUE, FALSE, ERROR])
 def test_kleene_logic(a: int, b: int) -> None:
-    order = {FALSE: 0, UNKNOWN: 1, TRUE: 2}
-    value = {0: FALSE, 1: UNKNOWN, 2: TRUE}
+    order = {FALSE: 0, ERROR: 1, TRUE: 2}
+    value = {0: FALSE, 1: ERROR, 2: TRUE}
     assert AllNode([_const(a), _const(b)]).evaluate(ARGS, CTX) == value[min(order[a], order[b])]
     assert AnyNode([_const(a), _const(b)]).evaluate(ARGS, CTX) == value[max(order[a], order[b])]
     assert NotNode(_const(a)).evaluate(ARGS, CTX) == value[2 - order[a]]
+
+
+def test_not_of_a_missing_field_holds() -> None:
+    assert NotNode(build_field_test("args.nope", [("equals", 1)])).evaluate({}, CTX) == TRUE
 
 
 def test_explain_names_failed_conditions() -> None:
@@ -304,5 +337,5 @@ def test_explain_names_failed_conditions() -> None:
     assert result == FALSE
     assert failures == [
         "args.path: path_under ['/w'] did not hold",
-        "args.size: missing (args.size {lte: 10})",
+        "args.size: missing, so it does not hold (args.size {lte: 10})",
     ]

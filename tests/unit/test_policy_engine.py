@@ -86,16 +86,66 @@ def test_approval_timeout_is_the_shortest_matching() -> None:
     assert policy_set(policy_file(rules)).decide("t", {}, CTX).approval_timeout_s == 30.0
 
 
-def test_missing_field_denies_in_deny_rules_and_fails_allow_rules() -> None:
+def test_kill_switch_denies_only_when_the_context_says_so() -> None:
+    # The example of issue 13: absent context must not trip a kill switch.
+    kill = rule("kill-switch", "deny", {"context.frozen": {"equals": "yes"}}, tools=["*"])
+    ps = policy_set(policy_file([kill, rule("a", "allow", tools=["*"])]))
+    assert ps.decide("t", {}, CTX).decision == "allow"
+    thawed = CallContext(tenant="acme", extra={"frozen": "no"})
+    assert ps.decide("t", {}, thawed).decision == "allow"
+    frozen = CallContext(tenant="acme", extra={"frozen": "yes"})
+    assert ps.decide("t", {}, frozen).rule_ids == ("kill-switch",)
+
+
+def test_a_missing_field_is_false_in_allow_and_deny_rules() -> None:
     deny = rule("d", "deny", {"args.path": {"regex": ".*secret.*"}})
     allow = rule("a", "allow", {"args.size": {"lte": 10}})
     ps = policy_set(policy_file([deny, allow]))
-    # path missing: the deny rule matches (fail closed)
-    denied = ps.decide("t", {"size": 1}, CTX)
-    assert denied.rule_ids == ("d",) and "counts as a match" in denied.reason
-    # path present and harmless, size missing: the allow rule does not apply
-    assert ps.decide("t", {"path": "x"}, CTX).rule_ids == ("default-deny",)
-    assert ps.decide("t", {"path": "x", "size": 3}, CTX).decision == "allow"
+    # path missing: the deny rule does not apply
+    assert ps.decide("t", {"size": 1}, CTX).rule_ids == ("a",)
+    # size missing: the allow rule does not apply either
+    denied = ps.decide("t", {"path": "x"}, CTX)
+    assert denied.rule_ids == ("default-deny",)
+    assert "args.size: missing, so it does not hold" in denied.reason
+    assert ps.decide("t", {"path": "secret.txt", "size": 3}, CTX).rule_ids == ("d",)
+
+
+def test_a_missing_field_does_not_trip_an_approval_rule() -> None:
+    ps = policy_set(
+        policy_file([rule("a", "allow"), rule("q", "require_approval", {"args.n": {"gt": 5}})])
+    )
+    assert ps.decide("t", {}, CTX).decision == "allow"
+
+
+def test_exists_requires_presence() -> None:
+    deny = rule("d", "deny", {"context.ticket": {"exists": False}})
+    ps = policy_set(policy_file([deny, rule("a", "allow")]))
+    assert ps.decide("t", {}, CTX).rule_ids == ("d",)
+    assert ps.decide("t", {}, CallContext(extra={"ticket": "T-1"})).decision == "allow"
+
+
+@pytest.mark.parametrize(
+    ("when", "value"),
+    [
+        ({"args.v": {"regex": "[a-z]+"}}, 12),  # regex on a number
+        ({"args.v": {"gt": 5}}, "lots"),  # wrong type
+        ({"args.v": {"url": {"hosts": ["docs.python.org"]}}}, "https://u@docs.python.org/"),
+        ({"args.v": {"ip_in": ["10.0.0.0/8"]}}, "10.0.0.999"),  # unparsable IP
+        ({"args.v": {"gt": 5}}, float("nan")),
+    ],
+)
+def test_an_evaluation_error_matches_a_deny_rule_and_fails_an_allow_rule(
+    when: dict[str, Any], value: Any
+) -> None:
+    as_deny = policy_set(policy_file([rule("d", "deny", when), rule("a", "allow")]))
+    denied = as_deny.decide("t", {"v": value}, CTX)
+    assert denied.rule_ids == ("d",)
+    assert "could not be evaluated" in denied.reason
+    as_allow = policy_set(policy_file([rule("a", "allow", when)]))
+    assert as_allow.decide("t", {"v": value}, CTX).rule_ids == ("default-deny",)
+    # and absent, neither rule applies
+    assert as_deny.decide("t", {}, CTX).rule_ids == ("a",)
+    assert as_allow.decide("t", {}, CTX).rule_ids == ("default-deny",)
 
 
 def test_evaluation_error_counts_as_a_match_for_approval_rules() -> None:
@@ -221,8 +271,30 @@ def test_explain_lists_every_applicable_rule() -> None:
     )
     report = ps.explain("t", {"n": 5}, CTX)
     assert report["decision"]["rule_ids"] == ["default-deny"]
-    results = {r["id"]: r["result"] for r in report["rules"]}
-    assert results == {"a": "no match", "d": "no match"}
+    results = {r["id"]: (r["result"], r["matched"]) for r in report["rules"]}
+    assert results == {"a": ("no match", False), "d": ("no match", False)}
+
+
+def test_explain_tells_an_error_from_a_missing_field() -> None:
+    ps = policy_set(
+        policy_file(
+            [
+                rule("a", "allow", {"args.n": {"lte": 3}}),
+                rule("d", "deny", {"args.n": {"equals": 99}}),
+            ]
+        )
+    )
+    erred = {r["id"]: r for r in ps.explain("t", {"n": [1]}, CTX)["rules"]}
+    assert (erred["a"]["result"], erred["a"]["matched"]) == ("error", False)
+    assert (erred["d"]["result"], erred["d"]["matched"]) == ("error", True)
+    assert erred["d"]["failed_conditions"] == [
+        "args.n: equals 99 could not be evaluated: value is not a scalar"
+    ]
+    missing = {r["id"]: r for r in ps.explain("t", {}, CTX)["rules"]}
+    assert (missing["d"]["result"], missing["d"]["matched"]) == ("no match", False)
+    assert missing["a"]["failed_conditions"] == [
+        "args.n: missing, so it does not hold (args.n {lte: 3})"
+    ]
 
 
 # ----------------------------------------------------------------- properties
