@@ -17,12 +17,13 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, overload
 
+import jsonschema
 import pydantic
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
 from runtime.sandbox.spec import SandboxSpec
 
-__all__ = ["Tool", "ToolDefinitionError", "ToolRegistry", "to_jsonable", "tool"]
+__all__ = ["Tool", "ToolDefinitionError", "ToolExample", "ToolRegistry", "to_jsonable", "tool"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
@@ -35,6 +36,20 @@ class ToolDefinitionError(TypeError):
 class _Docstring:
     summary: str
     params: dict[str, str]
+    examples: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolExample:
+    """A natural request and the call it should produce (a seed for `dataset synth`).
+
+    Attributes:
+        request: What a person would write ("convert 12 miles to km").
+        arguments: The call's arguments (validated against the tool's schema).
+    """
+
+    request: str
+    arguments: dict[str, Any]
 
 
 _SECTION_RE = re.compile(
@@ -50,6 +65,7 @@ def _parse_docstring(doc: str | None) -> _Docstring:
     lines = inspect.cleandoc(doc).splitlines()
     summary_lines: list[str] = []
     params: dict[str, str] = {}
+    examples: list[str] = []
     section: str | None = None
     current: str | None = None
     param_indent: int | None = None
@@ -65,6 +81,9 @@ def _parse_docstring(doc: str | None) -> _Docstring:
             elif stripped:
                 summary_lines.append(stripped)
             continue
+        if section in ("Example", "Examples") and stripped:
+            examples.append(stripped)
+            continue
         if section not in ("Args", "Arguments", "Parameters") or not stripped:
             continue
         indent = len(line) - len(line.lstrip())
@@ -75,7 +94,58 @@ def _parse_docstring(doc: str | None) -> _Docstring:
             params[current] = match.group(2).strip()
         elif current is not None:
             params[current] = f"{params[current]} {stripped}".strip()
-    return _Docstring(" ".join(summary_lines), params)
+    return _Docstring(" ".join(summary_lines), params, tuple(examples))
+
+
+def _parse_examples(
+    tool_name: str,
+    given: Iterable[ToolExample | Mapping[str, Any] | tuple[str, Mapping[str, Any]]],
+    doc_lines: Iterable[str],
+    parameters: dict[str, Any],
+) -> tuple[ToolExample, ...]:
+    """Seed examples from `@tool(examples=...)` and the docstring's `Examples:` lines.
+
+    A docstring line reads `request -> {"arg": value}`; lines without `->` are
+    ignored (prose). Every example's arguments must validate against the schema.
+    """
+    found: list[ToolExample] = []
+    for item in given:
+        if isinstance(item, ToolExample):
+            found.append(item)
+        elif isinstance(item, Mapping):
+            found.append(ToolExample(str(item["request"]), dict(item.get("arguments", {}))))
+        else:
+            request, arguments = item
+            found.append(ToolExample(str(request), dict(arguments)))
+    for line in doc_lines:
+        if "->" not in line:
+            continue
+        request, _, call = line.rpartition("->")
+        try:
+            arguments = json.loads(call.strip())
+        except ValueError as exc:
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: docstring example {line!r}: the part after '->' "
+                f"must be a JSON object of arguments ({exc})"
+            ) from None
+        if not isinstance(arguments, dict):
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: docstring example {line!r}: arguments must be a JSON object"
+            )
+        found.append(ToolExample(request.strip().strip("`\"'"), arguments))
+    for example in found:
+        if not example.request.strip():
+            raise ToolDefinitionError(f"tool {tool_name!r}: an example has an empty request")
+        errors = sorted(
+            jsonschema.Draft202012Validator(parameters).iter_errors(example.arguments),
+            key=lambda e: list(e.path),
+        )
+        if errors:
+            raise ToolDefinitionError(
+                f"tool {tool_name!r}: example {example.request!r} has arguments that do not "
+                f"match the schema: {errors[0].message}"
+            )
+    return tuple(found)
 
 
 def _strip_titles(schema: Any) -> Any:
@@ -185,6 +255,8 @@ class Tool:
             `search_docs` over a retrieval index) and runs in this process under
             every executor. Set it only on code you trust with the host: such a
             tool gets no sandbox. The audit records its sandbox mode as `host`.
+        examples: Natural requests with their calls, seeds for `dataset synth`
+            (from `@tool(examples=...)` and the docstring's `Examples:` section).
     """
 
     name: str
@@ -199,6 +271,7 @@ class Tool:
     module_name: str = "__main__"
     module_file: str | None = None
     runs_on_host: bool = False
+    examples: tuple[ToolExample, ...] = ()
 
     def __post_init__(self) -> None:
         functools.update_wrapper(self, self.fn)
@@ -275,6 +348,7 @@ def _build_tool(
     retries: int,
     requires_sandbox: bool,
     sandbox: SandboxSpec | Mapping[str, Any] | None,
+    examples: Iterable[Any] = (),
 ) -> Tool:
     if not callable(fn) or isinstance(fn, Tool):
         raise ToolDefinitionError(f"@tool needs a function, got {fn!r}")
@@ -318,7 +392,12 @@ def _build_tool(
         annotation = hints[param.name]
         _check_json_type(tool_name, param.name, annotation)
         default = ... if param.default is param.empty else param.default
-        field_info = pydantic.Field(default, description=doc.params.get(param.name))
+        # A description only in `Annotated[..., Field(description=...)]` must survive:
+        # an explicit `description=None` here would overwrite it.
+        described = doc.params.get(param.name)
+        field_info = (
+            pydantic.Field(default, description=described) if described else pydantic.Field(default)
+        )
         fields[param.name] = (annotation, field_info)
 
     try:
@@ -343,6 +422,7 @@ def _build_tool(
     parameters.setdefault("properties", {})
     parameters["additionalProperties"] = False
     module_name, module_file = _module_location(fn)
+    seeds = _parse_examples(tool_name, examples, doc.examples, parameters)
     spec = (
         sandbox if isinstance(sandbox, SandboxSpec) else SandboxSpec.model_validate(sandbox or {})
     )
@@ -358,6 +438,7 @@ def _build_tool(
         sandbox=spec,
         module_name=module_name,
         module_file=module_file,
+        examples=seeds,
     )
 
 
@@ -374,6 +455,7 @@ def tool(
     retries: int = 2,
     requires_sandbox: bool = False,
     sandbox: SandboxSpec | Mapping[str, Any] | None = None,
+    examples: Iterable[ToolExample | Mapping[str, Any] | tuple[str, Mapping[str, Any]]] = (),
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -387,6 +469,7 @@ def tool(
     retries: int = 2,
     requires_sandbox: bool = False,
     sandbox: SandboxSpec | Mapping[str, Any] | None = None,
+    examples: Iterable[ToolExample | Mapping[str, Any] | tuple[str, Mapping[str, Any]]] = (),
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Register a function as a tool, as `@tool` or `@tool(name=..., ...)`.
 
@@ -398,6 +481,10 @@ def tool(
         retries: Rejected or failed calls of this tool a run tolerates.
         requires_sandbox: Never run in-process unless the executor is told to.
         sandbox: Sandbox overrides (see `SandboxSpec`).
+        examples: Seed requests for `dataset synth`: `ToolExample`s,
+            `{"request": ..., "arguments": {...}}` dicts or (request, arguments)
+            pairs; each is validated against the schema. A docstring
+            `Examples:` section with `request -> {"arg": value}` lines adds more.
     """
     options = dict(
         name=name,
@@ -406,6 +493,7 @@ def tool(
         retries=retries,
         requires_sandbox=requires_sandbox,
         sandbox=sandbox,
+        examples=tuple(examples),
     )
     if fn is not None:
         return _build_tool(fn, **options)  # type: ignore[arg-type]

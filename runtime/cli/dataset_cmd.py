@@ -18,9 +18,14 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
 
     synth = commands.add_parser("synth", help="synthesise examples for every tool of a module")
-    synth.add_argument("--module", required=True, help="tool module: dotted name or .py path")
+    synth.add_argument("--module", help="tool module: dotted name or .py path")
+    synth.add_argument("--general", type=int, metavar="N",
+                       help="instead of --module: N generated modules from the tool catalog "
+                       "(the general adapter's data; see runtime.finetune.general)")  # fmt: skip
     synth.add_argument("--out", required=True, type=Path, help="JSON-lines file to write")
-    synth.add_argument("--per-tool", type=int, default=40, help="single-call examples per tool")
+    synth.add_argument("--per-tool", type=int,
+                       help="single-call examples per tool (default 40; 5 per tool and module "
+                       "with --general)")  # fmt: skip
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--trajectory-ratio", type=float, default=0.35,
                        help="trajectories per tool, as a share of --per-tool")  # fmt: skip
@@ -64,6 +69,7 @@ def _registry(spec: str) -> Any:
 def _phrasebook_for(registry: Any, extra: Path | None) -> Any:
     """Built-in phrasings for the built-in tools, generic ones otherwise, plus a user file."""
     from runtime.finetune import builtin_phrasings
+    from runtime.finetune import vocabulary as vocab
     from runtime.finetune.phrasebook import Phrasebook, load_phrasebook
     from runtime.finetune.synth import GENERIC_NO_TOOL
 
@@ -77,7 +83,7 @@ def _phrasebook_for(registry: Any, extra: Path | None) -> Any:
         tools={name: builtin.tools[name] for name in ours},
         no_tool=list(builtin.no_tool)
         if ours
-        else [*GENERIC_NO_TOOL, *builtin_phrasings.general_no_tool()],
+        else [*GENERIC_NO_TOOL, *builtin_phrasings.general_no_tool(), *vocab.CHIT_CHAT],
         joiners=list(builtin.joiners),
     )
     if extra is not None:
@@ -92,9 +98,19 @@ def _synth(args: argparse.Namespace) -> int:
     from runtime.finetune.dataset_format import write_jsonl
     from runtime.finetune.synth import SynthConfig, SynthesisError, Synthesizer
 
+    if (args.module is None) == (args.general is None):
+        print("agentrt dataset synth: give exactly one of --module and --general", file=sys.stderr)
+        return 2
+    if args.general is not None:
+        from runtime.finetune.general import describe, general_dataset
+
+        examples = general_dataset(args.general, per_tool=args.per_tool or 5, seed=args.seed)
+        count = write_jsonl(args.out, examples, metadata=not args.no_metadata)
+        print(json.dumps({"written": count, "out": str(args.out), **describe(examples)}))
+        return 0
     registry = _registry(args.module)
     config = SynthConfig(
-        per_tool=args.per_tool,
+        per_tool=args.per_tool or 40,
         trajectory_ratio=args.trajectory_ratio,
         parallel_ratio=args.parallel_ratio,
         no_tool_share=args.no_tool_share,

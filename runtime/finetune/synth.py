@@ -8,9 +8,16 @@ tool fits, answered in plain text (so the model learns when *not* to call).
 
 Arguments come from the tool's phrasebook entry when there is one
 (`runtime.finetune.builtin_phrasings` has entries for the built-in tools) and
-otherwise from its JSON Schema and docstring: enums, ranges, formats and
-parameter-name hints give realistic values, and the request names every
-argument the call carries, so the model never learns to invent one.
+otherwise from its JSON Schema and docstring alone (`runtime.finetune.natural`):
+values are placed where a person would put them ("convert 12 miles to km"),
+parameter names are never spelled out, optional arguments are mostly left
+out, and every value the call carries is written in the request, so the model
+learns to take values from the request and never from a description. Seed
+requests given with `@tool(examples=...)` are expanded by value substitution.
+
+The requests that need no call share the tool requests' styles and include
+near misses (a tool's topic, but nothing it does) and requests that leave out
+a required value, answered by asking for it.
 """
 
 from __future__ import annotations
@@ -19,18 +26,38 @@ import dataclasses
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
+from runtime.finetune import vocabulary as vocab
 from runtime.finetune.dataset_format import Example, assistant_call_message
+from runtime.finetune.natural import NaturalPhraser, ToolProfile, mention, split_name
+from runtime.finetune.natural import sample_value as natural_value
 from runtime.finetune.phrasebook import (
     Case,
     Phrasebook,
     ToolPhrases,
-    sample_schema_value,
     template_slots,
 )
-from runtime.tools import Tool, ToolRegistry
+
+
+class ToolLike(Protocol):
+    """What synthesis reads of a tool: a `Tool`, or a schema-only `SpecTool`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def parameters(self) -> dict[str, Any]: ...
+
+
+class ToolSet(Protocol):
+    """A `ToolRegistry`, or a generated `SpecModule`."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+    def openai_schemas(self) -> list[dict[str, Any]]: ...
+
 
 __all__ = ["GENERIC_NO_TOOL", "SynthConfig", "SynthesisError", "Synthesizer", "synthesize"]
 
@@ -49,14 +76,22 @@ class SynthConfig:
         parallel_ratio: Two-call examples, as a share of all single-call ones.
         no_tool_share: Share of the whole dataset that needs no call.
         optional_rate: Chance that a schema-sampled optional argument is used.
+        near_miss_share: Of the no-tool examples, the share about a tool's topic
+            that asks for nothing it does (tools without a phrasebook entry).
+        missing_value_share: Of the no-tool examples, the share that asks for a
+            tool but leaves out a value it requires (the answer asks for it).
+        seed_rate: Share of a tool's calls drawn from its `@tool(examples=...)`.
         seed: Same seed, same module, same phrasebook: same examples.
     """
 
     per_tool: int = 40
     trajectory_ratio: float = 0.35
     parallel_ratio: float = 0.12
-    no_tool_share: float = 0.22
-    optional_rate: float = 0.35
+    no_tool_share: float = 0.25
+    optional_rate: float = 0.3
+    near_miss_share: float = 0.35
+    missing_value_share: float = 0.2
+    seed_rate: float = 0.3
     seed: int = 0
 
 
@@ -66,13 +101,6 @@ GENERIC_JOINERS = [
     "Two things: {a}; {b}.",
     "{a}. Then {b}.",
     "Please {a_lc}, and also {b}.",
-]
-GENERIC_REQUESTS = [
-    "{Summary}: {mentions}.",
-    "Please {summary}. {Mentions}.",
-    "Can you {summary}? Use {mentions}.",
-    "I need to {summary} with {mentions}.",
-    "{Mentions} - {summary}, please.",
 ]
 GENERIC_ANSWERS = [
     "Done. The result: {result}",
@@ -109,7 +137,7 @@ def _lower_first(text: str) -> str:
     return text
 
 
-def _summary(tool: Tool) -> str:
+def _summary(tool: ToolLike) -> str:
     first = re.split(r"(?<=[.!?])\s", tool.description.strip(), maxsplit=1)[0]
     first = _strip_end(first) or tool.name.replace("_", " ")
     return _lower_first(first)
@@ -130,7 +158,7 @@ class Synthesizer:
 
     def __init__(
         self,
-        registry: ToolRegistry,
+        registry: ToolSet,
         phrasebook: Phrasebook | None = None,
         config: SynthConfig | None = None,
     ) -> None:
@@ -138,6 +166,7 @@ class Synthesizer:
         self.phrasebook = phrasebook or Phrasebook()
         self.config = config or SynthConfig()
         self.rng = random.Random(self.config.seed)
+        self.phraser = NaturalPhraser(self.rng)
         self.tools = list(registry)
         if not self.tools:
             raise SynthesisError("the module defines no tools to synthesise examples for")
@@ -147,10 +176,10 @@ class Synthesizer:
 
     # -- cases ---------------------------------------------------------------
 
-    def _phrases(self, tool: Tool) -> ToolPhrases | None:
+    def _phrases(self, tool: ToolLike) -> ToolPhrases | None:
         return self.phrasebook.tools.get(tool.name)
 
-    def _check_phrases(self, tool: Tool) -> None:
+    def _check_phrases(self, tool: ToolLike) -> None:
         phrases = self._phrases(tool)
         if phrases is None or not phrases.requests:
             return
@@ -162,25 +191,50 @@ class Synthesizer:
             if missing:
                 raise SynthesisError(f"{tool.name}: the sampler leaves out {sorted(missing)}")
 
-    def sample(self, tool: Tool, rng: random.Random | None = None) -> Case:
+    def sample(self, tool: ToolLike, rng: random.Random | None = None) -> Case:
         """Draw arguments (and their words) for one call of `tool`."""
         rng = rng or self.rng
         phrases = self._phrases(tool)
         if phrases is not None and phrases.sample is not None:
             return phrases.sample(rng)
-        properties: Mapping[str, Any] = tool.parameters.get("properties", {})
-        required = set(tool.parameters.get("required", []))
-        arguments: dict[str, Any] = {}
-        for name, schema in properties.items():
-            if name in required or rng.random() < self.config.optional_rate:
-                arguments[name] = sample_schema_value(schema, name, rng)
+        seeds = getattr(tool, "examples", ()) or ()
+        if seeds and rng.random() < self.config.seed_rate:
+            return self._from_seed(tool, rng.choice(seeds), rng)
+        phraser = self.phraser if rng is self.rng else NaturalPhraser(rng)
+        arguments = phraser.arguments(tool, self.config.optional_rate)
         return Case(arguments, {k: _result_text(v) for k, v in arguments.items()})
 
-    def request(self, tool: Tool, case: Case, rng: random.Random | None = None) -> str:
-        """A request that asks for exactly `case`'s call."""
+    def _from_seed(self, tool: ToolLike, seed: Any, rng: random.Random) -> Case:
+        """A seed request with the values it writes out verbatim replaced by new ones."""
+        request = str(seed.request)
+        arguments = dict(seed.arguments)
+        profiles = {p.name: p for p in self.phraser.params(tool)}
+        for name, value in seed.arguments.items():
+            old = value if isinstance(value, str) else _result_text(value)
+            pattern = re.compile(rf"(?<![\w.]){re.escape(old)}(?![\w])", re.IGNORECASE)
+            if name not in profiles or isinstance(value, bool) or not pattern.search(request):
+                continue
+            if rng.random() < 0.25:
+                continue  # keep the seed's own value sometimes
+            new = natural_value(profiles[name], rng)
+            if isinstance(new, list | dict | bool):
+                continue
+            new_text = new if isinstance(new, str) else _result_text(new)
+            request = pattern.sub(new_text.replace("\\", "\\\\"), request, count=1)
+            arguments[name] = new
+        return Case(arguments, {}, requests=(request.replace("{", "{{").replace("}", "}}"),))
+
+    def request(
+        self, tool: ToolLike, case: Case, rng: random.Random | None = None, *, styled: bool = True
+    ) -> str:
+        """A request that asks for exactly `case`'s call (`styled`: openers, case, typos)."""
         rng = rng or self.rng
         if case.requests:
-            return rng.choice(case.requests).format(**case.slots)
+            text = rng.choice(case.requests).format(**case.slots)
+            if not styled:
+                return text
+            protect = [_result_text(v) for v in case.arguments.values()]
+            return self.phraser.style(text, protect=protect)
         phrases = self._phrases(tool)
         if phrases is not None and phrases.requests:
             usable = [
@@ -188,33 +242,19 @@ class Synthesizer:
             ]
             if usable:
                 return rng.choice(usable).format(**case.slots)
-        return self._generic_request(tool, case, rng)
+        phrased = self.phraser.request(tool, case.arguments)
+        if not styled:
+            return phrased.text
+        return self.phraser.style(phrased.text, protect=list(phrased.surfaces.values()))
 
-    def _generic_request(self, tool: Tool, case: Case, rng: random.Random) -> str:
-        summary = _summary(tool)
-        parts = []
-        for name, value in case.arguments.items():
-            text = case.slots.get(name, _result_text(value))
-            if isinstance(value, str) and " " in value:
-                text = f'"{text}"'
-            parts.append(f"{name.replace('_', ' ')} {text}")
-        mentions = ", ".join(parts) if parts else "the defaults"
-        template = rng.choice(GENERIC_REQUESTS)
-        return template.format(
-            Summary=summary[:1].upper() + summary[1:],
-            summary=summary,
-            mentions=mentions,
-            Mentions=mentions[:1].upper() + mentions[1:],
-        )
-
-    def result(self, tool: Tool, case: Case, rng: random.Random) -> Any:
+    def result(self, tool: ToolLike, case: Case, rng: random.Random) -> Any:
         """A tool result for a trajectory (the phrasebook's, else a placeholder)."""
         phrases = self._phrases(tool)
         if phrases is not None and phrases.result is not None:
             return phrases.result(case.arguments, rng)
         return {"status": "ok", "tool": tool.name}
 
-    def answer(self, tool: Tool, case: Case, result: Any, rng: random.Random) -> str:
+    def answer(self, tool: ToolLike, case: Case, result: Any, rng: random.Random) -> str:
         """The final answer after `result`."""
         phrases = self._phrases(tool)
         if phrases is not None and phrases.compose_answer is not None:
@@ -236,7 +276,7 @@ class Synthesizer:
             "metadata": {"kind": kind, "source": "synth", **meta},
         }
 
-    def single(self, tool: Tool) -> Example:
+    def single(self, tool: ToolLike) -> Example:
         """One request, one call."""
         case = self.sample(tool)
         messages = [
@@ -245,7 +285,7 @@ class Synthesizer:
         ]
         return self._example(messages, "single", tools_called=[tool.name])
 
-    def trajectory(self, tool: Tool) -> Example:
+    def trajectory(self, tool: ToolLike) -> Example:
         """Request, call, tool result, final answer."""
         case = self.sample(tool)
         result = self.result(tool, case, self.rng)
@@ -262,15 +302,22 @@ class Synthesizer:
         ]
         return self._example(messages, "trajectory", tools_called=[tool.name])
 
-    def parallel(self, first: Tool, second: Tool) -> Example:
+    def parallel(self, first: ToolLike, second: ToolLike) -> Example:
         """One request needing two calls in one turn, in the order asked."""
+        if first is second and not self._phrases(first) and self.rng.random() < 0.6:
+            same = self._same_tool_twice(first)
+            if same is not None:
+                return same
         case_a, case_b = self.sample(first), self.sample(second)
-        a = _strip_end(self.request(first, case_a))
-        b = _strip_end(self.request(second, case_b))
+        a = _strip_end(self.request(first, case_a, styled=False))
+        b = _strip_end(self.request(second, case_b, styled=False))
         joiners = self.phrasebook.joiners or GENERIC_JOINERS
         text = self.rng.choice(joiners).format(
             a=a, b=_lower_first(b), a_lc=_lower_first(a), b_lc=_lower_first(b)
         )
+        if not (self._phrases(first) or self._phrases(second)):
+            values = [*case_a.arguments.values(), *case_b.arguments.values()]
+            text = self.phraser.style(text, protect=[_result_text(v) for v in values])
         messages = [
             {"role": "user", "content": text},
             assistant_call_message(
@@ -279,14 +326,109 @@ class Synthesizer:
         ]
         return self._example(messages, "parallel", tools_called=[first.name, second.name])
 
-    def no_tool(self, pair: tuple[str, str]) -> Example:
+    def _same_tool_twice(self, tool: ToolLike) -> Example | None:
+        """ "weather in Paris and in Oslo": one request, two calls differing in one value."""
+        rng = self.rng
+        profiles = [
+            p for p in self.phraser.params(tool) if p.required and p.kind not in ("boolean", "list")
+        ]
+        if not profiles:
+            return None
+        varied = rng.choice(profiles)
+        first = self.phraser.arguments(tool, self.config.optional_rate)
+        for _ in range(8):
+            other = natural_value(varied, rng)
+            if other != first.get(varied.name):
+                break
+        else:
+            return None
+        ordered = {k: v for k, v in first.items() if k != varied.name}
+        ordered[varied.name] = first[varied.name]
+        second = {**ordered, varied.name: other}
+        phrased = self.phraser.request(tool, ordered, keep_order=True)
+        words, surface = mention(varied, other, rng)
+        text = phrased.text
+        end = "?" if text.endswith("?") else ""
+        text = text.rstrip("?.! ")
+        text = f"{text}{rng.choice([' and ', ', and also ', ' and then '])}{words}{end}"
+        text = self.phraser.style(text, protect=[*phrased.surfaces.values(), surface])
+        messages = [
+            {"role": "user", "content": text},
+            assistant_call_message([(tool.name, ordered), (tool.name, second)]),
+        ]
+        return self._example(messages, "parallel", tools_called=[tool.name, tool.name])
+
+    def no_tool(self, pair: tuple[str, str], *, style: bool = True, why: str = "chat") -> Example:
         """A request no tool fits, answered in text."""
         request, answer = pair
+        if style:
+            request = self.phraser.style(request)
         messages = [
             {"role": "user", "content": request},
             {"role": "assistant", "content": answer},
         ]
-        return self._example(messages, "no_tool", tools_called=[])
+        return self._example(messages, "no_tool", tools_called=[], why=why)
+
+    def near_miss(self, tool: ToolLike) -> Example:
+        """A request about a tool's topic that asks for nothing the tool does."""
+        rng = self.rng
+        act = ToolProfile.of(tool.name, tool.description)
+        core = act.core
+        enum_values = [
+            str(v)
+            for p in self.phraser.params(tool)
+            if p.kind == "enum"
+            for v in p.schema.get("enum", [])
+            if isinstance(v, str) and len(v) > 2
+        ]
+        # Conceptual questions and remarks: never a request the tool would serve.
+        templates = [
+            f"how does {core} work?",
+            f"why would anyone {act.verb} {act.obj}?",
+            f"any general tips about {core}?",
+            f"what's the history of {core}?",
+            f"explain {core} like I'm five",
+            f"I read an article about {core} today. Interesting stuff.",
+            f"who came up with {core} in the first place?",
+        ]
+        if not act.getter:
+            templates += [f"what is {act.obj}, exactly?", f"is it rude to {act.verb} {act.obj}?"]
+        if enum_values:
+            value = rng.choice(enum_values).replace("_", " ")
+            templates += [f"what does '{value}' even mean?", f"tell me a fun fact about {value}"]
+        request = rng.choice(templates)
+        return self.no_tool((request, rng.choice(vocab.NEAR_MISS_ANSWERS)), why="near_miss")
+
+    def missing_value(self, tool: ToolLike) -> Example | None:
+        """A request for `tool` without a value it requires, answered by asking for it."""
+        rng = self.rng
+        askable = [
+            p for p in self.phraser.params(tool) if p.required and p.kind not in ("boolean",)
+        ]
+        if not askable:
+            return None
+        missing = rng.choice(askable)
+        arguments = self.phraser.arguments(tool, 0.0)
+        phrased = self.phraser.request(tool, arguments, leave_out=missing.name)
+        act = ToolProfile.of(tool.name, tool.description)
+        noun = missing.noun or missing.name.replace("_", " ")
+        if missing.kind == "id":
+            noun = " ".join(split_name(missing.name)).replace(" id", " ID")
+        if missing.unit:
+            answer = rng.choice(
+                [f"How many {missing.unit}?", f"Sure - for how many {missing.unit}?"]
+            )
+        else:
+            answer = rng.choice(
+                [
+                    f"Sure - which {noun} should I use?",
+                    f"Happy to {act.verb} {act.obj}. What {noun} do you have in mind?",
+                    f"I can do that. What's the {noun}?",
+                    f"Which {noun}? I need that before I can {act.verb} {act.obj}.",
+                ]
+            )
+        text = self.phraser.style(phrased.text, protect=list(phrased.surfaces.values()))
+        return self.no_tool((text, answer), style=False, why="missing_value")
 
     def generate(self) -> list[Example]:
         """All examples, shuffled with the seed."""
@@ -298,19 +440,35 @@ class Synthesizer:
             examples.extend(self.trajectory(tool) for _ in range(trajectories))
         pairs = round(len(self.tools) * cfg.per_tool * cfg.parallel_ratio)
         for _ in range(pairs):
-            first, second = self.rng.choice(self.tools), self.rng.choice(self.tools)
+            first = self.rng.choice(self.tools)
+            second = first if self.rng.random() < 0.3 else self.rng.choice(self.tools)
             examples.append(self.parallel(first, second))
-        pool = self.phrasebook.no_tool or GENERIC_NO_TOOL
         if cfg.no_tool_share > 0:
             wanted = round(len(examples) * cfg.no_tool_share / (1 - cfg.no_tool_share))
-            order = list(pool)
-            self.rng.shuffle(order)
-            examples.extend(self.no_tool(order[i % len(order)]) for i in range(wanted))
+            examples.extend(self._no_tool_mix(wanted))
         self.rng.shuffle(examples)
         return examples
 
+    def _no_tool_mix(self, wanted: int) -> list[Example]:
+        """Chit-chat and knowledge, near misses, and requests missing a value."""
+        cfg = self.config
+        pool = list(self.phrasebook.no_tool or [*GENERIC_NO_TOOL, *vocab.CHIT_CHAT])
+        self.rng.shuffle(pool)
+        generic_tools = [t for t in self.tools if not self._phrases(t)]
+        out: list[Example] = []
+        for i in range(wanted):
+            roll = self.rng.random()
+            tool = self.rng.choice(generic_tools) if generic_tools else None
+            example: Example | None = None
+            if tool is not None and roll < cfg.near_miss_share:
+                example = self.near_miss(tool)
+            elif tool is not None and roll < cfg.near_miss_share + cfg.missing_value_share:
+                example = self.missing_value(tool)
+            out.append(example or self.no_tool(pool[i % len(pool)]))
+        return out
 
-def _fits(template: str, slots: Mapping[str, str], arguments: set[str], tool: Tool) -> bool:
+
+def _fits(template: str, slots: Mapping[str, str], arguments: set[str], tool: ToolLike) -> bool:
     """A request template fits a case when it names every argument and no missing slot."""
     used = template_slots(template)
     if not used <= set(slots):
@@ -332,7 +490,7 @@ def _answer_fits(template: str, slots: Mapping[str, Any]) -> bool:
 
 
 def synthesize(
-    registry: ToolRegistry,
+    registry: ToolSet,
     *,
     per_tool: int = 40,
     seed: int = 0,
