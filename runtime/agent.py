@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runtime.arguments import ArgumentLimits
+from runtime.audit.events import Event, Field
 from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
 from runtime.calls import CallContext, CallStatus, ErrorInfo
 from runtime.model import compat
@@ -271,38 +272,38 @@ class Agent:
         # From here on a second resume must not replay the conversation; a crash
         # before this line resumes again safely (claimed calls are never re-run).
         await asyncio.to_thread(approvals.save_run_state, run_id, {**saved, "resumed": True})
-        return await self._drive(state, call_context, event="run.resumed")
+        return await self._drive(state, call_context, event=Event.RUN_RESUMED)
 
     async def _drive(
-        self, state: _RunState, call_context: CallContext, *, event: str = "run.started"
+        self, state: _RunState, call_context: CallContext, *, event: str = Event.RUN_STARTED
     ) -> RunResult:
         run_id = state.run_id
         try:
             started: dict[str, Any] = {
-                "gen_ai.agent.name": self.name,
-                "gen_ai.conversation.id": call_context.conversation_id,
-                "gen_ai.request.model": self.model.model,
-                "agentrt.run_id": run_id,
+                Field.AGENT_NAME: self.name,
+                Field.CONVERSATION_ID: call_context.conversation_id,
+                Field.REQUEST_MODEL: self.model.model,
+                Field.RUN_ID: run_id,
             }
             if call_context.tenant:
-                started["agentrt.tenant"] = call_context.tenant
-            if self.audit_conversation and event == "run.started":
-                started["agentrt.prompt"] = state.messages[-1]["content"]
+                started[Field.TENANT] = call_context.tenant
+            if self.audit_conversation and event == Event.RUN_STARTED:
+                started[Field.PROMPT] = state.messages[-1]["content"]
             self.audit.write(event, started)
             result = await self._loop(state, call_context)
             finished: dict[str, Any] = {
-                "gen_ai.agent.name": self.name,
-                "gen_ai.conversation.id": call_context.conversation_id,
-                "agentrt.run_id": run_id,
-                "agentrt.status": result.status.value,
-                "gen_ai.usage.input_tokens": result.usage.prompt_tokens,
-                "gen_ai.usage.output_tokens": result.usage.completion_tokens,
+                Field.AGENT_NAME: self.name,
+                Field.CONVERSATION_ID: call_context.conversation_id,
+                Field.RUN_ID: run_id,
+                Field.STATUS: result.status.value,
+                Field.USAGE_INPUT_TOKENS: result.usage.prompt_tokens,
+                Field.USAGE_OUTPUT_TOKENS: result.usage.completion_tokens,
             }
             if self.audit_conversation:
-                finished["agentrt.output"] = result.output
+                finished[Field.OUTPUT] = result.output
                 if result.reasoning:
-                    finished["agentrt.reasoning"] = list(result.reasoning)
-            self.audit.write("run.finished", finished)
+                    finished[Field.REASONING] = list(result.reasoning)
+            self.audit.write(Event.RUN_FINISHED, finished)
             return result
         except AuditWriteError as exc:
             return state.finish(

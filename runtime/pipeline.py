@@ -5,6 +5,8 @@ it comes from the agent loop or from `agentrt call`. Each stage is a small
 object with a narrow interface (`ArgumentGate`, a `PolicyEngine`, a
 `ToolExecutor`, an `AuditSink`); this module only composes them, writes one
 audit record per step, and turns every outcome into a `CallOutcome` value.
+Every call that can be audited ends in exactly one record carrying its status
+(see `runtime.audit.events`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runtime.arguments import ArgumentGate, ArgumentLimits, ArgumentsAccepted, Rejection
+from runtime.audit.events import Event, Field
 from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
 from runtime.calls import CallContext, CallStatus, ErrorInfo, ExecutionResult, ToolCallRequest
 from runtime.policy.approvals import AlreadyClaimed, ApprovalRecord, ApprovalStatus, ApprovalStore
@@ -25,6 +28,12 @@ from runtime.sandbox.executor import ToolExecutor
 from runtime.tools import ToolRegistry
 
 RAW_ARGUMENTS_CAP = 4096
+# What an executor reports in `ExecutionResult.sandbox`, and where it is recorded.
+_SANDBOX_FIELDS = (
+    ("container_id", Field.SANDBOX_CONTAINER_ID),
+    ("exit_code", Field.EXIT_CODE),
+    ("image", Field.SANDBOX_IMAGE),
+)
 # Host-side backstop on top of each executor's own timeout enforcement.
 TIMEOUT_GRACE_S = 5.0
 
@@ -137,17 +146,17 @@ class ToolCallPipeline:
 
     def _base_fields(self, request: ToolCallRequest, context: CallContext) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "gen_ai.operation.name": "execute_tool",
-            "gen_ai.tool.name": request.name,
-            "gen_ai.tool.call.id": request.id,
+            Field.OPERATION_NAME: "execute_tool",
+            Field.TOOL_NAME: request.name,
+            Field.TOOL_CALL_ID: request.id,
         }
         optional = {
-            "gen_ai.agent.name": context.agent or self.agent_name,
-            "gen_ai.conversation.id": context.conversation_id,
-            "gen_ai.request.model": self.model_name,
-            "agentrt.tenant": context.tenant,
-            "agentrt.principal": context.principal,
-            "agentrt.run_id": context.run_id,
+            Field.AGENT_NAME: context.agent or self.agent_name,
+            Field.CONVERSATION_ID: context.conversation_id,
+            Field.REQUEST_MODEL: self.model_name,
+            Field.TENANT: context.tenant,
+            Field.PRINCIPAL: context.principal,
+            Field.RUN_ID: context.run_id,
         }
         fields.update({key: value for key, value in optional.items() if value is not None})
         return fields
@@ -180,13 +189,13 @@ class ToolCallPipeline:
     ) -> CallOutcome:
         raw = request.raw if request.raw is not None else request.arguments
         self.audit.write(
-            "tool.proposed", {**base, "agentrt.tool.arguments_raw": raw[:RAW_ARGUMENTS_CAP]}
+            Event.TOOL_PROPOSED, {**base, Field.ARGUMENTS_RAW: raw[:RAW_ARGUMENTS_CAP]}
         )
         self._notify("proposed", request, {})
         checked = self.gate.check(request)
         if isinstance(checked, Rejection):
             return self._rejected(checked, base)
-        self.audit.write("tool.validated", {**base, "agentrt.tool.arguments": checked.arguments})
+        self.audit.write(Event.TOOL_VALIDATED, {**base, Field.ARGUMENTS: checked.arguments})
         self._notify("validated", request, {"arguments": checked.arguments})
         return await self._decide_and_run(checked, context, base)
 
@@ -207,20 +216,20 @@ class ToolCallPipeline:
         base = self._base_fields(request, context)
         raw = request.raw if request.raw is not None else request.arguments
         self.audit.write(
-            "tool.proposed", {**base, "agentrt.tool.arguments_raw": raw[:RAW_ARGUMENTS_CAP]}
+            Event.TOOL_PROPOSED, {**base, Field.ARGUMENTS_RAW: raw[:RAW_ARGUMENTS_CAP]}
         )
         return self._rejected(Rejection(request, status, error), base)
 
     def _rejected(self, rejection: Rejection, base: dict[str, Any]) -> CallOutcome:
         fields = {
             **base,
-            "agentrt.status": rejection.status.value,
-            "error.type": rejection.error.type,
-            "agentrt.error.message": rejection.error.message,
+            Field.STATUS: rejection.status.value,
+            Field.ERROR_TYPE: rejection.error.type,
+            Field.ERROR_MESSAGE: rejection.error.message,
         }
         if rejection.arguments is not None:
-            fields["agentrt.tool.arguments"] = rejection.arguments
-        self.audit.write("tool.rejected", fields)
+            fields[Field.ARGUMENTS] = rejection.arguments
+        self.audit.write(Event.TOOL_REJECTED, fields)
         self._notify(
             "rejected", rejection.request, {"status": rejection.status, "error": rejection.error}
         )
@@ -243,29 +252,14 @@ class ToolCallPipeline:
                 rule_ids=("policy-error",),
                 reason=f"the policy could not be evaluated ({type(exc).__name__}: {exc})",
             )
-        self.audit.write(
-            "policy.decided",
-            {
-                **base,
-                "agentrt.decision": decision.decision,
-                "agentrt.rule_ids": list(decision.rule_ids),
-                "agentrt.policy_sha256": decision.policy_sha256,
-                "agentrt.reason": decision.reason,
-            },
-        )
+        self._record_decision(decision, base)
         self._notify("decided", request, {"decision": decision})
         if decision.decision == "deny":
-            return CallOutcome(
-                request,
-                CallStatus.DENIED,
-                arguments=arguments,
-                error=ErrorInfo(type="denied", message=decision.reason or "denied by policy"),
-                decision=decision,
-            )
+            return self._denied(request, arguments, decision, base)
         if decision.decision == "require_approval":
             self.audit.write(
-                "approval.requested",
-                {**base, "agentrt.status": CallStatus.PENDING_APPROVAL.value},
+                Event.APPROVAL_REQUESTED,
+                {**base, Field.STATUS: CallStatus.PENDING_APPROVAL.value},
             )
             return CallOutcome(
                 request,
@@ -281,6 +275,43 @@ class ToolCallPipeline:
             call, dataclasses.replace(context, grants=frozenset(decision.grants)), base, decision
         )
 
+    def _record_decision(
+        self, decision: PolicyDecision, base: dict[str, Any], *, approved: bool = False
+    ) -> None:
+        fields = {
+            **base,
+            Field.DECISION: decision.decision,
+            Field.RULE_IDS: list(decision.rule_ids),
+            Field.POLICY_SHA256: decision.policy_sha256,
+            Field.REASON: decision.reason,
+        }
+        if approved:
+            fields[Field.APPROVED] = True
+        self.audit.write(Event.POLICY_DECIDED, fields)
+
+    def _denied(
+        self,
+        request: ToolCallRequest,
+        arguments: dict[str, Any],
+        decision: PolicyDecision,
+        base: dict[str, Any],
+    ) -> CallOutcome:
+        """End a call the policy denied: its one `tool.denied` record, then the outcome."""
+        error = ErrorInfo(type="denied", message=decision.reason or "denied by policy")
+        self.audit.write(
+            Event.TOOL_DENIED,
+            {
+                **base,
+                Field.STATUS: CallStatus.DENIED.value,
+                Field.RULE_IDS: list(decision.rule_ids),
+                Field.REASON: error.message,
+                Field.ERROR_TYPE: error.type,
+            },
+        )
+        return CallOutcome(
+            request, CallStatus.DENIED, arguments=arguments, error=error, decision=decision
+        )
+
     async def execute(
         self,
         call: ArgumentsAccepted,
@@ -291,7 +322,7 @@ class ToolCallPipeline:
         """Run an accepted, allowed call in the executor and audit its start and end."""
         request, tool, arguments = call.request, call.tool, call.arguments
         base = base if base is not None else self._base_fields(request, context)
-        self.audit.write("execution.started", {**base, "agentrt.sandbox.mode": self.executor.name})
+        self.audit.write(Event.EXECUTION_STARTED, {**base, Field.SANDBOX_MODE: self.executor.name})
         self._notify("started", request, {})
         try:
             async with asyncio.timeout(tool.timeout_s + TIMEOUT_GRACE_S):
@@ -311,26 +342,25 @@ class ToolCallPipeline:
             )
         fields = {
             **base,
-            "agentrt.status": result.status.value,
-            "agentrt.duration_ms": round(result.duration_ms, 3),
-            "agentrt.sandbox.mode": result.sandbox.get("mode", self.executor.name),
+            Field.STATUS: result.status.value,
+            Field.DURATION_MS: round(result.duration_ms, 3),
+            Field.SANDBOX_MODE: result.sandbox.get("mode", self.executor.name),
         }
-        for key in ("container_id", "exit_code", "image"):
+        for key, name in _SANDBOX_FIELDS:
             if key in result.sandbox:
-                name = "agentrt.exit_code" if key == "exit_code" else f"agentrt.sandbox.{key}"
                 fields[name] = result.sandbox[key]
         if result.status is CallStatus.OK:
-            fields["agentrt.tool.result"] = result.result
+            fields[Field.RESULT] = result.result
         if result.error is not None:
-            fields["error.type"] = result.error.type
-            fields["agentrt.error.message"] = result.error.message
+            fields[Field.ERROR_TYPE] = result.error.type
+            fields[Field.ERROR_MESSAGE] = result.error.message
             if result.error.details:
-                fields["agentrt.error.details"] = list(result.error.details)
+                fields[Field.ERROR_DETAILS] = list(result.error.details)
         if result.stdout:
-            fields["agentrt.tool.stdout"] = result.stdout
+            fields[Field.STDOUT] = result.stdout
         if result.stderr:
-            fields["agentrt.tool.stderr"] = result.stderr
-        self.audit.write("execution.finished", fields)
+            fields[Field.STDERR] = result.stderr
+        self.audit.write(Event.EXECUTION_FINISHED, fields)
         return CallOutcome(
             request,
             result.status,
@@ -365,16 +395,24 @@ class ToolCallPipeline:
         base = self._base_fields(request, context)
         status = ApprovalStatus(record.status)
         if status in (ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED, ApprovalStatus.ABANDONED):
-            event = "approval.expired" if status is ApprovalStatus.EXPIRED else "approval.rejected"
+            expired = status is ApprovalStatus.EXPIRED
             reason = record.note or f"a human did not approve this call ({status.value})"
+            error = ErrorInfo(type=f"approval_{status.value}", message=reason)
             self.audit.write(
-                event, {**base, "agentrt.approval_id": record.id, "agentrt.reason": reason}
+                Event.APPROVAL_EXPIRED if expired else Event.APPROVAL_REJECTED,
+                {
+                    **base,
+                    Field.APPROVAL_ID: record.id,
+                    Field.STATUS: CallStatus.DENIED.value,
+                    Field.REASON: reason,
+                    Field.ERROR_TYPE: error.type,
+                },
             )
             return CallOutcome(
                 request,
                 CallStatus.DENIED,
                 arguments=record.effective_arguments,
-                error=ErrorInfo(type=f"approval_{status.value}", message=reason),
+                error=error,
                 approval_id=record.id,
             )
         try:
@@ -382,12 +420,12 @@ class ToolCallPipeline:
         except AlreadyClaimed as exc:
             return _outcome_from_record(request, exc.record)
         self.audit.write(
-            "approval.granted",
+            Event.APPROVAL_GRANTED,
             {
                 **base,
-                "agentrt.approval_id": record.id,
-                "agentrt.approval.edited": record.arguments_edited,
-                "agentrt.tool.arguments": record.effective_arguments,
+                Field.APPROVAL_ID: record.id,
+                Field.APPROVAL_EDITED: record.arguments_edited,
+                Field.ARGUMENTS: record.effective_arguments,
             },
         )
         outcome = await self._run_claimed(request, record, context, base)
@@ -418,25 +456,9 @@ class ToolCallPipeline:
         if isinstance(checked, Rejection):
             return self._rejected(checked, base)
         decision = self.policy.decide_approved(tool.name, checked.arguments, context)
-        self.audit.write(
-            "policy.decided",
-            {
-                **base,
-                "agentrt.decision": decision.decision,
-                "agentrt.rule_ids": list(decision.rule_ids),
-                "agentrt.policy_sha256": decision.policy_sha256,
-                "agentrt.reason": decision.reason,
-                "agentrt.approved": True,
-            },
-        )
+        self._record_decision(decision, base, approved=True)
         if decision.decision != "allow":
-            return CallOutcome(
-                request,
-                CallStatus.DENIED,
-                arguments=checked.arguments,
-                error=ErrorInfo(type="denied", message=decision.reason or "denied by policy"),
-                decision=decision,
-            )
+            return self._denied(request, checked.arguments, decision, base)
         granted = dataclasses.replace(context, grants=frozenset(decision.grants))
         return await self.execute(checked, granted, base, decision)
 

@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 import structlog
 
+from runtime.audit.events import Event, Field
 from runtime.audit.records import (
     FORMAT_VERSION,
     GENESIS_HASH,
@@ -197,7 +198,7 @@ class HashChainSink:
         )
         self._thread.start()
         if recovery:
-            self.write("audit.recovered", recovery)
+            self.write(Event.AUDIT_RECOVERED, recovery)
 
     # -- public -------------------------------------------------------------
 
@@ -340,9 +341,9 @@ class HashChainSink:
                     torn = handle.read()
                 os.truncate(candidate, good_end)
                 recovery = {
-                    "agentrt.recovery.reason": "torn_tail",
-                    "agentrt.recovery.dropped_bytes": len(torn),
-                    "agentrt.recovery.dropped_sha256": hashlib.sha256(torn).hexdigest(),
+                    Field.RECOVERY_REASON: "torn_tail",
+                    Field.RECOVERY_DROPPED_BYTES: len(torn),
+                    Field.RECOVERY_DROPPED_SHA256: hashlib.sha256(torn).hexdigest(),
                 }
             if last is None:
                 continue
@@ -375,9 +376,9 @@ class HashChainSink:
             # `verify` reports the truncation as a problem regardless.
             recovery.update(
                 {
-                    "agentrt.recovery.reason": "behind_checkpoint",
-                    "agentrt.recovery.checkpoint_seq": self._cp_seq,
-                    "agentrt.recovery.resumed_seq": self._seq,
+                    Field.RECOVERY_REASON: "behind_checkpoint",
+                    Field.RECOVERY_CHECKPOINT_SEQ: self._cp_seq,
+                    Field.RECOVERY_RESUMED_SEQ: self._seq,
                 }
             )
             self._cp_seq = self._seq

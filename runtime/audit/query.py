@@ -5,11 +5,12 @@ query's memory does not grow with the log. Filters first test the raw line
 for the exact canonical bytes they need (`"gen_ai.tool.name":"search"`, the
 fixed-position timestamp) and parse only lines that may match.
 
-Statistics count one *call* per record that carries `agentrt.status` (the
-pipeline puts it on the record that ends a call), and one *denial* per record
-whose `agentrt.decision` is `deny` (the `policy.decided` record); a denial's
-reason is `agentrt.decision.reason`, else its rule ids, else
-`agentrt.error.message`.
+Statistics count one *call* per record that ends a call (one of
+`CALL_END_EVENTS`, each carrying `agentrt.status`), and one *denial* per such
+record whose status is `denied`, so `calls`, `by_status` and `denials` agree
+with `query --status`. A denial's reason is `agentrt.reason` (the policy's
+sentence, or a human's note), else its rule ids, else `agentrt.error.message`.
+`run.finished` records carry the run's status and are counted as `runs`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from typing import Any
 
 import pydantic
 
+from runtime.audit.events import Event, Field, is_call_end
 from runtime.audit.records import discover_logs
+from runtime.calls import CallStatus
 
 __all__ = [
     "AuditStats",
@@ -100,11 +103,11 @@ class RecordFilter(pydantic.BaseModel):
 
     def _field_criteria(self) -> list[tuple[str, str]]:
         pairs = (
-            ("gen_ai.tool.name", self.tool),
-            ("agentrt.status", self.status),
-            ("agentrt.decision", self.decision),
-            ("agentrt.tenant", self.tenant),
-            ("gen_ai.conversation.id", self.conversation),
+            (Field.TOOL_NAME, self.tool),
+            (Field.STATUS, self.status),
+            (Field.DECISION, self.decision),
+            (Field.TENANT, self.tenant),
+            (Field.CONVERSATION_ID, self.conversation),
         )
         return [(name, value) for name, value in pairs if value is not None]
 
@@ -214,11 +217,14 @@ class AuditStats(pydantic.BaseModel):
 
     Attributes:
         records: Records that passed the filter.
-        calls: Records carrying `agentrt.status` (one per finished call).
+        calls: Records that end a call (one per call, two for a call that
+            waited for approval: `pending_approval`, then its final status).
         by_tool: Calls per tool, then per status.
         by_status: Calls per status.
-        denials: Records with `agentrt.decision` = `deny`.
+        denials: Calls that ended `denied` (by policy, limit or a human).
         denial_reasons: Denials per reason, most frequent first.
+        runs: `run.finished` records.
+        by_run_status: Runs per status.
         durations_ms: Per tool, and `*` for all calls.
         first_ts: Timestamp of the first record counted.
         last_ts: ... and of the last.
@@ -230,6 +236,8 @@ class AuditStats(pydantic.BaseModel):
     by_status: dict[str, int] = pydantic.Field(default_factory=dict)
     denials: int = 0
     denial_reasons: dict[str, int] = pydantic.Field(default_factory=dict)
+    runs: int = 0
+    by_run_status: dict[str, int] = pydantic.Field(default_factory=dict)
     durations_ms: dict[str, DurationStats] = pydantic.Field(default_factory=dict)
     first_ts: str | None = None
     last_ts: str | None = None
@@ -251,13 +259,13 @@ def _durations(values: array.array[float]) -> DurationStats:
 
 
 def _denial_reason(fields: dict[str, Any]) -> str:
-    reason = fields.get("agentrt.decision.reason")
+    reason = fields.get(Field.REASON)
     if reason:
         return str(reason)
-    rules = fields.get("agentrt.rule_ids")
+    rules = fields.get(Field.RULE_IDS)
     if isinstance(rules, list) and rules:
         return ", ".join(str(rule) for rule in rules)
-    message = fields.get("agentrt.error.message")
+    message = fields.get(Field.ERROR_MESSAGE)
     return str(message) if message else "(no reason recorded)"
 
 
@@ -271,6 +279,7 @@ def compute_stats(
     stats = AuditStats()
     by_tool: dict[str, Counter[str]] = {}
     by_status: Counter[str] = Counter()
+    by_run_status: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     durations: dict[str, array.array[float]] = {"*": array.array("d")}
     for _line, record in iter_records(paths, record_filter):
@@ -279,22 +288,28 @@ def compute_stats(
         if stats.first_ts is None:
             stats.first_ts = record.get("ts")
         stats.last_ts = record.get("ts")
-        if fields.get("agentrt.decision") == "deny":
+        event = record.get("event")
+        if event == Event.RUN_FINISHED:
+            stats.runs += 1
+            by_run_status[str(fields.get(Field.STATUS))] += 1
+            continue
+        if not is_call_end(str(event), fields):
+            continue
+        status = str(fields[Field.STATUS])
+        tool = str(fields.get(Field.TOOL_NAME) or "(unknown)")
+        stats.calls += 1
+        by_status[status] += 1
+        by_tool.setdefault(tool, Counter())[status] += 1
+        if status == CallStatus.DENIED:
             stats.denials += 1
             reasons[_denial_reason(fields)] += 1
-        status = fields.get("agentrt.status")
-        if status is None:
-            continue
-        tool = str(fields.get("gen_ai.tool.name") or "(unknown)")
-        stats.calls += 1
-        by_status[str(status)] += 1
-        by_tool.setdefault(tool, Counter())[str(status)] += 1
-        duration = fields.get("agentrt.duration_ms")
+        duration = fields.get(Field.DURATION_MS)
         if isinstance(duration, int | float) and not isinstance(duration, bool):
             durations["*"].append(float(duration))
             durations.setdefault(tool, array.array("d")).append(float(duration))
     stats.by_tool = {tool: dict(counts.most_common()) for tool, counts in sorted(by_tool.items())}
     stats.by_status = dict(by_status.most_common())
+    stats.by_run_status = dict(by_run_status.most_common())
     stats.denial_reasons = dict(reasons.most_common())
     stats.durations_ms = {
         name: _durations(values) for name, values in sorted(durations.items()) if values

@@ -41,6 +41,8 @@ from typing import Any, Literal, NamedTuple
 
 import pydantic
 
+from runtime.audit.events import Field
+
 __all__ = [
     "GENESIS_HASH",
     "HMAC_KEY_ENV",
@@ -253,15 +255,15 @@ class AuditRecord(pydantic.BaseModel):
 
     @property
     def tool(self) -> str | None:
-        return _str_or_none(self.fields.get("gen_ai.tool.name"))
+        return _str_or_none(self.fields.get(Field.TOOL_NAME))
 
     @property
     def status(self) -> str | None:
-        return _str_or_none(self.fields.get("agentrt.status"))
+        return _str_or_none(self.fields.get(Field.STATUS))
 
     @property
     def decision(self) -> str | None:
-        return _str_or_none(self.fields.get("agentrt.decision"))
+        return _str_or_none(self.fields.get(Field.DECISION))
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -37,14 +37,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from runtime.audit.events import Field
 from runtime.audit.records import canonical_json, derive_key, json_safe
 
 __all__ = ["DEFAULT_SECRET_KEYS", "Redactor", "arguments_hmac", "redact_text"]
-
-ARGUMENTS = "agentrt.tool.arguments"
-ARGUMENTS_RAW = "agentrt.tool.arguments_raw"
-ARGUMENTS_HMAC = "agentrt.tool.arguments_hmac"
-RESULT = "agentrt.tool.result"
 
 DEFAULT_SECRET_KEYS: frozenset[str] = frozenset(
     {
@@ -260,13 +256,13 @@ class Redactor:
         self.redact_paths = tuple(redact_paths)
         self._args_nodes, self._result_nodes, self._raw_keys = self._compile(self.redact_paths)
         self._handlers: dict[str, Callable[[str, Any, dict[str, Any]], None]] = {
-            ARGUMENTS: self._arguments,
-            ARGUMENTS_RAW: self._raw_arguments,
-            RESULT: self._output,
-            "agentrt.tool.stdout": self._output,
-            "agentrt.tool.stderr": self._output,
-            "agentrt.error.message": self._free_text,
-            "agentrt.error.details": self._free_text,
+            Field.ARGUMENTS: self._arguments,
+            Field.ARGUMENTS_RAW: self._raw_arguments,
+            Field.RESULT: self._output,
+            Field.STDOUT: self._output,
+            Field.STDERR: self._output,
+            Field.ERROR_MESSAGE: self._free_text,
+            Field.ERROR_DETAILS: self._free_text,
         }
 
     def _compile(self, paths: tuple[str, ...]) -> tuple[tuple[Trie, ...], tuple[Trie, ...], Any]:
@@ -326,7 +322,7 @@ class Redactor:
     def _arguments(self, name: str, value: Any, out: dict[str, Any]) -> None:
         data = canonical_json(value)
         if self._args_mac is not None:
-            out[ARGUMENTS_HMAC] = self._args_mac.hexdigest(data)
+            out[Field.ARGUMENTS_HMAC] = self._args_mac.hexdigest(data)
         if len(data) > self._arguments_cap:
             out[name] = _size_marker(data, len(data))
         elif isinstance(value, str):
@@ -346,7 +342,7 @@ class Redactor:
         if isinstance(value, str):
             out[name] = self._text(value, self._text_cap)
         else:
-            out[name] = self._value(value, 0, self._result_nodes if name == RESULT else ())
+            out[name] = self._value(value, 0, self._result_nodes if name == Field.RESULT else ())
 
     def _free_text(self, name: str, value: Any, out: dict[str, Any]) -> None:
         if isinstance(value, list | tuple):

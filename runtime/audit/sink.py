@@ -13,14 +13,13 @@ class AuditWriteError(RuntimeError):
 class AuditSink(Protocol):
     """Receives one record per step of a call.
 
-    `event` names the step (`tool.proposed`, `tool.validated`, `tool.rejected`,
-    `policy.decided`, `approval.requested`, `approval.granted`,
-    `approval.rejected`, `approval.expired`, `execution.started`,
-    `execution.finished`, `run.started`, `run.finished`). `fields` uses
-    OpenTelemetry GenAI names where they exist (`gen_ai.tool.name`, ...) and
-    `agentrt.*` otherwise. Raw arguments arrive under `agentrt.tool.arguments`
-    and a raw result under `agentrt.tool.result`: the sink redacts, hashes or
-    drops them; it must never store them verbatim unless configured to.
+    `event` names the step and `fields` holds the record's keys, both from
+    `runtime.audit.events` (`Event`, `Field`): OpenTelemetry GenAI names where
+    they exist (`gen_ai.tool.name`, ...) and `agentrt.*` otherwise. Every call
+    ends in one record carrying `agentrt.status`. Raw arguments arrive under
+    `agentrt.tool.arguments` and a raw result under `agentrt.tool.result`: the
+    sink redacts, hashes or drops them; it must never store them verbatim
+    unless configured to.
 
     Raises:
         AuditWriteError: The record could not be appended.

@@ -10,7 +10,7 @@ Two ways in:
 
 - `TracingSink(inner)` wraps any `AuditSink`: the first record of a call
   (by `gen_ai.tool.call.id`) opens its span, every record adds attributes, and
-  the record that carries `agentrt.status` ends it.
+  the record that ends the call (`runtime.audit.events.is_call_end`) ends it.
 - `ToolTracer.span(name, fields)` is a context manager for code that wants to
   bracket a call itself.
 
@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from runtime.audit.events import Field, is_call_end
 from runtime.audit.records import canonical_json
 from runtime.audit.redaction import Redactor
 from runtime.audit.sink import AuditSink
@@ -39,12 +40,12 @@ __all__ = ["ToolSpan", "ToolTracer", "TracingSink", "span_attributes", "tracing_
 
 _CONTENT_FIELDS = frozenset(
     {
-        "agentrt.tool.arguments",
-        "agentrt.tool.arguments_raw",
-        "agentrt.tool.result",
-        "agentrt.tool.stdout",
-        "agentrt.tool.stderr",
-        "agentrt.error.details",
+        Field.ARGUMENTS,
+        Field.ARGUMENTS_RAW,
+        Field.RESULT,
+        Field.STDOUT,
+        Field.STDERR,
+        Field.ERROR_DETAILS,
     }
 )
 _TRACER_NAME = "agent-runtime"
@@ -102,9 +103,9 @@ class ToolSpan:
             return
         redacted = self._redactor.redact_fields(fields)
         self._span.set_attributes(span_attributes(redacted))
-        error_type = redacted.get("error.type")
+        error_type = redacted.get(Field.ERROR_TYPE)
         if error_type and _trace is not None:
-            message = redacted.get("agentrt.error.message")
+            message = redacted.get(Field.ERROR_MESSAGE) or redacted.get(Field.REASON)
             self._span.set_status(
                 _trace.Status(_trace.StatusCode.ERROR, str(message or error_type))
             )
@@ -141,7 +142,7 @@ class ToolTracer:
         tracer = _trace.get_tracer(_TRACER_NAME, tracer_provider=self._provider)
         span = tracer.start_span(f"execute_tool {tool_name}", kind=_trace.SpanKind.INTERNAL)
         handle = ToolSpan(span, self._redactor)
-        handle.set_fields({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool_name})
+        handle.set_fields({Field.OPERATION_NAME: "execute_tool", Field.TOOL_NAME: tool_name})
         if fields:
             handle.set_fields(fields)
         return handle
@@ -182,8 +183,8 @@ class TracingSink:
 
     def write(self, event: str, fields: Mapping[str, Any]) -> None:
         self._inner.write(event, fields)
-        call_id = fields.get("gen_ai.tool.call.id")
-        tool = fields.get("gen_ai.tool.name")
+        call_id = fields.get(Field.TOOL_CALL_ID)
+        tool = fields.get(Field.TOOL_NAME)
         if call_id is None or tool is None or not self._tracer.enabled:
             return
         key = str(call_id)
@@ -193,7 +194,7 @@ class TracingSink:
                 if len(self._open) >= _MAX_OPEN_SPANS:  # calls that never finished
                     self._open.pop(next(iter(self._open))).end()
                 span = self._open[key] = self._tracer.start(str(tool))
-            if "agentrt.status" in fields:
+            if is_call_end(event, fields):
                 del self._open[key]
             else:
                 span.set_fields(fields)

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import pydantic
 
+from runtime.audit.events import Event
 from runtime.audit.records import (
     GENESIS_HASH_BYTES,
     Checkpoint,
@@ -51,7 +52,7 @@ __all__ = ["Finding", "VerifyReport", "verify"]
 
 _MAX_PROBLEMS = 100
 _READ_BUFFER = 1 << 20
-_RECOVERED = b'{"event":"audit.recovered",'
+_RECOVERED = b'{"event":"' + Event.AUDIT_RECOVERED.encode("ascii") + b'",'
 
 
 class Finding(pydantic.BaseModel):

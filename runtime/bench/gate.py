@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from runtime.arguments import ArgumentGate, ArgumentsAccepted
+from runtime.audit.events import Event, Field
 from runtime.audit.sink import AuditSink
 from runtime.calls import CallContext, ToolCallRequest
 from runtime.policy.decision import PolicyEngine
@@ -75,11 +76,11 @@ def bench_gate_stages(
             policy.decide(accepted.tool.name, accepted.arguments, context)
         if audit is not None:
             audit.write(
-                "tool.validated",
+                Event.TOOL_VALIDATED,
                 {
-                    "gen_ai.tool.name": accepted.tool.name,
-                    "gen_ai.tool.call.id": request.id,
-                    "agentrt.tool.arguments": accepted.arguments,
+                    Field.TOOL_NAME: accepted.tool.name,
+                    Field.TOOL_CALL_ID: request.id,
+                    Field.ARGUMENTS: accepted.arguments,
                 },
             )
 

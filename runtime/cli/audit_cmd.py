@@ -73,11 +73,17 @@ def register(subparsers: Any) -> None:
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tool", help="gen_ai.tool.name")
-    parser.add_argument("--status", help="agentrt.status, e.g. ok, denied, tool_error")
-    parser.add_argument("--decision", help="agentrt.decision: allow, deny, require_approval")
-    parser.add_argument("--tenant", help="agentrt.tenant")
-    parser.add_argument("--conversation", help="gen_ai.conversation.id")
+    from runtime.audit.events import Field
+
+    parser.add_argument("--tool", help=Field.TOOL_NAME)
+    parser.add_argument(
+        "--status",
+        help=f"{Field.STATUS}: how a call ended (ok, denied, pending_approval, invalid_arguments, "
+        "unknown_tool, tool_error, timeout, ...) or a run ended (completed, ...)",
+    )
+    parser.add_argument("--decision", help=f"{Field.DECISION}: allow, deny, require_approval")
+    parser.add_argument("--tenant", help=Field.TENANT)
+    parser.add_argument("--conversation", help=Field.CONVERSATION_ID)
     parser.add_argument("--event", help="record step, e.g. policy.decided")
     parser.add_argument("--since", help="ISO time or age (15m, 2h, 7d): records at or after")
     parser.add_argument("--until", help="ISO time or age: records before")
@@ -184,6 +190,8 @@ def _print_table(records: Any, limit: int) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from runtime.audit.events import Field
+
     table = Table(show_lines=False, header_style="bold")
     table.add_column("seq", justify="right", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True)
@@ -196,17 +204,17 @@ def _print_table(records: Any, limit: int) -> int:
             more += 1  # keep counting, not keeping: the table holds `limit` rows at most
             continue
         fields = record["fields"]
-        duration = fields.get("agentrt.duration_ms")
+        duration = fields.get(Field.DURATION_MS)
         table.add_row(
             str(record.get("seq", "")),
             str(record.get("ts", ""))[:19].replace("T", " "),
             str(record.get("event", "")),
-            _cell(fields.get("gen_ai.tool.name")),
-            _cell(fields.get("agentrt.status")),
-            _cell(fields.get("agentrt.decision")),
+            _cell(fields.get(Field.TOOL_NAME)),
+            _cell(fields.get(Field.STATUS)),
+            _cell(fields.get(Field.DECISION)),
             f"{duration:.1f}" if isinstance(duration, int | float) else "",
-            _cell(fields.get("agentrt.tenant")),
-            _cell(fields.get("gen_ai.tool.call.id")),
+            _cell(fields.get(Field.TENANT)),
+            _cell(fields.get(Field.TOOL_CALL_ID)),
         )
         shown += 1
     console = Console()
@@ -247,8 +255,8 @@ def _print_stats(stats: AuditStats) -> None:
 
     console = Console()
     console.print(
-        f"{stats.records} records, {stats.calls} calls, {stats.denials} denials"
-        + (f" ({stats.first_ts} .. {stats.last_ts})" if stats.first_ts else "")
+        f"{stats.records} records, {stats.calls} calls, {stats.denials} denials, "
+        f"{stats.runs} runs" + (f" ({stats.first_ts} .. {stats.last_ts})" if stats.first_ts else "")
     )
     statuses = list(stats.by_status)
     calls = Table(title="calls per tool and status", header_style="bold")

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runtime.audit.events import Event, Field
+
 __all__ = ["bench_audit", "register"]
 
 _TOOLS = ("search_web", "read_file", "send_email", "run_sql", "get_weather")
@@ -28,23 +30,23 @@ def _fields(index: int) -> dict[str, Any]:
     """A realistic `execution.finished`-sized record, varied by `index`."""
     status = _STATUSES[index % len(_STATUSES)]
     return {
-        "gen_ai.operation.name": "execute_tool",
-        "gen_ai.tool.name": _TOOLS[index % len(_TOOLS)],
-        "gen_ai.tool.call.id": f"call_{index:012x}",
-        "gen_ai.agent.name": "support-bot",
-        "gen_ai.conversation.id": f"conv-{index // 20:08x}",
-        "gen_ai.request.model": "smollm2-135m-instruct",
-        "agentrt.tenant": f"tenant-{index % 7}",
-        "agentrt.principal": "user-42",
-        "agentrt.run_id": f"run-{index // 100:08x}",
-        "agentrt.status": status,
-        "agentrt.decision": "deny" if status == "denied" else "allow",
-        "agentrt.rule_ids": ["deny-external-email"] if status == "denied" else ["allow-default"],
-        "agentrt.policy_sha256": "3f" * 32,
-        "agentrt.sandbox.mode": "docker",
-        "agentrt.duration_ms": float(index % 250) + 0.25,
-        "agentrt.exit_code": 0,
-        "agentrt.tool.arguments": {"query": f"weather in city {index % 1000}", "limit": 5},
+        Field.OPERATION_NAME: "execute_tool",
+        Field.TOOL_NAME: _TOOLS[index % len(_TOOLS)],
+        Field.TOOL_CALL_ID: f"call_{index:012x}",
+        Field.AGENT_NAME: "support-bot",
+        Field.CONVERSATION_ID: f"conv-{index // 20:08x}",
+        Field.REQUEST_MODEL: "smollm2-135m-instruct",
+        Field.TENANT: f"tenant-{index % 7}",
+        Field.PRINCIPAL: "user-42",
+        Field.RUN_ID: f"run-{index // 100:08x}",
+        Field.STATUS: status,
+        Field.DECISION: "deny" if status == "denied" else "allow",
+        Field.RULE_IDS: ["deny-external-email"] if status == "denied" else ["allow-default"],
+        Field.POLICY_SHA256: "3f" * 32,
+        Field.SANDBOX_MODE: "docker",
+        Field.DURATION_MS: float(index % 250) + 0.25,
+        Field.EXIT_CODE: 0,
+        Field.ARGUMENTS: {"query": f"weather in city {index % 1000}", "limit": 5},
     }
 
 
@@ -88,7 +90,7 @@ def bench_audit(
             for index in range(records):
                 fields = _fields(index)  # built outside the timed region
                 before = clock()
-                sink.write("execution.finished", fields)
+                sink.write(Event.EXECUTION_FINISHED, fields)
                 timings.append(clock() - before)
         write_s = time.perf_counter() - started
         ordered = sorted(timings)

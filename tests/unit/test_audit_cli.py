@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime.audit.chain import HashChainSink
+from runtime.audit.events import Event, Field
 from runtime.cli import main
 
 KEY = "cli-test-key"
@@ -24,15 +25,15 @@ def log(tmp_path: Path) -> Path:
     with HashChainSink(path) as sink:
         for i in range(6):
             sink.write(
-                "execution.finished",
+                Event.EXECUTION_FINISHED if i % 2 else Event.TOOL_DENIED,
                 {
-                    "gen_ai.tool.name": "search" if i % 2 else "send_email",
-                    "gen_ai.tool.call.id": f"call_{i}",
-                    "agentrt.status": "ok" if i % 2 else "denied",
-                    "agentrt.decision": "allow" if i % 2 else "deny",
-                    "agentrt.rule_ids": [] if i % 2 else ["deny-email"],
-                    "agentrt.duration_ms": float(i),
-                    "agentrt.tenant": "acme",
+                    Field.TOOL_NAME: "search" if i % 2 else "send_email",
+                    Field.TOOL_CALL_ID: f"call_{i}",
+                    Field.STATUS: "ok" if i % 2 else "denied",
+                    Field.DECISION: "allow" if i % 2 else "deny",
+                    Field.RULE_IDS: [] if i % 2 else ["deny-email"],
+                    Field.DURATION_MS: float(i),
+                    Field.TENANT: "acme",
                 },
             )
     return path
@@ -90,7 +91,7 @@ def test_query_json_lines(log: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["audit", "query", str(log), "--tool", "send_email", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["seq"] for r in rows] == [1, 3, 5]
-    assert all(r["fields"]["agentrt.decision"] == "deny" for r in rows)
+    assert all(r["fields"][Field.DECISION] == "deny" for r in rows)
 
 
 def test_query_table(

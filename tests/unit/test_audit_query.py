@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from runtime.audit.chain import HashChainSink
+from runtime.audit.events import Event, Field
 from runtime.audit.query import RecordFilter, compute_stats, iter_records, parse_time
 
 KEY = "query-test-key"
@@ -16,11 +17,11 @@ KEY = "query-test-key"
 
 def call(tool: str, status: str, ms: float, **extra: Any) -> dict[str, Any]:
     return {
-        "gen_ai.tool.name": tool,
-        "agentrt.status": status,
-        "agentrt.duration_ms": ms,
-        "agentrt.tenant": extra.pop("tenant", "acme"),
-        "gen_ai.conversation.id": extra.pop("conversation", "c1"),
+        Field.TOOL_NAME: tool,
+        Field.STATUS: status,
+        Field.DURATION_MS: ms,
+        Field.TENANT: extra.pop("tenant", "acme"),
+        Field.CONVERSATION_ID: extra.pop("conversation", "c1"),
         **extra,
     }
 
@@ -29,38 +30,48 @@ def call(tool: str, status: str, ms: float, **extra: Any) -> dict[str, Any]:
 def log(tmp_path: Path) -> Path:
     path = tmp_path / "audit.jsonl"
     with HashChainSink(path, hmac_key=KEY, max_bytes=1_500) as sink:  # several segments
-        sink.write("tool.proposed", {"gen_ai.tool.name": "search"})
+        sink.write(Event.TOOL_PROPOSED, {Field.TOOL_NAME: "search"})
         for ms in range(1, 21):
-            sink.write("execution.finished", call("search", "ok", float(ms)))
+            sink.write(Event.EXECUTION_FINISHED, call("search", "ok", float(ms)))
         sink.write(
-            "policy.decided",
+            Event.POLICY_DECIDED,
             {
-                "gen_ai.tool.name": "send_email",
-                "agentrt.decision": "deny",
-                "agentrt.rule_ids": ["deny-external"],
+                Field.TOOL_NAME: "send_email",
+                Field.DECISION: "deny",
+                Field.RULE_IDS: ["deny-external"],
             },
         )
-        sink.write("tool.rejected", call("send_email", "denied", 0.5, tenant="globex"))
         sink.write(
-            "policy.decided",
-            {"agentrt.decision": "deny", "agentrt.decision.reason": "rate limit exceeded"},
+            Event.TOOL_DENIED,
+            call(
+                "send_email", "denied", 0.5, tenant="globex", **{Field.RULE_IDS: ["deny-external"]}
+            ),
         )
-        sink.write("execution.finished", call("run_sql", "tool_error", 7.0, conversation="c2"))
+        sink.write(
+            Event.POLICY_DECIDED,
+            {Field.DECISION: "deny", Field.REASON: "rate limit exceeded"},
+        )
+        sink.write(
+            Event.TOOL_DENIED,
+            call("send_email", "denied", 0.25, **{Field.REASON: "rate limit exceeded"}),
+        )
+        sink.write(Event.EXECUTION_FINISHED, call("run_sql", "tool_error", 7.0, conversation="c2"))
+        sink.write(Event.RUN_FINISHED, {Field.RUN_ID: "r1", Field.STATUS: "completed"})
     return path
 
 
 def tools(path: Path, record_filter: RecordFilter) -> list[tuple[str, str | None]]:
     return [
-        (r["event"], r["fields"].get("gen_ai.tool.name"))
+        (r["event"], r["fields"].get(Field.TOOL_NAME))
         for _, r in iter_records([path], record_filter)
     ]
 
 
 def test_filters_by_field(log: Path) -> None:
     assert len(tools(log, RecordFilter(tool="search"))) == 21
-    assert tools(log, RecordFilter(status="denied")) == [("tool.rejected", "send_email")]
+    assert tools(log, RecordFilter(status="denied")) == [("tool.denied", "send_email")] * 2
     assert len(tools(log, RecordFilter(decision="deny"))) == 2
-    assert tools(log, RecordFilter(tenant="globex")) == [("tool.rejected", "send_email")]
+    assert tools(log, RecordFilter(tenant="globex")) == [("tool.denied", "send_email")]
     assert tools(log, RecordFilter(conversation="c2")) == [("execution.finished", "run_sql")]
     assert tools(log, RecordFilter(tool="search", event="tool.proposed")) == [
         ("tool.proposed", "search")
@@ -72,8 +83,8 @@ def test_a_value_only_inside_arguments_does_not_match(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     with HashChainSink(path, hmac_key=KEY) as sink:
         sink.write(
-            "tool.proposed",
-            {"gen_ai.tool.name": "x", "agentrt.tool.arguments": {"gen_ai.tool.name": "search"}},
+            Event.TOOL_PROPOSED,
+            {Field.TOOL_NAME: "x", Field.ARGUMENTS: {Field.TOOL_NAME: "search"}},
         )
     assert tools(path, RecordFilter(tool="search")) == []  # the byte prefilter is confirmed
 
@@ -101,19 +112,20 @@ def test_parse_time_formats() -> None:
 
 def test_stats(log: Path) -> None:
     stats = compute_stats([log])
-    assert stats.records == 25
-    assert stats.calls == 22
+    assert stats.records == 27
+    assert stats.calls == 23  # the run's record and the decisions are no calls
     assert stats.by_tool == {
         "run_sql": {"tool_error": 1},
         "search": {"ok": 20},
-        "send_email": {"denied": 1},
+        "send_email": {"denied": 2},
     }
-    assert stats.by_status == {"ok": 20, "denied": 1, "tool_error": 1}
+    assert stats.by_status == {"ok": 20, "denied": 2, "tool_error": 1}
     assert stats.denials == 2
     assert stats.denial_reasons == {"deny-external": 1, "rate limit exceeded": 1}
+    assert (stats.runs, stats.by_run_status) == (1, {"completed": 1})
     search = stats.durations_ms["search"]
     assert (search.count, search.p50, search.p95) == (20, 10.0, 19.0)
-    assert stats.durations_ms["*"].count == 22
+    assert stats.durations_ms["*"].count == 23
     assert stats.first_ts is not None and stats.last_ts is not None
 
 
