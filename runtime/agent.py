@@ -29,6 +29,11 @@ from runtime.sandbox.executor import InProcessExecutor, ToolExecutor
 from runtime.tools import Tool, ToolRegistry
 
 DEFAULT_RETRIES = 2
+_CHOICE_MODES = frozenset({"auto", "required", "none"})
+
+
+class ResumeError(LookupError, ValueError):
+    """A run cannot be resumed: no approval store, no such paused run, or already resumed."""
 
 
 class RunStatus(enum.StrEnum):
@@ -128,7 +133,9 @@ class Agent:
             e.g. `runtime.rag.RetrievalContext` (retrieved passages with
             citations).
         settings: Sampling settings, or a preset name (`precise`, `balanced`,
-            `creative`), for the turns that choose and fill tool calls.
+            `creative`), for the turns that choose and fill tool calls. A
+            `tool_choice` that names a tool must name one of `tools`
+            (`ValueError` at construction otherwise).
         answer_settings: Settings (or preset) for the turns that follow tool
             results (the final answer), e.g. `balanced` after `precise`, or
             `tool_choice="auto"` after a first turn forced with
@@ -180,6 +187,8 @@ class Agent:
         self.retrieval = retrieval
         self.settings = resolve_settings(settings) or SamplingSettings()
         self.answer_settings = resolve_settings(answer_settings) or self.settings
+        for chosen in (self.settings, self.answer_settings):
+            check_tool_choice(chosen.tool_choice, self.registry)
         self.limits = limits or RunLimits()
         self.executor = executor or InProcessExecutor()
         self.audit = audit or NullAuditSink()
@@ -243,16 +252,20 @@ class Agent:
         expired ones go back to the model as denied. Calling `resume` twice,
         or after a crash, never runs a call twice. `tool_calls` of the result
         holds the calls from the resumption on.
+
+        Raises:
+            ResumeError: The agent has no approval store, the store has no
+                paused run `run_id`, or that run was already resumed.
         """
         if self.approvals is None:
-            raise ValueError("this agent has no approval store; pass approvals=ApprovalStore(...)")
+            raise ResumeError("this agent has no approval store; pass approvals=ApprovalStore(...)")
         # SQLite calls are brief but blocking: keep them off the event loop.
         approvals = self.approvals
         saved = await asyncio.to_thread(approvals.load_run_state, run_id)
         if saved is None:
-            raise LookupError(f"no paused run {run_id!r} in the approval store")
+            raise ResumeError(f"no paused run {run_id!r} in the approval store")
         if saved.get("resumed"):
-            raise ValueError(f"run {run_id} was already resumed; its approved calls ran once")
+            raise ResumeError(f"run {run_id} was already resumed; its approved calls ran once")
         state, call_context = _RunState.from_saved(saved)
         records = await asyncio.to_thread(approvals.list, run_id=run_id)
         waiting = [r.id for r in records if r.status == "pending"]
@@ -498,6 +511,21 @@ class _RunState:
 
 
 _NO_DECISION = PolicyDecision(decision="require_approval", reason="approval required")
+
+
+def check_tool_choice(choice: str, registry: ToolRegistry) -> None:
+    """Refuse a `tool_choice` that forces a tool `registry` does not have.
+
+    Raises:
+        ValueError: `choice` is neither a mode (auto, required, none) nor a tool's name.
+    """
+    if choice in _CHOICE_MODES or choice in registry:
+        return
+    known = ", ".join(registry.names) or "none"
+    raise ValueError(
+        f"tool_choice {choice!r} is not one of this agent's tools ({known}); "
+        "use auto, required, none or one of those names"
+    )
 
 
 def _tool_message(outcome: CallOutcome) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""`agentrt call`: one call through the whole gate, without a model."""
+"""`agentrt call`: one call through the whole gate, without a model.
+
+Exit codes: 0 the call ended `ok`; 1 it ended with any other status (the JSON
+says which); 2 it was refused before any call was made (bad flags, or a
+`--resume` of an approval that is unknown, still pending or was rejected).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.calls import CallStatus, ToolCallRequest
 from runtime.cli.gate_options import (
@@ -19,6 +24,10 @@ from runtime.cli.gate_options import (
     print_json,
 )
 
+if TYPE_CHECKING:
+    from runtime.pipeline import CallOutcome, ToolCallPipeline
+    from runtime.policy.approvals import ApprovalStore
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -28,7 +37,8 @@ def register(subparsers: Any) -> None:
             "Prints one JSON object with status, tool, result or error, and decision when a "
             "policy ran. Exit code 0 only for status ok. A call that needs a human is kept in "
             "the approvals database; after `agentrt approvals approve ID`, "
-            "`agentrt call --resume ID` runs it (exactly once)."
+            "`agentrt call --resume ID` runs it (exactly once). Exit 2: refused before any "
+            "call was made (one sentence on stderr)."
         ),
     )
     add_module_option(parser)
@@ -51,6 +61,7 @@ def _handle(args: argparse.Namespace) -> int:
 
 async def _call(stages: Stages, args: argparse.Namespace) -> int:
     from runtime.pipeline import ToolCallPipeline
+    from runtime.policy.approvals import ApprovalError
 
     pipeline = ToolCallPipeline(
         stages.registry,
@@ -63,8 +74,10 @@ async def _call(stages: Stages, args: argparse.Namespace) -> int:
         if args.resume:
             if stages.approvals is None:
                 return fail_usage("--resume needs --policy (the approvals come from it)")
-            record = stages.approvals.get(args.resume)
-            outcome = await pipeline.run_approved(record, stages.approvals, record.call_context())
+            try:
+                outcome = await _resume(pipeline, stages.approvals, args.resume)
+            except ApprovalError as exc:
+                return fail_usage(str(exc))
         else:
             request = ToolCallRequest(
                 id=f"call-{secrets.token_hex(8)}", name=args.tool, arguments=args.args
@@ -85,3 +98,23 @@ async def _call(stages: Stages, args: argparse.Namespace) -> int:
         await stages.aclose()
     print_json(outcome.to_dict())
     return 0 if outcome.status is CallStatus.OK else 1
+
+
+async def _resume(
+    pipeline: ToolCallPipeline, approvals: ApprovalStore, approval_id: str
+) -> CallOutcome:
+    """Run (or report) the call a human decided on; refuses one nobody decided yet.
+
+    Raises:
+        ApprovalError: No such approval, or it is still pending.
+    """
+    from runtime.policy.approvals import ApprovalError, ApprovalStatus
+
+    record = approvals.get(approval_id)
+    if record.status is ApprovalStatus.PENDING:
+        raise ApprovalError(
+            f"approval {record.id} is still pending: a human must decide first "
+            f"(`agentrt approvals approve {record.id}` or `... reject {record.id}`)",
+            record.status,
+        )
+    return await pipeline.run_approved(record, approvals, record.call_context())

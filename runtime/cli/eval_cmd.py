@@ -1,4 +1,9 @@
-"""`agentrt eval`: score served models on held-out requests, BFCL-style, and compare them."""
+"""`agentrt eval`: score served models on held-out requests, BFCL-style, and compare them.
+
+Exit codes: 0 the report was written; 1 an embedded model server (`--local`)
+could not be started; 2 refused before any model was asked (bad flags, data,
+variants, or a `--local` adapter that does not exist).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Ask each model for the next turn of every held-out item and score it: well-formed "
             "call, right tool, arguments, full call, abstention when no tool fits, answer after "
-            "a tool result. The first model is compared with each other one (exact McNemar test)."
+            "a tool result. The first model is compared with each other one (exact McNemar test). "
+            "Exit 2: refused before any model was asked; exit 1: a --local server did not start."
         ),
     )
     parser.add_argument("--module", help="tool module whose schemas replace the items' tools")
@@ -72,13 +78,30 @@ def _targets(args: argparse.Namespace) -> list[Any]:
         targets.append(
             LocalTarget(
                 label=label or "local",
-                adapter=Path(adapter) if adapter else None,
+                adapter=_adapter_path(spec, adapter) if adapter else None,
                 chat_format=args.chat_format,
             )
         )
     if not targets:
         raise ValueError("name at least one model: --base-url URL --model NAME, or --local LABEL")
     return targets
+
+
+def _adapter_path(spec: str, adapter: str) -> Path:
+    """The adapter of `--local LABEL=ADAPTER`, checked before any server starts."""
+    path = Path(adapter)
+    if path.is_dir():
+        if not (path / "adapter.gguf").is_file():
+            raise ValueError(
+                f"--local {spec}: {path} holds no adapter.gguf; give a directory written by "
+                "`agentrt finetune` or a .gguf file"
+            )
+    elif not path.is_file():
+        raise ValueError(
+            f"--local {spec}: no adapter at {path}; give a directory written by "
+            "`agentrt finetune` or a .gguf file"
+        )
+    return path
 
 
 def _items(args: argparse.Namespace) -> list[Any]:
@@ -132,14 +155,20 @@ def _eval(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"agentrt eval: {exc}", file=sys.stderr)
         return 2
-    report = compare_variants(
-        targets,
-        variants,
-        items,
-        max_tokens=args.max_tokens,
-        keep_predictions=not args.no_predictions,
-        concurrency=args.concurrency,
-    )
+    from runtime.model.local_server import LocalServerError
+
+    try:
+        report = compare_variants(
+            targets,
+            variants,
+            items,
+            max_tokens=args.max_tokens,
+            keep_predictions=not args.no_predictions,
+            concurrency=args.concurrency,
+        )
+    except LocalServerError as exc:
+        print(f"agentrt eval: the local model server did not start: {exc}", file=sys.stderr)
+        return 1
     report["data"] = [str(p) for p in args.data] + ([f"bfcl:{args.bfcl}"] if args.bfcl else [])
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,9 @@ def prompt_from_args(
 ) -> PromptChoice:
     """Build the `Prompt` (and retrieval) the flags ask for.
 
-    In `--rag-mode tool` the `search_docs` tool is added to `registry`.
+    In `--rag-mode tool` the `search_docs` tool is added to `registry`. A
+    `--tool-choice` naming none of the tools is refused here, before any
+    server starts.
     """
     from runtime.prompting import Prompt, PromptError, PromptTemplate
 
@@ -164,4 +166,12 @@ def prompt_from_args(
                 retrieval = RetrievalContext(index, k=args.rag_k, min_score=args.rag_min_score)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--rag {args.rag}: {exc}") from None
+    tool_choice = getattr(args, "tool_choice", None)
+    if tool_choice:
+        from runtime.agent import check_tool_choice
+
+        try:
+            check_tool_choice(tool_choice, registry)
+        except ValueError as exc:
+            raise UsageError(str(exc).replace("tool_choice", "--tool-choice", 1)) from None
     return PromptChoice(prompt, retrieval)

@@ -1,4 +1,10 @@
-"""`agentrt run`: one agent run against an OpenAI-compatible model server."""
+"""`agentrt run`: one agent run against an OpenAI-compatible model server.
+
+Exit codes: 0 the run completed; 1 it stopped otherwise (`max_turns`,
+`pending_approval`, `model_error`, ...: the output says which); 2 it was
+refused before the model was asked (bad flags, a `--tool-choice` naming no
+tool, `--resume` without `--policy`, or a run that cannot be resumed).
+"""
 
 from __future__ import annotations
 
@@ -41,7 +47,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="run an agent on one prompt")
+    parser = subparsers.add_parser(
+        "run",
+        help="run an agent on one prompt",
+        description="Exit 0: the run completed. Exit 1: it stopped for another reason "
+        "(printed). Exit 2: refused before the model was asked (one sentence on stderr).",
+    )
     add_module_option(parser)
     add_model_options(parser)
     add_gate_options(parser)
@@ -71,8 +82,17 @@ def _handle(args: argparse.Namespace) -> int:
             raise UsageError("--max-turns must be at least 1")
         if not args.prompt and not args.resume:
             raise UsageError("give a PROMPT, or --resume RUN_ID")
+        if args.resume and (args.policy is None or not args.approvals_db):
+            raise UsageError(
+                "--resume needs --policy DIR (and --approvals-db): paused runs are kept "
+                "with the approvals the policy asked for"
+            )
         stages = build_stages(args, pool_size=2)
-        choice = prompt_from_args(args, stages.registry)
+        try:
+            choice = prompt_from_args(args, stages.registry)
+        except UsageError:
+            asyncio.run(stages.aclose())  # close the audit log cleanly: nothing ran
+            raise
     except UsageError as exc:
         return fail_usage(str(exc))
     return asyncio.run(_run(args, stages, settings, choice))
@@ -81,33 +101,39 @@ def _handle(args: argparse.Namespace) -> int:
 async def _run(
     args: argparse.Namespace, stages: Any, settings: tuple[Any, Any], choice: Any
 ) -> int:
-    from runtime.agent import Agent, RunLimits, RunStatus
+    from runtime.agent import Agent, ResumeError, RunLimits, RunStatus
     from runtime.model.client import OpenAICompatibleClient
 
     client = OpenAICompatibleClient(
         args.base_url, args.model, api_key=args.api_key, stream=args.stream
     )
-    agent = Agent(
-        client,
-        stages.registry,
-        prompt=choice.prompt,
-        retrieval=choice.retrieval,
-        settings=settings[0],
-        answer_settings=settings[1],
-        limits=RunLimits(max_turns=args.max_turns),
-        executor=stages.executor,
-        policy=stages.policy,
-        audit=stages.audit,
-        name=stages.context.agent or "agentrt-run",
-        approvals=stages.approvals,
-        audit_conversation=args.audit_conversation,
-    )
     try:
+        try:
+            agent = Agent(
+                client,
+                stages.registry,
+                prompt=choice.prompt,
+                retrieval=choice.retrieval,
+                settings=settings[0],
+                answer_settings=settings[1],
+                limits=RunLimits(max_turns=args.max_turns),
+                executor=stages.executor,
+                policy=stages.policy,
+                audit=stages.audit,
+                name=stages.context.agent or "agentrt-run",
+                approvals=stages.approvals,
+                audit_conversation=args.audit_conversation,
+            )
+        except ValueError as exc:  # the flags were checked above; anything else it refuses
+            return fail_usage(str(exc))
         prewarm = getattr(stages.executor, "prewarm", None)
         if prewarm is not None:
             await prewarm(stages.registry)
         if args.resume:
-            result = await agent.resume(args.resume)
+            try:
+                result = await agent.resume(args.resume)
+            except ResumeError as exc:
+                return fail_usage(f"cannot resume: {exc}")
         else:
             result = await agent.run(
                 args.prompt,

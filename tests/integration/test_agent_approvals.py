@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from runtime import CallStatus, tool
-from runtime.agent import Agent, RunStatus
+from runtime.agent import Agent, ResumeError, RunStatus
 from runtime.model import OpenAICompatibleClient
 from runtime.policy.approvals import ApprovalStatus, ApprovalStore
 from runtime.policy.loader import load_policies
@@ -118,7 +118,7 @@ async def test_parallel_pending_calls_pause_and_resume_exactly_once(
         assert by_order["C"].status is CallStatus.DENIED
         assert "not eligible" in (by_order["C"].error.message if by_order["C"].error else "")
 
-        with pytest.raises(ValueError, match="already resumed"):
+        with pytest.raises(ResumeError, match="already resumed"):
             await agent.resume(paused.run_id)
         assert len(executed) == 2
         assert store.get(records["B"].id).status is ApprovalStatus.EXECUTED

@@ -271,6 +271,17 @@ async def test_answer_settings_apply_after_tool_results() -> None:
     assert (second["tool_choice"], second["max_tokens"]) == ("none", 32)
 
 
+def test_a_tool_choice_naming_no_tool_is_refused_at_construction() -> None:
+    from runtime.model import SamplingSettings
+
+    client = OpenAICompatibleClient("http://127.0.0.1:9/v1", "m")
+    with pytest.raises(ValueError, match="tool_choice 'nope' is not one of this agent's tools"):
+        Agent(client, [add], settings=SamplingSettings(tool_choice="nope"))
+    with pytest.raises(ValueError, match="'nope'"):
+        Agent(client, [add], answer_settings=SamplingSettings(tool_choice="nope"))
+    assert Agent(client, [add], settings=SamplingSettings(tool_choice="add")).settings
+
+
 async def test_audit_conversation_records_request_and_answer_redacted(tmp_path: Any) -> None:
     from runtime.audit.chain import HashChainSink
     from runtime.audit.verify import verify

@@ -190,3 +190,87 @@ def test_bench_gate_json_has_the_documented_keys() -> None:
     assert payload["stages"] == ["parse", "validate", "policy", "audit"]
     # exit code says whether the floors were met; the figures are the benchmark's business
     assert result.returncode == (0 if payload["meets_floors"] else 1)
+
+
+# -- refusals: one sentence on stderr and a documented exit code, never a traceback
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], code: int, words: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+GREET_NEEDS_APPROVAL = """\
+apiVersion: agentrt/v1
+kind: ToolPolicy
+metadata: {id: approve-greet}
+rules:
+  - {id: approve-greet, effect: require_approval, tools: [greet]}
+"""
+
+
+def test_call_resume_of_an_undecided_approval_is_refused(tool_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "p.yaml").write_text(GREET_NEEDS_APPROVAL)
+    gate = [
+        "--module", str(tool_file), "--policy", str(tmp_path / "policy"),
+        "--approvals-db", str(tmp_path / "approvals.db"), "--sandbox", "inprocess",
+        "--audit-log", "none",
+    ]  # fmt: skip
+    waiting = agentrt("call", *gate, "--tool", "greet", "--args", '{"name": "ada"}')
+    approval_id = json.loads(waiting.stdout)["approval_id"]
+    pending = agentrt("call", *gate, "--resume", approval_id)
+    assert_refused(pending, 2, f"approval {approval_id} is still pending")
+    assert pending.stdout == ""  # nothing ran, nothing to report
+    assert_refused(agentrt("call", *gate, "--resume", "nope"), 2, "no approval 'nope'")
+
+
+def test_run_resume_without_a_policy_is_refused(
+    tool_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AGENTRT_POLICY_DIR", raising=False)
+    model = ["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--sandbox", "inprocess"]
+    result = agentrt(
+        "run", "--module", str(tool_file), *model, "--audit-log", "none", "--resume", "r1"
+    )  # fmt: skip
+    assert_refused(result, 2, "--resume needs --policy")
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "p.yaml").write_text(GREET_NEEDS_APPROVAL)
+    unknown = agentrt(
+        "run", "--module", str(tool_file), *model, "--audit-log", "none", "--resume", "r1",
+        "--policy", str(tmp_path / "policy"), "--approvals-db", str(tmp_path / "approvals.db"),
+    )  # fmt: skip
+    assert_refused(unknown, 2, "cannot resume: no paused run 'r1'")
+
+
+def test_run_with_a_tool_choice_naming_no_tool_is_refused(tool_file: Path) -> None:
+    result = agentrt(
+        "run", "--module", str(tool_file), "--base-url", "http://127.0.0.1:9/v1",
+        "--model", "m", "--sandbox", "inprocess", "--audit-log", "none",
+        "--tool-choice", "nope", "hi",
+    )  # fmt: skip
+    assert_refused(result, 2, "--tool-choice 'nope' is not one of this agent's tools (greet)")
+
+
+def test_run_with_a_tool_choice_naming_a_tool_forces_it(tool_file: Path) -> None:
+    replies = [ScriptedReply.call("greet", {"name": "bob"}), ScriptedReply.message("done")]
+    with ScriptedServer(replies) as server:
+        result = agentrt(
+            "run", "--module", str(tool_file), "--base-url", server.base_url,
+            "--model", server.model, "--sandbox", "inprocess", "--audit-log", "none",
+            "--tool-choice", "greet", "--json", "greet bob",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert server.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "greet"}}
+
+
+def test_eval_with_a_missing_adapter_is_refused(tmp_path: Path) -> None:
+    data = ROOT / "bench" / "finetune" / "heldout_builtin.jsonl"
+    missing = tmp_path / "MISSING"
+    result = agentrt("eval", "--data", str(data), "--limit", "1", "--local", f"tuned={missing}")
+    assert_refused(result, 2, f"--local tuned={missing}: no adapter at {missing}")
+    (tmp_path / "empty").mkdir()
+    empty = agentrt("eval", "--data", str(data), "--limit", "1", "--local", f"t={tmp_path}/empty")
+    assert_refused(empty, 2, "holds no adapter.gguf")
