@@ -21,6 +21,9 @@ _LAZY = {
     "Redactor": "runtime.audit.redaction",
     "arguments_hmac": "runtime.audit.redaction",
     "TracingSink": "runtime.audit.tracing",
+    "Event": "runtime.audit.events",
+    "Field": "runtime.audit.events",
+    "CALL_END_EVENTS": "runtime.audit.events",
 }
 
 __all__ = sorted(_LAZY)
