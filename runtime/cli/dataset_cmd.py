@@ -39,6 +39,12 @@ def register(subparsers: Any) -> None:
     synth.add_argument(
         "--no-metadata", action="store_true", help="plain OpenAI format, no `metadata`"
     )
+    synth.add_argument("--teacher-url", metavar="URL",
+                       help="an OpenAI-compatible server whose model rewords the requests "
+                       "(a paraphrase is kept only if every value survives)")  # fmt: skip
+    synth.add_argument("--teacher-model", metavar="NAME", help="the teacher's model name")
+    synth.add_argument("--teacher-share", type=float, default=0.5,
+                       help="share of the requests sent to the teacher")  # fmt: skip
     synth.set_defaults(handler=_synth)
 
     export = commands.add_parser("export", help="turn audited, successful runs into examples")
@@ -123,14 +129,32 @@ def _synth(args: argparse.Namespace) -> int:
     except SynthesisError as exc:
         print(f"agentrt dataset synth: {exc}", file=sys.stderr)
         return 2
+    teacher_report = None
+    if args.teacher_url or args.teacher_model:
+        from runtime.finetune.teacher import Teacher, paraphrase_examples
+
+        if not (args.teacher_url and args.teacher_model):
+            print("agentrt dataset synth: give both --teacher-url and --teacher-model",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        teacher = Teacher(args.teacher_url, args.teacher_model)
+        report = paraphrase_examples(examples, teacher, share=args.teacher_share, seed=args.seed)
+        teacher_report = report.to_dict()
+        if report.gave_up:
+            print(
+                f"agentrt dataset synth: the teacher failed ({report.gave_up}); the remaining "
+                "requests keep their synthesised wording",
+                file=sys.stderr,
+            )
     count = write_jsonl(args.out, examples, metadata=not args.no_metadata)
     kinds: dict[str, int] = {}
     for example in examples:
         kind = example["metadata"]["kind"]
         kinds[kind] = kinds.get(kind, 0) + 1
-    print(
-        json.dumps({"written": count, "out": str(args.out), "tools": len(registry), "kinds": kinds})
-    )
+    summary = {"written": count, "out": str(args.out), "tools": len(registry), "kinds": kinds}
+    if teacher_report is not None:
+        summary["teacher"] = teacher_report
+    print(json.dumps(summary))
     return 0
 
 

@@ -39,7 +39,13 @@ def register(subparsers: Any) -> None:
         help="use the scripted test server instead of the embedded model (a deterministic tour)",
     )
     parser.add_argument(
-        "--adapter", default=None, metavar="GGUF", help="LoRA adapter for the embedded model"
+        "--adapter",
+        default=None,
+        metavar="GGUF",
+        help="LoRA adapter for the embedded model (default: the shipped general adapter)",
+    )
+    parser.add_argument(
+        "--base", action="store_true", help="the bare embedded model, without the adapter"
     )
     parser.set_defaults(handler=_handle, context=[], allow_unsandboxed=False, workspace=None)
 
@@ -123,6 +129,27 @@ class _LiveCalls:
         self.live.update(self._table(), refresh=True)
 
 
+def paths_shown(answers: list[dict[str, Any]]) -> dict[str, bool]:
+    """Which paths through the runtime the model's own calls took in this run."""
+    rejected = {"invalid_arguments", "unknown_tool"}
+    corrected = False
+    for item in answers:
+        calls = item["calls"]
+        first_bad = next((i for i, c in enumerate(calls) if c in rejected), None)
+        if first_bad is not None and "ok" in calls[first_bad + 1 :]:
+            corrected = True
+    return {
+        "a call ran in the sandbox": any("ok" in item["calls"] for item in answers),
+        "the gate rejected a call and the model corrected it": corrected,
+        "the policy denied a call (never executed)": any(
+            "denied" in item["calls"] for item in answers
+        ),
+        "a request answered without a tool": any(
+            not item["calls"] and item["status"] == "completed" for item in answers
+        ),
+    }
+
+
 def _handle(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_demo(args))
@@ -183,7 +210,14 @@ async def _demo(args: argparse.Namespace) -> int:
             "(a deterministic tour of every path through the gate)"
         )
     else:
+        from runtime.model.adapters import GeneralAdapterError, general_adapter_gguf
+
         adapter = Path(args.adapter) if args.adapter else None
+        if adapter is None and not args.base:
+            try:
+                adapter = general_adapter_gguf()
+            except GeneralAdapterError as exc:
+                raise UsageError(str(exc)) from None
         console.print("[dim]starting the embedded model server (llama.cpp, SmolLM2-135M)…[/]")
         local = LocalModelServer(
             adapter=adapter, log_path=Path(tempfile.gettempdir()) / "agentrt-demo-model.log"
@@ -252,6 +286,16 @@ async def _demo(args: argparse.Namespace) -> int:
     for index, item in enumerate(answers, start=1):
         console.print(f"[bold]{index}. {item['request']}[/]  [dim]({item['status']})[/]")
         console.print(f"   {item['answer']}")
+    shown = paths_shown(answers)
+    console.rule("what this run showed")
+    for label, seen in shown.items():
+        mark = "[green]yes[/]" if seen else "[yellow]not this time[/]"
+        console.print(f"  {mark}  {label}")
+    if not all(shown.values()):
+        console.print(
+            "[dim]the model decides what happens; a path it did not take is reported, never "
+            "scripted (--scripted replays a tour of every path)[/]"
+        )
     verified_ok = True
     audit_path = getattr(stages.audit, "path", None)
     if audit_path is not None:
@@ -263,6 +307,6 @@ async def _demo(args: argparse.Namespace) -> int:
         _print_verify(report)
         verified_ok = report.ok
     if args.json:
-        print(json.dumps({"answers": answers, "audit_ok": verified_ok}))
+        print(json.dumps({"answers": answers, "shown": shown, "audit_ok": verified_ok}))
     completed = all(item["status"] == "completed" for item in answers)
     return 0 if completed and verified_ok else 1

@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: tuned while training)")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help="stop training after this long (shared-prefix)")  # fmt: skip
+    parser.add_argument("--init-adapter", type=Path, metavar="DIR",
+                        help="continue from this adapter (e.g. the shipped general adapter: "
+                        "'general'); its rank and targets are kept")  # fmt: skip
     parser.add_argument("--no-gguf", action="store_true", help="skip the GGUF adapter export")
     parser.add_argument("--save-base", type=Path, metavar="DIR",
                         help="also save the dequantised base as a HF dir (for vLLM)")  # fmt: skip
@@ -89,9 +92,24 @@ def _finetune(args: argparse.Namespace) -> int:
     outputs = {"adapter_dir": str(args.out)}
     if args.save_base is not None:  # before LoRA layers are injected into `model`
         outputs["base_dir"] = str(export_base(model, tokenizer, args.save_base))
-    peft_model, result = train_lora(
-        model, tokenizer, examples, config, output_dir=args.out / "trainer", progress=not args.quiet
-    )
+    init = args.init_adapter
+    if init is not None and str(init) == "general":
+        from runtime.model.adapters import general_adapter_dir
+
+        init = general_adapter_dir()
+    try:
+        peft_model, result = train_lora(
+            model,
+            tokenizer,
+            examples,
+            config,
+            output_dir=args.out / "trainer",
+            progress=not args.quiet,
+            init_adapter=init,
+        )
+    except ValueError as exc:
+        print(f"agentrt finetune: {exc}", file=sys.stderr)
+        return 2
     tools = sorted(
         {t["function"]["name"] for e in examples for t in e.get("tools", []) if "function" in t}
     )
@@ -102,6 +120,7 @@ def _finetune(args: argparse.Namespace) -> int:
         base=base_name,
         manifest={
             "tools": tools,
+            "init_adapter": str(init) if init is not None else None,
             "train": {k: v for k, v in result.to_dict().items() if k != "losses"},
         },
     )

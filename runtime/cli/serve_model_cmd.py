@@ -20,7 +20,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--model-path", type=Path, default=None, help="a GGUF file (default: bundled)"
     )
-    parser.add_argument("--adapter", type=Path, default=None, help="a LoRA adapter in GGUF form")
+    parser.add_argument("--adapter", type=Path, default=None,
+                        help="a LoRA adapter in GGUF form (default: the shipped general "
+                        "tool-calling adapter)")  # fmt: skip
+    parser.add_argument("--base", action="store_true",
+                        help="serve the bare model, without the general adapter")  # fmt: skip
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--log", type=Path, default=None, help="append the server's output here")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for health")
@@ -28,11 +32,18 @@ def register(subparsers: Any) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from runtime.model.adapters import GeneralAdapterError, general_adapter_gguf
     from runtime.model.local_server import LocalModelServer, LocalServerError
 
+    adapter = args.adapter
+    if adapter is None and not args.base and args.model_path is None:
+        try:
+            adapter = general_adapter_gguf()
+        except GeneralAdapterError as exc:
+            return fail_usage(str(exc))
     server = LocalModelServer(
         model_path=args.model_path,
-        adapter=args.adapter,
+        adapter=adapter,
         port=args.port,
         n_ctx=args.n_ctx,
         log_path=args.log,

@@ -31,6 +31,7 @@ __all__ = [
     "export_base",
     "export_gguf_lora",
     "save_adapter",
+    "ship_adapter",
 ]
 
 MANIFEST_FILE = "agentrt_adapter.json"
@@ -120,6 +121,7 @@ def export_gguf_lora(
     out_path: Path,
     *,
     base_config: Mapping[str, Any],
+    dtype: str = "float32",
 ) -> Path:
     """Convert a peft LoRA adapter of a Llama-family model into a GGUF LoRA file.
 
@@ -128,6 +130,8 @@ def export_gguf_lora(
         out_path: The `.gguf` file to write.
         base_config: The base model's config (`num_attention_heads`,
             `num_key_value_heads`, `model_type`).
+        dtype: `float32`, or `float16` (half the size; what llama.cpp's own
+            converter writes by default).
 
     Raises:
         AdapterExportError: Unsupported architecture or adapter layout.
@@ -155,7 +159,9 @@ def export_gguf_lora(
         if match is None or match["module"] not in _LLAMA_NAMES:
             raise AdapterExportError(f"cannot map adapter tensor {key!r} to a llama.cpp tensor")
         name = f"blk.{match['layer']}.{_LLAMA_NAMES[match['module']]}.weight"
-        pairs.setdefault(name, {})[match["part"]] = value.astype(np.float32)
+        pairs.setdefault(name, {})[match["part"]] = value.astype(
+            np.float16 if dtype == "float16" else np.float32
+        )
     writer = gguf.GGUFWriter(str(out_path), arch="llama")
     writer.add_string("general.type", "adapter")
     writer.add_string("adapter.type", "lora")
@@ -210,4 +216,48 @@ def export_base(model: Any, tokenizer: Any, out_dir: Path, *, dtype: str = "bflo
     tokenizer.save_pretrained(str(out_dir))
     (out_dir / CHAT_TEMPLATE_FILE).write_text(CHAT_TEMPLATE, encoding="utf-8")
     _ensure_template_in_tokenizer_config(out_dir)
+    return out_dir
+
+
+SHIPPED_FILES = ("adapter_config.json", "adapter_model.safetensors", GGUF_ADAPTER_FILE)
+
+
+def ship_adapter(
+    adapter_dir: Path,
+    out_dir: Path,
+    *,
+    base_config: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+) -> Path:
+    """Write a compact copy of an adapter to ship: float16 safetensors + GGUF, a manifest.
+
+    The manifest records what the caller passes (data hash, seed, commands,
+    eval figures) plus each file's size and sha256, which a test checks.
+    """
+    import hashlib
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    half = {key: value.astype(np.float16) for key, value in weights.items()}
+    save_file(half, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    (out_dir / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    export_gguf_lora(out_dir, out_dir / GGUF_ADAPTER_FILE, base_config=base_config, dtype="float16")
+    files = {
+        name: {
+            "bytes": (out_dir / name).stat().st_size,
+            "sha256": hashlib.sha256((out_dir / name).read_bytes()).hexdigest(),
+        }
+        for name in SHIPPED_FILES
+    }
+    body = {
+        "format": "agentrt-lora/1",
+        "chat_template": "runtime/model/templates/tool_chat_template.jinja",
+        **dict(manifest),
+        "files": files,
+    }
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(body, indent=2, default=str) + "\n")
     return out_dir

@@ -503,16 +503,95 @@ def _string(profile: ParamProfile, rng: random.Random) -> str:
     return " ".join(words)
 
 
+class UnsatisfiableSchema(ValueError):
+    """No valid value could be drawn for a parameter; the message says how to help."""
+
+
 def sample_value(profile: ParamProfile, rng: random.Random, depth: int = 0) -> Any:
-    """A realistic value for the parameter that validates against its schema."""
+    """A realistic value for the parameter that validates against its schema.
+
+    Raises:
+        UnsatisfiableSchema: Neither realistic draws, a string built from the
+            schema's `pattern`, nor plain schema sampling gave a valid value.
+    """
     schema = profile.schema
     for _ in range(12):
         value = _draw(profile, rng, depth)
         if _valid(schema, value):
             return value
+    if isinstance(schema.get("pattern"), str):
+        for _ in range(8):
+            try:
+                value = from_pattern(schema["pattern"], rng)
+            except (ValueError, re.error):
+                break
+            if _valid(schema, value):
+                return value
     from runtime.finetune.phrasebook import sample_schema_value
 
-    return sample_schema_value(schema, profile.name, rng)
+    for _ in range(8):
+        value = sample_schema_value(schema, profile.name, rng)
+        if _valid(schema, value):
+            return value
+    raise UnsatisfiableSchema(
+        f"cannot draw a valid value for parameter {profile.name!r} (schema "
+        f"{json.dumps(dict(schema))[:120]}); give it examples, e.g. "
+        "Annotated[str, Field(examples=[...])], or seed requests with @tool(examples=...)"
+    )
+
+
+def from_pattern(pattern: str, rng: random.Random) -> str:
+    """A string matching a simple regular expression (classes, repeats, groups, branches)."""
+    import importlib
+
+    # the stdlib's own regex parser (re._parser; typeshed has no stubs for it)
+    sre_parse: Any = importlib.import_module("re._parser")
+    sre_constants: Any = importlib.import_module("re._constants")
+
+    categories = {
+        sre_constants.CATEGORY_DIGIT: string.digits,
+        sre_constants.CATEGORY_WORD: string.ascii_letters + string.digits,
+        sre_constants.CATEGORY_SPACE: " ",
+    }
+
+    def emit(parsed: Any) -> str:
+        out = []
+        for op, av in parsed:
+            if op is sre_constants.LITERAL:
+                out.append(chr(av))
+            elif op is sre_constants.ANY:
+                out.append(rng.choice(string.ascii_lowercase))
+            elif op is sre_constants.IN:
+                pool = ""
+                for kind, value in av:
+                    if kind is sre_constants.NEGATE:
+                        raise ValueError("negated classes are not generated")
+                    if kind is sre_constants.LITERAL:
+                        pool += chr(value)
+                    elif kind is sre_constants.RANGE:
+                        pool += "".join(chr(c) for c in range(value[0], value[1] + 1))
+                    elif kind is sre_constants.CATEGORY:
+                        pool += categories.get(value, "")
+                if not pool:
+                    raise ValueError("empty class")
+                out.append(rng.choice(pool))
+            elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+                low, high, sub = av
+                high = min(high, low + 4) if high != sre_constants.MAXREPEAT else low + 4
+                out.extend(emit(sub) for _ in range(rng.randint(low, max(low, high))))
+            elif op is sre_constants.SUBPATTERN:
+                out.append(emit(av[-1]))
+            elif op is sre_constants.BRANCH:
+                out.append(emit(rng.choice(av[1])))
+            elif op is sre_constants.CATEGORY:
+                out.append(rng.choice(categories.get(av, "x")))
+            elif op is sre_constants.AT:
+                continue
+            else:
+                raise ValueError(f"cannot generate {op}")
+        return "".join(out)
+
+    return emit(sre_parse.parse(pattern))
 
 
 def _draw(profile: ParamProfile, rng: random.Random, depth: int) -> Any:

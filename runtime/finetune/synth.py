@@ -31,7 +31,13 @@ from typing import Any, Protocol
 
 from runtime.finetune import vocabulary as vocab
 from runtime.finetune.dataset_format import Example, assistant_call_message
-from runtime.finetune.natural import NaturalPhraser, ToolProfile, mention, split_name
+from runtime.finetune.natural import (
+    NaturalPhraser,
+    ToolProfile,
+    UnsatisfiableSchema,
+    mention,
+    split_name,
+)
 from runtime.finetune.natural import sample_value as natural_value
 from runtime.finetune.phrasebook import (
     Case,
@@ -173,6 +179,11 @@ class Synthesizer:
         self.schemas = registry.openai_schemas()
         for tool in self.tools:
             self._check_phrases(tool)
+            if self._phrases(tool) is None:
+                try:
+                    NaturalPhraser(random.Random(0)).arguments(tool, 1.0)
+                except UnsatisfiableSchema as exc:
+                    raise SynthesisError(f"{tool.name}: {exc}") from None
 
     # -- cases ---------------------------------------------------------------
 
@@ -464,7 +475,9 @@ class Synthesizer:
                 example = self.near_miss(tool)
             elif tool is not None and roll < cfg.near_miss_share + cfg.missing_value_share:
                 example = self.missing_value(tool)
-            out.append(example or self.no_tool(pool[i % len(pool)]))
+            # a phrasebook's own no-tool requests are used as written
+            styled = not self.phrasebook.no_tool
+            out.append(example or self.no_tool(pool[i % len(pool)], style=styled))
         return out
 
 

@@ -261,8 +261,20 @@ def train_lora(
     *,
     output_dir: Path | None = None,
     progress: bool = True,
+    init_adapter: Path | None = None,
 ) -> tuple[Any, TrainResult]:
     """Wrap `model` with LoRA and train it on `examples`.
+
+    Args:
+        model: The base model.
+        tokenizer: Its tokenizer.
+        examples: Training examples.
+        config: LoRA and optimiser settings.
+        output_dir: Scratch space for the TRL trainer.
+        progress: Show a progress bar.
+        init_adapter: Start from this adapter's weights (a directory from
+            `agentrt finetune`, e.g. the shipped general adapter) instead of a
+            fresh LoRA; its rank, alpha and target modules are kept.
 
     Returns:
         The peft model (adapter attached) and what the run did.
@@ -281,7 +293,14 @@ def train_lora(
         encoded.append(item)
     if not encoded:
         raise ValueError("no example fits max_length and has an assistant turn to learn from")
-    peft_model = _lora(model, config)
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        if not (Path(init_adapter) / "adapter_config.json").is_file():
+            raise ValueError(f"{init_adapter} holds no adapter_config.json (not a LoRA adapter)")
+        peft_model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    else:
+        peft_model = _lora(model, config)
     method = config.method
     if method == "auto":
         method = "trl" if torch.cuda.is_available() else "shared-prefix"

@@ -1,0 +1,65 @@
+"""The tool-calling adapter shipped with the runtime, and how to find it.
+
+`runtime/model/general_adapter/` holds a LoRA adapter for the bundled
+SmolLM2-135M trained across many generated tool modules (see
+`runtime.finetune.general`), so the embedded model calls tools it has never
+seen: `adapter.gguf` for the llama.cpp server, `adapter_model.safetensors` +
+`adapter_config.json` for vLLM (`--lora-modules general=DIR`), and
+`agentrt_adapter.json`, the manifest (data hash, seed, exact commands, eval
+figures, each file's sha256). `agentrt serve-model` and `agentrt demo` use it
+unless told `--base`; `agentrt finetune --init-adapter general` starts from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GeneralAdapterError", "general_adapter_dir", "general_adapter_gguf", "manifest"]
+
+MANIFEST_FILE = "agentrt_adapter.json"
+GGUF_FILE = "adapter.gguf"
+
+
+class GeneralAdapterError(RuntimeError):
+    """The shipped adapter is missing or does not match its manifest."""
+
+
+def general_adapter_dir() -> Path:
+    """The directory of the shipped general adapter."""
+    return Path(str(files("runtime.model").joinpath("general_adapter")))
+
+
+def manifest() -> dict[str, Any]:
+    """The shipped adapter's manifest."""
+    path = general_adapter_dir() / MANIFEST_FILE
+    if not path.is_file():
+        raise GeneralAdapterError(
+            f"the general adapter is not installed ({path} is missing); use --base for the "
+            "bare model"
+        )
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def general_adapter_gguf(*, verify: bool = False) -> Path:
+    """The shipped adapter in GGUF form (for the embedded llama.cpp server).
+
+    Args:
+        verify: Also check the file's sha256 against the manifest.
+    """
+    path = general_adapter_dir() / GGUF_FILE
+    if not path.is_file():
+        raise GeneralAdapterError(
+            f"the general adapter is not installed ({path} is missing); use --base for the "
+            "bare model"
+        )
+    if verify:
+        expected = manifest()["files"][GGUF_FILE]["sha256"]
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise GeneralAdapterError(f"{path} does not match its manifest (sha256 {actual})")
+    return path
