@@ -107,7 +107,7 @@ def _words(tokens: Sequence[str]) -> str:
 
 def description_examples(description: str) -> list[str]:
     """Example values a description names ("for example km, mi, kg", "e.g. 'BA117'")."""
-    found: list[str] = []
+    found: list[str] = list(quoted_alternatives(description))
     for match in _EXAMPLE_INTRO.finditer(description or ""):
         body = match.group("body")
         quoted = _QUOTED.findall(body)
@@ -117,6 +117,17 @@ def description_examples(description: str) -> list[str]:
             if value and len(value) <= 40 and value.lower() not in ("etc", "etc."):
                 found.append(value)
     return list(dict.fromkeys(found))
+
+
+def quoted_alternatives(description: str) -> list[str]:
+    """A closed set of values written in prose: '"morning", "afternoon" or "any"'."""
+    text = description or ""
+    if _EXAMPLE_INTRO.search(text):
+        return []  # examples, not the full set
+    quoted = _QUOTED.findall(text)
+    if len(quoted) >= 2 and re.search(r"[\"'`]\s*(?:,|or)\s*[\"'`]", text):
+        return list(dict.fromkeys(q.strip() for q in quoted))
+    return []
 
 
 def _base_verb(word: str) -> str:
@@ -227,11 +238,11 @@ class ParamProfile:
 
     @classmethod
     def of(cls, name: str, schema: Mapping[str, Any], required: bool) -> ParamProfile:
-        schema = _effective(schema)
+        schema = _with_described_bounds(_effective(schema))
         tokens = split_name(name)
         description = str(schema.get("description") or "")
         prep = tokens[0] if len(tokens) > 1 and tokens[0] in _PREPOSITIONS else None
-        core = [t for t in tokens if t not in _PREPOSITIONS] or tokens
+        core = tokens[1:] if prep else tokens
         prep = prep or _implied_prep(core)
         kind = _kind(core, schema, description)
         unit = _unit(core, description) if kind in ("number", "count") else None
@@ -242,8 +253,20 @@ class ParamProfile:
             noun_tokens = noun_tokens[:-1] or noun_tokens
         if len(noun_tokens) > 1 and noun_tokens[0] in ("num", "number", "max", "min", "is"):
             noun_tokens = noun_tokens[1:]
+        alternatives = quoted_alternatives(description)
+        if alternatives and schema.get("type") == "string" and "enum" not in schema:
+            # '"morning", "afternoon" or "any"': a closed set written in prose
+            schema = {**schema, "enum": alternatives}
+            kind = "enum"
         examples = [*schema.get("examples", [])]
-        examples += [v for v in description_examples(description) if _valid(schema, v)]
+        named = description_examples(description)
+        examples += [v for v in named if _valid(schema, v)]
+        if kind == "list" and named:
+            # "e.g. ["oat milk", "eggs"]": examples of the items, not of the list
+            item_schema = _effective(schema.get("items") or {})
+            items = [v for v in named if _valid(item_schema, v)]
+            if items:
+                schema = {**schema, "items": {**item_schema, "examples": items}}
         if schema.get("type") in ("integer", "number"):
             examples = [_to_number(v) for v in examples if _to_number(v) is not None]
         return cls(
@@ -256,6 +279,24 @@ class ParamProfile:
             unit=unit,
             examples=tuple(v for v in examples if _valid(schema, v)),
         )
+
+
+_RANGE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:-|–|to|and)\s*(-?\d+(?:\.\d+)?)(?![\w.])")
+
+
+def _with_described_bounds(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A number's range written only in its description ("Discount in percent, 5 to 30.")."""
+    if schema.get("type") not in ("integer", "number") or "minimum" in schema:
+        return schema
+    match = _RANGE.search(str(schema.get("description") or ""))
+    if match is None:
+        return schema
+    low, high = float(match[1]), float(match[2])
+    if low >= high:
+        return schema
+    cast = int if schema.get("type") == "integer" else float
+    bounds = {"minimum": cast(low), "maximum": cast(high)}
+    return {**schema, **bounds, "x-bounds-from-description": True}
 
 
 def _effective(schema: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -491,7 +532,10 @@ def _string(profile: ParamProfile, rng: random.Random) -> str:
     if kind == "place":
         return _place(profile, rng)
     if kind == "text":
-        pool = vocab.NOTES if "note" in profile.noun or "instruction" in profile.noun else []
+        noun = profile.noun
+        if "reason" in noun or "why" in noun:
+            return rng.choice(vocab.REASONS)
+        pool = vocab.NOTES if "note" in noun or "instruction" in noun or "request" in noun else []
         return rng.choice(pool or vocab.MESSAGES)
     if kind == "title":
         return rng.choice(vocab.TITLES)
@@ -603,7 +647,8 @@ def _draw(profile: ParamProfile, rng: random.Random, depth: int) -> Any:
     if profile.examples and (profile.kind in ("id", "string") or rng.random() < 0.6):
         # Examples show the shape a value must have: new values keep that shape.
         example = rng.choice(profile.examples)
-        if isinstance(example, str) and profile.kind in ("id", "string") and rng.random() < 0.7:
+        reshapable = isinstance(example, str) and any(c.isdigit() for c in example)
+        if reshapable and profile.kind in ("id", "string") and rng.random() < 0.7:
             return _reshape(example, rng)
         return example
     if profile.kind == "boolean":
@@ -683,7 +728,16 @@ def value_text(profile: ParamProfile, value: Any, rng: random.Random) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+_TRUE_FALSE = re.compile(
+    r"true\s+to\s+(?P<yes>[^,.;]+?)\s*[,;.]?\s*(?:and\s+|or\s+)?false\s+to\s+(?P<no>[^,.;]+)",
+    re.IGNORECASE,
+)
+
+
 def _flag_phrase(profile: ParamProfile, value: bool, rng: random.Random) -> str:
+    described = _TRUE_FALSE.search(str(profile.schema.get("description") or ""))
+    if described and rng.random() < 0.7:
+        return described["yes" if value else "no"].strip()
     tokens = split_name(profile.name)
     if tokens and tokens[0] in ("is", "should", "use", "enable", "enabled", "allow", "with"):
         tokens = tokens[1:] or tokens
@@ -834,6 +888,10 @@ class NaturalPhraser:
         if body.startswith(":"):
             spaced = body
         keep_obj = not has_values or verb in _BLAND_VERBS or rng.random() < 0.85
+        head = core.split()[-1].lower() if core else ""
+        if head and body.lower().startswith(f"{head} "):
+            # the value's own words name the object: "look up order #SO-1", not "an order order"
+            keep_obj, core = False, ""
         ask = f"{verb} {obj}{spaced}" if keep_obj else f"{verb}{spaced}"
         forms = [
             f"{ask}",
@@ -847,7 +905,7 @@ class NaturalPhraser:
             f"I want to {ask}",
             f"need you to {ask}",
         ]
-        if act.getter:
+        if act.getter and core:
             forms += [
                 f"what's the {core}{spaced}?",
                 f"what is the {core}{spaced}?",
@@ -855,7 +913,7 @@ class NaturalPhraser:
                 f"tell me the {core}{spaced}",
             ]
         if has_values:
-            forms += [f"{core}{spaced}", f"{core}{spaced}?"]
+            forms += [f"{core}{spaced}".strip(), f"{core}{spaced}?".strip()]
         request = rng.choice(forms)
         return request[0].upper() + request[1:] if rng.random() < 0.6 else request
 

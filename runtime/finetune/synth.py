@@ -320,6 +320,10 @@ class Synthesizer:
             if same is not None:
                 return same
         case_a, case_b = self.sample(first), self.sample(second)
+        for _ in range(6):  # the same call twice is not two calls
+            if first is not second or case_a.arguments != case_b.arguments:
+                break
+            case_b = self.sample(second)
         a = _strip_end(self.request(first, case_a, styled=False))
         b = _strip_end(self.request(second, case_b, styled=False))
         joiners = self.phrasebook.joiners or GENERIC_JOINERS

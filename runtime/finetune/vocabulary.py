@@ -50,6 +50,11 @@ NOTES = [
     "follow up next week", "use the side entrance", "gift wrap please",
     "needs manager approval", "arriving late, around 11pm", "quiet room preferred",
 ]  # fmt: skip
+REASONS = [
+    "arrived damaged", "too small", "wrong colour", "changed my mind", "family emergency",
+    "double booked", "no longer needed", "found it cheaper elsewhere", "stopped working",
+    "plans changed", "duplicate order", "missing parts", "feeling unwell", "weather",
+]  # fmt: skip
 QUERIES = [
     "wireless headphones", "vegan recipes", "quarterly revenue", "open tickets",
     "python tips", "hiking boots", "late fees", "password reset", "running shoes",
