@@ -40,7 +40,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--local", action="append", default=[], metavar="LABEL[=ADAPTER]",
                         help="start the embedded llama.cpp server for the bundled model, optionally "
-                        "with an adapter (dir from `agentrt finetune` or a .gguf); repeatable")  # fmt: skip
+                        "with an adapter (dir from `agentrt finetune`, a .gguf, or 'general' for "
+                        "the shipped adapter); repeatable")  # fmt: skip
     parser.add_argument("--chat-format", default="hermes",
                         help="for --local: 'hermes' (the training template) or a llama-cpp-python "
                         "format such as chatml-function-calling")  # fmt: skip
@@ -88,7 +89,17 @@ def _targets(args: argparse.Namespace) -> list[Any]:
 
 
 def _adapter_path(spec: str, adapter: str) -> Path:
-    """The adapter of `--local LABEL=ADAPTER`, checked before any server starts."""
+    """The adapter of `--local LABEL=ADAPTER`, checked before any server starts.
+
+    `general` names the shipped general adapter.
+    """
+    if adapter == "general":
+        from runtime.model.adapters import general_adapter_dir
+
+        path = general_adapter_dir()
+        if not (path / "adapter.gguf").is_file():
+            raise ValueError(f"--local {spec}: the general adapter is not installed ({path})")
+        return path
     path = Path(adapter)
     if path.is_dir():
         if not (path / "adapter.gguf").is_file():

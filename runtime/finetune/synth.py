@@ -87,6 +87,9 @@ class SynthConfig:
         missing_value_share: Of the no-tool examples, the share that asks for a
             tool but leaves out a value it requires (the answer asks for it).
         seed_rate: Share of a tool's calls drawn from its `@tool(examples=...)`.
+        system_prompt_share: Share of examples that start with a generic system
+            prompt (agents send one before the tools; the model should not depend
+            on its presence).
         seed: Same seed, same module, same phrasebook: same examples.
     """
 
@@ -98,6 +101,7 @@ class SynthConfig:
     near_miss_share: float = 0.35
     missing_value_share: float = 0.2
     seed_rate: float = 0.3
+    system_prompt_share: float = 0.25
     seed: int = 0
 
 
@@ -281,6 +285,10 @@ class Synthesizer:
     # -- examples --------------------------------------------------------------
 
     def _example(self, messages: list[dict[str, Any]], kind: str, **meta: Any) -> Example:
+        if self.rng.random() < self.config.system_prompt_share:
+            # Agents usually send a system prompt before the tools: train with and without.
+            system = {"role": "system", "content": self.rng.choice(vocab.SYSTEM_PROMPTS)}
+            messages = [system, *messages]
         return {
             "messages": messages,
             "tools": self.schemas,

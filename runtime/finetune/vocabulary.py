@@ -85,6 +85,15 @@ MONTHS = [
     "September", "October", "November", "December",
 ]  # fmt: skip
 
+# System prompts agents commonly send before the tool list.
+SYSTEM_PROMPTS = [
+    "You are a helpful assistant.",
+    "You are a careful assistant. Use a tool when one fits the request; otherwise answer directly.",
+    "You are an assistant for our team. Be brief.",
+    "Use the tools when they help. Ask for missing details instead of guessing.",
+    "You are a friendly support assistant.",
+]  # fmt: skip
+
 # Openers a person puts before the ask; the same pool serves tool and no-tool
 # requests so the two cannot be told apart by style.
 OPENERS = [

@@ -204,7 +204,7 @@ def test_items_from_examples_cover_calls_abstention_and_answers() -> None:
     for example, scored in zip(examples, [i for i in items if i.category != "answer"], strict=True):
         calls = [
             (c["function"]["name"], c["function"]["arguments"])
-            for m in example["messages"][1:2]
+            for m in [next(m for m in example["messages"] if m["role"] == "assistant")]
             for c in m.get("tool_calls") or []
         ]
         assert score_item(scored, pred(*calls, text="ok")).correct, scored

@@ -27,6 +27,12 @@ from runtime.finetune.tool_catalog import catalog_tools, random_modules
 from runtime.tools import ToolDefinitionError, ToolExample, ToolRegistry
 
 
+
+def _m(example: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation without the optional leading system prompt."""
+    messages = list(example["messages"])
+    return messages[1:] if messages and messages[0]["role"] == "system" else messages
+
 class Point(pydantic.BaseModel):
     x: float
     y: float
@@ -80,7 +86,7 @@ def get_order(order_id: str) -> dict[str, str]:
 def _calls(example: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [
         (c["function"]["name"], json.loads(c["function"]["arguments"]))
-        for m in example["messages"]
+        for m in _m(example)
         for c in m.get("tool_calls") or []
     ]
 
@@ -90,7 +96,7 @@ def _all_valid(registry: Any, examples: list[dict[str, Any]]) -> None:
     for example in examples:
         for name, arguments in _calls(example):
             checked = gate.check(ToolCallRequest("c", name, json.dumps(arguments)))
-            assert isinstance(checked, ArgumentsAccepted), (example["messages"][0], checked)
+            assert isinstance(checked, ArgumentsAccepted), (_m(example)[0], checked)
 
 
 def test_names_and_descriptions_become_words() -> None:
@@ -133,7 +139,7 @@ def test_requests_place_values_like_people_and_never_spell_parameter_names() -> 
     _all_valid(registry, examples)
     singles = [e for e in examples if e["metadata"]["kind"] in ("single", "trajectory")]
     for example in singles:
-        request = example["messages"][0]["content"]
+        request = _m(example)[0]["content"]
         assert "from_unit" not in request and "to_unit" not in request
         assert "order_id" not in request
         for _, arguments in _calls(example):
@@ -161,7 +167,7 @@ def test_no_tool_examples_include_near_misses_and_questions_for_missing_values()
     assert why.count("near_miss") > 5 and why.count("missing_value") > 5 and why.count("chat") > 5
     for example in examples:
         if example["metadata"].get("why") == "missing_value":
-            assert "?" in example["messages"][1]["content"]
+            assert "?" in _m(example)[1]["content"]
 
 
 def test_tool_and_no_tool_requests_share_styles() -> None:
@@ -170,7 +176,7 @@ def test_tool_and_no_tool_requests_share_styles() -> None:
 
     def lower_share(kind_is_tool: bool) -> float:
         texts = [
-            e["messages"][0]["content"]
+            _m(e)[0]["content"]
             for e in examples
             if (e["metadata"]["kind"] != "no_tool") == kind_is_tool
         ]
@@ -187,7 +193,7 @@ def test_same_tool_twice_in_one_request() -> None:
     for example in doubles:
         (a_name, a), (b_name, b) = _calls(example)
         assert a_name == b_name == "get_order" and a != b
-        request = example["messages"][0]["content"]
+        request = _m(example)[0]["content"]
         assert request.index(a["order_id"]) < request.index(b["order_id"])
 
 
@@ -215,12 +221,12 @@ def test_seed_examples_from_the_decorator_and_the_docstring() -> None:
         e
         for e in examples
         if e["metadata"]["kind"] == "single"
-        and re.search(r"(remind me|ping me) in", e["messages"][0]["content"], re.I)
+        and re.search(r"(remind me|ping me) in", _m(e)[0]["content"], re.I)
     ]
     assert len(seeded) > 5
     for example in seeded:
         (_, arguments), *_ = _calls(example)
-        assert str(arguments["minutes"]) in example["messages"][0]["content"]
+        assert str(arguments["minutes"]) in _m(example)[0]["content"]
     assert len({json.dumps(_calls(e)) for e in seeded}) > 3  # values substituted
 
 

@@ -25,6 +25,12 @@ from runtime.finetune.synth import SynthConfig, SynthesisError, Synthesizer, syn
 from runtime.tools import ToolRegistry
 
 
+
+def _m(example: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation without the optional leading system prompt."""
+    messages = list(example["messages"])
+    return messages[1:] if messages and messages[0]["role"] == "system" else messages
+
 def _custom_module() -> types.ModuleType:
     module = types.ModuleType("weather_tools")
 
@@ -65,7 +71,7 @@ CUSTOM = ToolRegistry.from_module(_custom_module())
 def _calls(example: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (c["function"]["name"], c["function"]["arguments"])
-        for m in example["messages"]
+        for m in _m(example)
         for c in m.get("tool_calls") or []
     ]
 
@@ -85,7 +91,7 @@ def test_every_tool_is_covered_and_every_call_validates(
         for name, arguments in _calls(example):
             assert isinstance(arguments, str)
             checked = gate.check(ToolCallRequest("c", name, arguments))
-            assert isinstance(checked, ArgumentsAccepted), (example["messages"][0], checked)
+            assert isinstance(checked, ArgumentsAccepted), (_m(example)[0], checked)
             # only this tool's own keys, never a null filler for another tool's keys
             parsed = json.loads(arguments)
             assert set(parsed) <= set(registry.get(name).parameters["properties"])  # type: ignore[union-attr]
@@ -109,24 +115,24 @@ def test_mix_has_trajectories_parallel_calls_and_no_tool_requests() -> None:
     assert {"single", "trajectory", "parallel", "no_tool"} == set(kinds)
     assert 0.15 < kinds.count("no_tool") / len(kinds) < 0.3
     for example in examples:
-        roles = [m["role"] for m in example["messages"]]
+        roles = [m["role"] for m in _m(example)]
         if example["metadata"]["kind"] == "trajectory":
             # request -> call -> tool result -> final text answer (no echo, no second call)
             assert roles == ["user", "assistant", "tool", "assistant"]
-            call_id = example["messages"][1]["tool_calls"][0]["id"]
-            assert example["messages"][2]["tool_call_id"] == call_id
-            final = example["messages"][3]
+            call_id = _m(example)[1]["tool_calls"][0]["id"]
+            assert _m(example)[2]["tool_call_id"] == call_id
+            final = _m(example)[3]
             assert (
                 final["content"]
                 and "tool_calls" not in final
                 and "<tool_response>" not in final["content"]
             )
         elif example["metadata"]["kind"] == "no_tool":
-            assert roles == ["user", "assistant"] and "tool_calls" not in example["messages"][1]
-            assert example["messages"][1]["content"]
+            assert roles == ["user", "assistant"] and "tool_calls" not in _m(example)[1]
+            assert _m(example)[1]["content"]
         elif example["metadata"]["kind"] == "parallel":
-            assert len(example["messages"][1]["tool_calls"]) == 2
-    haiku = [e for e in examples if "haiku" in e["messages"][0]["content"].lower()]
+            assert len(_m(example)[1]["tool_calls"]) == 2
+    haiku = [e for e in examples if "haiku" in _m(e)[0]["content"].lower()]
     assert all(e["metadata"]["kind"] == "no_tool" for e in haiku)
 
 
@@ -138,7 +144,7 @@ def test_trajectory_results_are_the_real_tool_results() -> None:
         name, arguments = _calls(example)[0]
         if name == "calculate":
             expected = tools.calculate.invoke_sync(json.loads(arguments))
-            assert json.loads(example["messages"][2]["content"]) == pytest.approx(
+            assert json.loads(_m(example)[2]["content"]) == pytest.approx(
                 expected, rel=1e-6
             )
 
@@ -148,7 +154,7 @@ def test_generic_requests_write_every_argument_value_and_no_parameter_name() -> 
 
     examples = synthesize(CUSTOM, per_tool=10, seed=4)
     for example in examples:
-        request = example["messages"][0]["content"]
+        request = _m(example)[0]["content"]
         calls = [json.loads(arguments) for _, arguments in _calls(example)]
         assert "restaurant restaurant" not in request
         for arguments in calls:
@@ -238,13 +244,13 @@ def test_json_phrasebook_drives_wording_values_and_answers(tmp_path: Any) -> Non
     ]
     assert weather
     for example in weather:
-        request = example["messages"][0]["content"]
+        request = _m(example)[0]["content"]
         city = json.loads(_calls(example)[0][1])["city"]
         assert city in ("Lisbon", "Quito") and city in request
         if example["metadata"]["kind"] == "trajectory":
-            assert example["messages"][2]["content"] == '{"temp": 19}'
-            assert example["messages"][3]["content"] == f"It is 19 degrees in {city}."
+            assert _m(example)[2]["content"] == '{"temp": 19}'
+            assert _m(example)[3]["content"] == f"It is 19 degrees in {city}."
     no_tool = [e for e in examples if e["metadata"].get("why") == "chat"]
     assert no_tool and all(
-        e["messages"][0]["content"] == "Write a haiku about fog" for e in no_tool
+        _m(e)[0]["content"] == "Write a haiku about fog" for e in no_tool
     )

@@ -14,6 +14,12 @@ from runtime.tools import ToolRegistry
 from tests.unit.test_finetune_natural import convert, get_order, remind
 
 
+
+def _m(example: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation without the optional leading system prompt."""
+    messages = list(example["messages"])
+    return messages[1:] if messages and messages[0]["role"] == "system" else messages
+
 def _examples() -> list[dict[str, Any]]:
     registry = ToolRegistry([convert, remind, get_order])
     return Synthesizer(registry, None, SynthConfig(per_tool=4, seed=3)).generate()
@@ -46,8 +52,8 @@ def test_a_paraphrase_that_keeps_the_values_replaces_the_request() -> None:
     assert report.kept == report.asked == len(examples)
     assert sent[0]["messages"][0]["role"] == "system"
     for old, new in zip(before, examples, strict=True):
-        assert new["messages"][0]["content"].startswith("Hello! Would you kindly")
-        assert new["messages"][1:] == old["messages"][1:]  # the call never changes
+        assert _m(new)[0]["content"].startswith("Hello! Would you kindly")
+        assert _m(new)[1:] == _m(old)[1:]  # the call never changes
 
 
 def test_a_paraphrase_that_loses_a_value_or_brings_markup_is_rejected() -> None:
