@@ -332,9 +332,14 @@ class Agent:
                 settings = self.answer_settings if after_tools else self.settings
                 messages, tools = self._prompt.request(state.messages, self._tool_schemas)
                 turn = await self.model.complete(messages, tools, settings)
+                read = self._prompt.read(turn)
             except ModelError as exc:
                 return state.finish(RunStatus.MODEL_ERROR, error=f"{exc.kind}: {exc}")
-            read = self._prompt.read(turn)
+            except Exception as exc:  # any client's bug or odd reply: a status, never a crash
+                return state.finish(
+                    RunStatus.MODEL_ERROR,
+                    error=f"bad_response: the model client failed ({type(exc).__name__}: {exc})",
+                )
             turn = read.turn
             if read.reasoning:
                 state.reasoning.append(read.reasoning)

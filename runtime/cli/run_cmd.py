@@ -27,6 +27,7 @@ from runtime.cli.prompt_options import (
     prompt_from_args,
     settings_from_args,
 )
+from runtime.model.client import DEFAULT_TIMEOUT_S, DEFAULT_TURN_TIMEOUT_S
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +68,32 @@ def register(subparsers: Any) -> None:
         metavar="RUN_ID",
         help="continue a run that stopped for approvals, once they are decided",
     )
+    add_model_timeout_option(parser)
     parser.add_argument("prompt", nargs="?", help="the user's request")
     parser.set_defaults(handler=_handle)
+
+
+def add_model_timeout_option(parser: argparse.ArgumentParser) -> None:
+    """`--model-timeout SECONDS`: one request to the model server (see `OpenAICompatibleClient`)."""
+    parser.add_argument(
+        "--model-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help=f"give up on one model request after SECONDS (default {DEFAULT_TIMEOUT_S:g}); "
+        f"failed requests are retried within a turn deadline of "
+        f"{DEFAULT_TURN_TIMEOUT_S:g} s (or SECONDS if longer)",
+    )
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -105,7 +130,11 @@ async def _run(
     from runtime.model.client import OpenAICompatibleClient
 
     client = OpenAICompatibleClient(
-        args.base_url, args.model, api_key=args.api_key, stream=args.stream
+        args.base_url,
+        args.model,
+        api_key=args.api_key,
+        stream=args.stream,
+        timeout=args.model_timeout,
     )
     try:
         try:

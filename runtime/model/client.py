@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from runtime.calls import ToolCallRequest
-from runtime.model import compat
+from runtime.model import compat, wire
 from runtime.model.settings import SamplingSettings
 
 
@@ -62,7 +62,10 @@ class ModelError(RuntimeError):
 
     Attributes:
         kind: `connection`, `rate_limited`, `server_error`, `bad_request`,
-            `not_found`, `auth`, or `timeout`.
+            `not_found`, `auth`, `timeout`, `bad_response` (a 200 whose body
+            is not a chat completion: an HTML page, cut-off JSON, a broken
+            event) or `truncated` (a stream that ended before its
+            `finish_reason`; none of its calls is used).
         retryable: Whether the failure was worth retrying (it was, up to the limit).
         attempts: How many requests were made.
     """
@@ -111,15 +114,46 @@ def _is_transport_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) or module.startswith(("httpx", "httpcore", "h11"))
 
 
+#: Defaults a person waits for: one request, one whole turn, one silent stream.
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_TURN_TIMEOUT_S = 60.0
+DEFAULT_IDLE_TIMEOUT_S = 30.0
+
+
+class _Deadline(TimeoutError):
+    """One of the client's own time limits ran out during an attempt."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
 class OpenAICompatibleClient:
     """Talks to vLLM, the llama.cpp server or any OpenAI-compatible endpoint.
+
+    Three time limits bound a turn (`complete`); a limit that runs out is a
+    `ModelError` of kind `timeout`:
+
+    - `timeout`: one request: for a plain reply, from sending it to the last
+      byte; for a stream, until its first event. A request that runs out is
+      retried like a dropped connection.
+    - `turn_timeout`: all attempts of one turn and the backoff between
+      them (time spent queued behind this client's own
+      `max_concurrent_requests` is not counted). Default: 60 s, or
+      `timeout` when that is longer.
+    - `idle_timeout`: the longest silence between two events of a stream;
+      keep-alive comments (`: ping`) do not reset it, so a server that only
+      sends keep-alives is given up on.
 
     Args:
         base_url: E.g. `http://127.0.0.1:8000/v1`.
         model: The served model (or LoRA adapter) name.
         api_key: Sent as a bearer token; local servers ignore it.
         stream: Use server-sent events and accumulate tool-call deltas by index.
-        timeout_s: Per-request timeout.
+        timeout: Seconds for one request (see above).
+        turn_timeout: Seconds for one turn, retries included.
+        idle_timeout: Seconds of silence a stream may keep.
+        timeout_s: Old name of `timeout`.
         retry: Backoff for transient failures.
         max_concurrent_requests: Requests this client has in flight at once.
             Each request costs the event loop some synchronous work (building
@@ -134,13 +168,25 @@ class OpenAICompatibleClient:
         *,
         api_key: str = "not-needed",
         stream: bool = False,
-        timeout_s: float = 120.0,
+        timeout: float | None = None,
+        turn_timeout: float | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+        timeout_s: float | None = None,
         retry: RetryPolicy = RetryPolicy(),
         max_concurrent_requests: int = 8,
     ) -> None:
         import openai  # deferred: keeps `import runtime` cheap
         import openai.types.chat
 
+        attempt = timeout if timeout is not None else timeout_s
+        self.timeout = attempt if attempt is not None else DEFAULT_TIMEOUT_S
+        self.turn_timeout = (
+            turn_timeout if turn_timeout is not None else max(DEFAULT_TURN_TIMEOUT_S, self.timeout)
+        )
+        self.idle_timeout = idle_timeout
+        for name in ("timeout", "turn_timeout", "idle_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
         self.model = model
         self.base_url = base_url
         self.stream = stream
@@ -148,8 +194,13 @@ class OpenAICompatibleClient:
         self._openai = openai
         self.max_concurrent_requests = max_concurrent_requests
         self._in_flight = asyncio.Semaphore(max_concurrent_requests)
+        # The HTTP layer's own limit is only a backstop: the limits above are
+        # enforced around each attempt, where they can be told apart.
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
+            base_url=base_url,
+            api_key=api_key,
+            timeout=max(self.timeout, self.idle_timeout) + 1.0,
+            max_retries=0,
         )
 
     async def aclose(self) -> None:
@@ -174,26 +225,80 @@ class OpenAICompatibleClient:
         }
         if tools:
             request["tools"] = list(tools)
+        loop = asyncio.get_running_loop()
+        spent = 0.0  # on requests and backoff; not queued behind our own semaphore
         attempt = 0
         while True:
-            try:
-                async with self._in_flight:
-                    if self.stream:
-                        return await self._complete_streaming(request)
-                    return await self._complete_once(request)
-            except Exception as exc:
-                if not isinstance(exc, self._openai.APIError) and not _is_transport_error(exc):
-                    raise
-                error = self._classify(exc, attempt + 1)
-                if not error.retryable or attempt + 1 >= self.retry.attempts:
-                    raise error from None
-                await asyncio.sleep(self.retry.delay(attempt, self._retry_after(exc)))
-                attempt += 1
+            async with self._in_flight:
+                started = loop.time()
+                try:
+                    return await self._attempt(request, self.turn_timeout - spent)
+                except Exception as exc:
+                    failure, error = exc, self._classify(exc, attempt + 1)
+                finally:
+                    spent += loop.time() - started
+            left = self.turn_timeout - spent
+            if not error.retryable or attempt + 1 >= self.retry.attempts or left <= 0:
+                if error.retryable and left <= 0:
+                    error = self._turn_timed_out(error, attempt + 1)
+                raise error from None
+            delay = self.retry.delay(attempt, self._retry_after(failure))
+            if delay >= left:
+                raise self._turn_timed_out(error, attempt + 1) from None
+            await asyncio.sleep(delay)
+            spent += delay
+            attempt += 1
+
+    def _turn_timed_out(self, last: ModelError, attempts: int) -> ModelError:
+        return ModelError(
+            "timeout",
+            f"the model server at {self.base_url} gave no complete reply within the turn's "
+            f"{self.turn_timeout:g} s ({attempts} attempt(s); last: {last.kind}: {last})",
+            retryable=False,
+            attempts=attempts,
+        )
+
+    async def _attempt(self, request: dict[str, Any], budget: float) -> ModelTurn:
+        if budget <= 0:
+            raise _Deadline(f"the turn's {self.turn_timeout:g} s")
+        if self.stream:
+            return await self._complete_streaming(request, budget)
+        limit = min(self.timeout, budget)
+        what = (
+            f"{self.timeout:g} s"
+            if limit == self.timeout
+            else f"the turn's {self.turn_timeout:g} s"
+        )
+        try:
+            async with asyncio.timeout(limit):
+                return await self._complete_once(request)
+        except TimeoutError:
+            raise _Deadline(what) from None
 
     def _classify(self, exc: Exception, attempts: int) -> ModelError:
         openai = self._openai
         where = f"model server at {self.base_url}"
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, ModelError):
+            return exc
+        if isinstance(exc, _Deadline):
+            return ModelError(
+                "timeout",
+                f"the {where} did not answer within {exc.what}",
+                retryable=True,
+                attempts=attempts,
+            )
+        if isinstance(exc, wire.TruncatedReply):
+            return ModelError("truncated", f"the {where}: {exc}", retryable=True, attempts=attempts)
+        if isinstance(exc, wire.MalformedReply):
+            return ModelError(
+                "bad_response",
+                f"the {where} sent a reply that is not a chat completion: {exc}",
+                retryable=False,
+                attempts=attempts,
+            )
+        if isinstance(exc, openai.APITimeoutError) or (
+            _is_transport_error(exc) and "Timeout" in type(exc).__name__
+        ):
             return ModelError("timeout", f"{where} timed out", retryable=True, attempts=attempts)
         if isinstance(exc, openai.APIConnectionError):
             return ModelError(
@@ -239,7 +344,12 @@ class OpenAICompatibleClient:
                 retryable=True,
                 attempts=attempts,
             )
-        return ModelError("bad_response", f"{where}: {exc}", retryable=False, attempts=attempts)
+        return ModelError(
+            "bad_response",
+            f"{where}: {type(exc).__name__}: {exc}",
+            retryable=False,
+            attempts=attempts,
+        )
 
     def _retry_after(self, exc: Exception) -> float | None:
         response = getattr(exc, "response", None)
@@ -252,104 +362,76 @@ class OpenAICompatibleClient:
             return None
 
     async def _complete_once(self, request: dict[str, Any]) -> ModelTurn:
-        from openai.types.chat import ChatCompletion
+        # Read as text and parsed here: the SDK's lenient model would turn an
+        # HTML page or a `message: null` into an AttributeError further on.
+        body = await self._client.post("/chat/completions", cast_to=str, body=request)
+        return self._turn(wire.parse_completion(body))
 
-        completion = await self._client.post(
-            "/chat/completions", cast_to=ChatCompletion, body=request
-        )
-        if not completion.choices:
-            raise ModelError(
-                "bad_response",
-                f"the model server at {self.base_url} returned no choices",
-                retryable=False,
-                attempts=1,
-            )
-        choice = completion.choices[0]
-        message = choice.message
-        calls = [
-            ToolCallRequest(
-                id=call.id or compat.new_call_id(),
-                name=call.function.name or "",
-                arguments=call.function.arguments or "",
-            )
-            for call in (message.tool_calls or [])
-            if call.type == "function"
-        ]
-        usage = Usage()
-        if completion.usage is not None:
-            usage = Usage(
-                completion.usage.prompt_tokens or 0, completion.usage.completion_tokens or 0
-            )
-        return self._turn(message.content, calls, choice.finish_reason, usage, completion.model)
-
-    async def _complete_streaming(self, request: dict[str, Any]) -> ModelTurn:
+    async def _complete_streaming(self, request: dict[str, Any], budget: float) -> ModelTurn:
         from openai import AsyncStream
-        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+        from openai.types.chat import ChatCompletionChunk
 
-        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
-        stream = await self._client.post(
-            "/chat/completions",
-            cast_to=ChatCompletion,
-            body=body,
-            stream=True,
-            stream_cls=AsyncStream[ChatCompletionChunk],
-        )
-        text_parts: list[str] = []
-        slots: dict[int, dict[str, Any]] = {}
-        finish_reason: str | None = None
-        usage = Usage()
-        model = self.model
-        async for chunk in stream:
-            model = chunk.model or model
-            if chunk.usage is not None:
-                usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
-            for choice in chunk.choices:
-                delta = choice.delta
-                if delta.content:
-                    text_parts.append(delta.content)
-                for call_delta in delta.tool_calls or []:
-                    slot = slots.setdefault(
-                        call_delta.index, {"id": None, "name": "", "arguments": []}
-                    )
-                    if call_delta.id:
-                        slot["id"] = call_delta.id
-                    function = call_delta.function
-                    if function is not None:
-                        if function.name:
-                            slot["name"] += function.name
-                        if function.arguments:
-                            slot["arguments"].append(function.arguments)
-                if choice.finish_reason:
-                    finish_reason = choice.finish_reason
-        calls = [
-            ToolCallRequest(
-                id=slot["id"] or compat.new_call_id(),
-                name=slot["name"],
-                arguments="".join(slot["arguments"]),
-            )
-            for _, slot in sorted(slots.items())
-        ]
-        return self._turn("".join(text_parts), calls, finish_reason, usage, model)
+        loop = asyncio.get_running_loop()
+        turn_end = loop.time() + budget
 
-    def _turn(
-        self,
-        content: str | None,
-        calls: list[ToolCallRequest],
-        finish_reason: str | None,
-        usage: Usage,
-        model: str,
-    ) -> ModelTurn:
+        def limit(seconds: float, what: str) -> tuple[float, str]:
+            if loop.time() + seconds < turn_end:
+                return loop.time() + seconds, what
+            return turn_end, f"the turn's {self.turn_timeout:g} s"
+
+        when, what = limit(self.timeout, f"{self.timeout:g} s")
+        assembler = wire.StreamAssembler()
+        try:
+            async with asyncio.timeout_at(when) as deadline:
+                body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+                stream = await self._client.post(
+                    "/chat/completions",
+                    cast_to=str,
+                    body=body,
+                    stream=True,
+                    stream_cls=AsyncStream[ChatCompletionChunk],
+                )
+                response = stream.response
+                # From the response head on, silence is bounded too.
+                if loop.time() + self.idle_timeout < when:
+                    when, what = limit(self.idle_timeout, f"{self.idle_timeout:g} s of silence")
+                    deadline.reschedule(when)
+                try:
+                    content_type = response.headers.get("content-type", "")
+                    if "event-stream" not in content_type:
+                        await response.aread()
+                        raise wire.MalformedReply(
+                            f"a stream was asked for, the reply is {content_type or 'untyped'}: "
+                            f"{wire.snippet(response.text)!r}"
+                        )
+                    async for data in wire.sse_data(response.aiter_lines()):
+                        assembler.add(data)
+                        if assembler.done:
+                            break
+                        # Only events reset the clock: keep-alive comments do not.
+                        when, what = limit(self.idle_timeout, f"{self.idle_timeout:g} s of silence")
+                        deadline.reschedule(when)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise _Deadline(what) from None
+        return self._turn(assembler.finish())
+
+    def _turn(self, parts: wire.ReplyParts) -> ModelTurn:
         from_text = False
-        text = content or ""
+        text = parts.content or ""
+        calls = parts.calls
         if not calls:
             text, calls = compat.extract_text_tool_calls(text)
             from_text = bool(calls)
         return ModelTurn(
             text=text,
             tool_calls=tuple(calls),
-            finish_reason=compat.normalise_finish_reason(finish_reason, has_calls=bool(calls)),
-            usage=usage,
-            model=model,
+            finish_reason=compat.normalise_finish_reason(
+                parts.finish_reason, has_calls=bool(calls)
+            ),
+            usage=Usage(parts.prompt_tokens, parts.completion_tokens),
+            model=parts.model or self.model,
             calls_from_text=from_text,
-            content=content or "",
+            content=parts.content or "",
         )

@@ -41,8 +41,15 @@ class ScriptedReply:
         error: The error message for a non-200 reply.
         headers: Extra response headers (e.g. `retry-after`).
         disconnect: Close the connection without answering.
-        raw_body: Send this JSON body verbatim (e.g. a captured real reply).
-        raw_sse: Send these `data: ...` lines verbatim as an event stream.
+        raw_body: Send this body verbatim: a mapping as JSON (e.g. a captured
+            real reply), or text/bytes exactly as given (an HTML error page, JSON
+            cut off mid-object).
+        raw_sse: Send these `data: ...` lines verbatim as an event stream, then
+            close the connection (leave out `data: [DONE]` to cut a stream).
+        content_type: The content type of a text `raw_body`.
+        delay_s: Wait this long before answering (a server that hangs).
+        keepalive_s: For a stream: after the response head, send only `: keep-alive`
+            comments, one every `keepalive_s`, until the client goes away.
     """
 
     text: str | None = None
@@ -52,16 +59,38 @@ class ScriptedReply:
     error: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     disconnect: bool = False
-    raw_body: Mapping[str, Any] | None = None
+    raw_body: Mapping[str, Any] | str | bytes | None = None
     raw_sse: tuple[str, ...] | None = None
+    content_type: str = "application/json"
+    delay_s: float = 0.0
+    keepalive_s: float | None = None
 
     @classmethod
     def captured(
-        cls, *, status: int = 200, body: Mapping[str, Any] | None = None, sse: Iterable[str] = ()
+        cls,
+        *,
+        status: int = 200,
+        body: Mapping[str, Any] | str | bytes | None = None,
+        sse: Iterable[str] = (),
+        content_type: str = "application/json",
     ) -> ScriptedReply:
-        """Replay a real server's reply byte for byte (see `shared/vllm-captures`)."""
+        """Replay a real (or deliberately broken) reply byte for byte.
+
+        `body` is a JSON mapping or raw text (e.g. an HTML page, with
+        `content_type="text/html"`); `sse` the `data: ...` lines of a stream.
+        """
         lines = tuple(sse)
-        return cls(status=status, raw_body=body, raw_sse=lines or None)
+        return cls(status=status, raw_body=body, raw_sse=lines or None, content_type=content_type)
+
+    @classmethod
+    def hang(cls, seconds: float = 3600.0) -> ScriptedReply:
+        """Answer nothing for `seconds` (a server that accepted the request and stalls)."""
+        return cls(delay_s=seconds, disconnect=True)
+
+    @classmethod
+    def keepalives(cls, every_s: float = 0.05) -> ScriptedReply:
+        """Start a stream and then send only keep-alive comments, forever."""
+        return cls(keepalive_s=every_s)
 
     @classmethod
     def message(cls, text: str, *, finish_reason: str | None = None) -> ScriptedReply:
@@ -133,6 +162,7 @@ class ScriptedServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._closing: asyncio.Event | None = None
         self.port = 0
 
     @property
@@ -158,7 +188,7 @@ class ScriptedServer:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
-        loop.call_soon_threadsafe(self._shutdown)
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._shutdown()))
         thread.join(10)
         self._loop = self._thread = None
 
@@ -179,6 +209,7 @@ class ScriptedServer:
         self._loop = loop
 
         async def boot() -> None:
+            self._closing = asyncio.Event()
             self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=512)
             self.port = self._server.sockets[0].getsockname()[1]
             self._ready.set()
@@ -192,12 +223,21 @@ class ScriptedServer:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
-    def _shutdown(self) -> None:
+    async def _shutdown(self) -> None:
         assert self._loop is not None
+        if self._closing is not None:
+            self._closing.set()
         if self._server is not None:
             self._server.close()
         for writer in list(self._writers):
             writer.close()
+        # End the connections still open (a client waiting on a hung reply)
+        # before the loop stops, so none is left pending.
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         self._loop.stop()
 
     def _next_reply(self, body: dict[str, Any]) -> ScriptedReply:
@@ -246,7 +286,12 @@ class ScriptedServer:
             await _send_json(writer, 400, _error_body(400, "request body is not JSON"))
             return True
         reply = self._next_reply(body)
+        if reply.delay_s > 0 and await self._closed_within(reply.delay_s):
+            return False
         if reply.disconnect:
+            return False
+        if reply.keepalive_s is not None:
+            await self._send_keepalives(writer, reply.keepalive_s)
             return False
         if reply.raw_sse is not None:
             head = (
@@ -256,6 +301,10 @@ class ScriptedServer:
             writer.write(head.encode() + "".join(f"{line}\n\n" for line in reply.raw_sse).encode())
             await writer.drain()
             return False
+        if isinstance(reply.raw_body, (str, bytes)):
+            data = reply.raw_body.encode() if isinstance(reply.raw_body, str) else reply.raw_body
+            await _send_bytes(writer, reply.status, data, reply.content_type, reply.headers)
+            return True
         if reply.raw_body is not None:
             await _send_json(writer, reply.status, reply.raw_body, reply.headers)
             return True
@@ -274,6 +323,26 @@ class ScriptedServer:
             return False
         await _send_json(writer, 200, self._completion(reply, model), reply.headers)
         return True
+
+    async def _closed_within(self, seconds: float) -> bool:
+        """Wait up to `seconds`; True when the server is stopping meanwhile."""
+        assert self._closing is not None
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _send_keepalives(self, writer: asyncio.StreamWriter, every_s: float) -> None:
+        head = (
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            "cache-control: no-cache\r\nconnection: close\r\n\r\n"
+        )
+        writer.write(head.encode())
+        await writer.drain()
+        while not await self._closed_within(every_s):
+            writer.write(b": keep-alive\n\n")
+            await writer.drain()  # raises ConnectionError once the client has gone
 
     def _completion(self, reply: ScriptedReply, model: str) -> dict[str, Any]:
         calls = [_wire_call(name, args) for name, args in reply.tool_calls]
@@ -389,10 +458,19 @@ async def _send_json(
     payload: Mapping[str, Any],
     headers: Iterable[tuple[str, str]] = (),
 ) -> None:
-    data = json.dumps(payload).encode()
+    await _send_bytes(writer, status, json.dumps(payload).encode(), "application/json", headers)
+
+
+async def _send_bytes(
+    writer: asyncio.StreamWriter,
+    status: int,
+    data: bytes,
+    content_type: str,
+    headers: Iterable[tuple[str, str]] = (),
+) -> None:
     lines = [
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
-        "content-type: application/json",
+        f"content-type: {content_type}",
         f"content-length: {len(data)}",
         *(f"{key}: {value}" for key, value in headers),
     ]
