@@ -10,7 +10,12 @@
    cosine similarity reaches the threshold (default 0.95) is dropped.
 3. **Report**: per-tool counts, mean pairwise cosine distance of requests
    (overall and per tool), a histogram of each example's nearest-neighbour
-   similarity (PNG), and the tools that need more data.
+   similarity (PNG, requests that need a call and requests that need none side
+   by side), the tools that need more data, and a **style check**: if a
+   classifier that sees only surface style (length, case, final punctuation,
+   politeness, an opener before the ask) tells requests that need a tool from
+   requests that need none, the model can learn that shortcut instead of
+   reading the request, so the report flags it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ __all__ = [
     "MiniLMEmbedder",
     "call_signature",
     "curate",
+    "style_check",
+    "style_features",
     "write_report",
 ]
 
@@ -107,11 +114,14 @@ class CurationReport:
     nn_similarity: list[float]
     underserved: list[str]
     removed_examples: list[dict[str, Any]]
+    style: dict[str, Any] = dataclasses.field(default_factory=dict)
+    nn_similarity_no_tool: list[float] = dataclasses.field(default_factory=list)
 
     def to_dict(self, *, with_similarities: bool = False) -> dict[str, Any]:
         body = dataclasses.asdict(self)
         if not with_similarities:
             body.pop("nn_similarity")
+            body.pop("nn_similarity_no_tool")
             sims = sorted(self.nn_similarity)
             body["nn_similarity_summary"] = (
                 {
@@ -209,12 +219,86 @@ def curate(
         underserved=[],
         removed_examples=removed,
     )
+    calls = [bool(_calls(e)) for e in kept]
+    report.style = style_check([first_request(e) for e in kept], calls, kept_vectors)
+    no_tool_index = [i for i, has in enumerate(calls) if not has]
+    nearest = report.nn_similarity
+    report.nn_similarity_no_tool = [nearest[i] for i in no_tool_index] if nearest else []
     counts = [c for name, c in report.per_tool_after.items() if name != NO_TOOL]
     floor = max(min_per_tool, 0.5 * statistics.median(counts)) if counts else min_per_tool
     report.underserved = [
         name for name, count in report.per_tool_after.items() if name != NO_TOOL and count < floor
     ]
     return kept, report
+
+
+_POLITE = re.compile(r"\b(please|thanks|thank you|thx|ty|cheers|could you|would you)\b", re.I)
+_OPENER = re.compile(r"^[^,.:!?]{1,30}[,.:!?]\s")
+SEPARABLE_STYLE = 0.7
+
+
+def style_features(text: str) -> list[float]:
+    """Surface style only, never content: length, case, punctuation, politeness, opener."""
+    stripped = text.strip()
+    words = stripped.split()
+    return [
+        min(len(words), 40) / 40,
+        float(stripped[:1].islower()),
+        float(stripped.endswith("?")),
+        float(stripped.endswith(".")),
+        float(stripped[-1:].isalnum()),
+        float(bool(_POLITE.search(stripped))),
+        float(bool(_OPENER.match(stripped))),
+    ]
+
+
+def style_check(texts: Sequence[str], needs_call: Sequence[bool], vectors: Any) -> dict[str, Any]:
+    """How well style alone predicts "needs a tool", and the two groups' spread.
+
+    A nearest-centroid classifier on `style_features`, 5-fold cross-validated,
+    scored by balanced accuracy (0.5 = style tells nothing). Above 0.7 the
+    report flags a separable style. Also the mean pairwise cosine distance of
+    the MiniLM embeddings within each group and between them.
+    """
+    import numpy as np
+
+    labels = np.asarray(needs_call, dtype=bool)
+    body: dict[str, Any] = {
+        "tool_requests": int(labels.sum()),
+        "no_tool_requests": int((~labels).sum()),
+    }
+    if labels.all() or not labels.any():
+        return {**body, "balanced_accuracy": None, "separable": False}
+    features = np.asarray([style_features(t) for t in texts], dtype=np.float64)
+    order = np.random.default_rng(0).permutation(len(texts))
+    correct = {True: 0, False: 0}
+    for fold in range(5):
+        test = order[fold::5]
+        train = np.setdiff1d(order, test)
+        yes, no = train[labels[train]], train[~labels[train]]
+        if not len(yes) or not len(no):
+            continue
+        centre_yes, centre_no = features[yes].mean(axis=0), features[no].mean(axis=0)
+        for index in test:
+            guess = np.linalg.norm(features[index] - centre_yes) < np.linalg.norm(
+                features[index] - centre_no
+            )
+            correct[bool(labels[index])] += int(guess == labels[index])
+    balanced = 0.5 * (correct[True] / labels.sum() + correct[False] / (~labels).sum())
+    yes_vectors, no_vectors = vectors[labels], vectors[~labels]
+    cross = (
+        float((yes_vectors @ no_vectors.T).mean()) if len(yes_vectors) and len(no_vectors) else None
+    )
+    return {
+        **body,
+        "balanced_accuracy": round(float(balanced), 4),
+        "separable": bool(balanced > SEPARABLE_STYLE),
+        "mean_distance_tool": _mean_distance(yes_vectors),
+        "mean_distance_no_tool": _mean_distance(no_vectors),
+        "mean_distance_between": None if cross is None else round(1.0 - cross, 4),
+        "feature_means_tool": [round(float(v), 3) for v in features[labels].mean(axis=0)],
+        "feature_means_no_tool": [round(float(v), 3) for v in features[~labels].mean(axis=0)],
+    }
 
 
 def _mean_distance(vectors: Any) -> float | None:
@@ -257,6 +341,7 @@ def write_report(report: CurationReport, out_dir: Path) -> dict[str, Path]:
         f"- output examples: {report.output_examples}",
         f"- mean pairwise cosine distance of requests: {report.mean_pairwise_distance}",
         f"- under-served tools (collect more): {', '.join(report.underserved) or 'none'}",
+        *_style_lines(report.style),
         "",
         "| tool | before | after | mean pairwise distance |",
         "| --- | ---: | ---: | ---: |",
@@ -271,6 +356,24 @@ def write_report(report: CurationReport, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def _style_lines(style: Mapping[str, Any]) -> list[str]:
+    if not style or style.get("balanced_accuracy") is None:
+        return []
+    verdict = (
+        "**SEPARABLE: requests that need a tool and requests that need none differ in style; "
+        "vary the no-tool requests' form (case, punctuation, openers, politeness)**"
+        if style["separable"]
+        else "not separable"
+    )
+    return [
+        f"- style check (nearest centroid on style features, balanced accuracy; 0.5 = none): "
+        f"{style['balanced_accuracy']} - {verdict}",
+        f"- MiniLM mean pairwise distance: tool requests {style['mean_distance_tool']}, "
+        f"no-tool requests {style['mean_distance_no_tool']}, between the two "
+        f"{style['mean_distance_between']}",
+    ]
+
+
 def _histogram(report: CurationReport, path: Path) -> None:
     import matplotlib
 
@@ -278,7 +381,21 @@ def _histogram(report: CurationReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.hist(report.nn_similarity, bins=40, range=(0.0, 1.0), color="#4878a8")
+    no_tool = report.nn_similarity_no_tool
+    if no_tool:
+        no_tool_set = sorted(no_tool)
+        tool_side = list(report.nn_similarity)
+        for value in no_tool_set:
+            tool_side.remove(value)
+        ax.hist(
+            [tool_side, no_tool_set],
+            bins=40,
+            range=(0.0, 1.0),
+            color=["#4878a8", "#e0a040"],
+            label=["needs a call", "needs no call"],
+        )
+    else:
+        ax.hist(report.nn_similarity, bins=40, range=(0.0, 1.0), color="#4878a8")
     ax.axvline(
         report.threshold, color="#c44", linestyle="--", label=f"threshold {report.threshold}"
     )

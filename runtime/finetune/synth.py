@@ -137,6 +137,16 @@ GENERIC_NO_TOOL: list[tuple[str, str]] = [
 ]
 
 
+_POLITE_FRAMES = [
+    "could you tell me: {q}",
+    "please, {q}",
+    "{q} please",
+    "would you mind helping with this: {q}",
+    "can you help? {q}",
+    "I'd like to know: {q}",
+]
+
+
 def _strip_end(text: str) -> str:
     return text.rstrip().rstrip(".?!").rstrip()
 
@@ -385,6 +395,9 @@ class Synthesizer:
         """A request no tool fits, answered in text."""
         request, answer = pair
         if style:
+            if self.rng.random() < 0.3:
+                # the polite frames tool requests get ("could you ..."), so style tells nothing
+                request = self.rng.choice(_POLITE_FRAMES).format(q=_lower_first(request))
             request = self.phraser.style(request)
         messages = [
             {"role": "user", "content": request},

@@ -120,3 +120,29 @@ def test_real_minilm_removes_planted_paraphrases_and_keeps_distinct(tmp_path: Pa
     body = json.loads(paths["json"].read_text())
     assert body["near_duplicates"] == 4 and body["per_tool_after"]["convert_units"] == 4
     assert "| convert_units | 8 | 4 |" in paths["markdown"].read_text()
+
+
+def test_style_check_flags_a_style_shortcut_and_passes_natural_synthesis() -> None:
+    import numpy as np
+
+    from runtime.finetune.curate import style_check
+    from runtime.finetune.dataset_format import first_request
+    from runtime.finetune.synth import SynthConfig, Synthesizer
+    from runtime.tools import ToolRegistry
+    from tests.unit.test_finetune_natural import convert, get_order, remind
+
+    rng = np.random.default_rng(0)
+    tool_texts = [f"Please convert {i} km to miles, thank you." for i in range(40)]
+    chat_texts = [f"tell me something about topic {i}" for i in range(40)]
+    vectors = rng.normal(size=(80, 8))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    shortcut = style_check(tool_texts + chat_texts, [True] * 40 + [False] * 40, vectors)
+    assert shortcut["separable"] and shortcut["balanced_accuracy"] > 0.9
+
+    registry = ToolRegistry([convert, remind, get_order])
+    examples = Synthesizer(registry, None, SynthConfig(per_tool=60, seed=0)).generate()
+    needs = [any(m.get("tool_calls") for m in e["messages"]) for e in examples]
+    vectors = rng.normal(size=(len(examples), 8))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    natural = style_check([first_request(e) for e in examples], needs, vectors)
+    assert not natural["separable"], natural
