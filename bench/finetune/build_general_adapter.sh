@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Rebuild the shipped general tool-calling adapter (runtime/model/general_adapter/).
+#
+#   bench/finetune/build_general_adapter.sh [WORK_DIR]
+#
+# 1. data: 100 generated modules from the tool catalog (runtime.finetune.tool_catalog),
+#    natural requests synthesised from their schemas; the catalog tools that do what a
+#    held-out tool in bench/heldout does are left out (runtime.finetune.general.HELD_OUT_LOOKALIKES)
+# 2. LoRA on the bundled SmolLM2-135M (r=16, alpha=32, all linear layers), one pass with a
+#    45-minute time budget on 2 CPU cores
+# 3. ship: float16 safetensors + GGUF, manifest with the data hash, seed and commands
+#    (runtime.finetune.adapter_export.ship_adapter); the eval figures are added by
+#    bench/heldout/evaluate.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+WORK="${1:-/tmp/agentrt-general}"
+SEED="${SEED:-0}"
+BUDGET="${BUDGET:-2700}"
+mkdir -p "$WORK"
+cd "$ROOT"
+SYNTH=(agentrt dataset synth --general 100 --seed "$SEED" --out "$WORK/general.jsonl")
+TRAIN=(agentrt finetune "$WORK/general.jsonl" --out "$WORK/adapter" --time-budget "$BUDGET"
+       --epochs 1 --batch-size 8 --lr 1e-3 --seed "$SEED")
+echo "==> ${SYNTH[*]}"
+"${SYNTH[@]}"
+echo "==> ${TRAIN[*]}"
+"${TRAIN[@]}"
+python - "$WORK" "${SYNTH[*]}" "${TRAIN[*]}" <<'EOF'
+import hashlib, json, sys
+from pathlib import Path
+
+from runtime.finetune.adapter_export import ship_adapter
+from runtime.finetune.train import load_base
+from runtime.model.adapters import general_adapter_dir
+
+work, synth, train = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+data = work / "general.jsonl"
+log = json.loads((work / "adapter" / "train_log.json").read_text())
+model, _, base = load_base("bundled")
+manifest = {
+    "name": "general",
+    "base": base,
+    "data": {
+        "command": synth,
+        "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+        "examples": sum(1 for _ in data.open()),
+    },
+    "seed": log["config"]["seed"],
+    "train": {"command": train, **{k: v for k, v in log["result"].items() if k != "losses"}},
+    "rebuild": "bench/finetune/build_general_adapter.sh",
+}
+out = ship_adapter(
+    work / "adapter", general_adapter_dir(), base_config=model.config.to_dict(), manifest=manifest
+)
+print(json.dumps({"shipped": str(out), **json.loads((out / "agentrt_adapter.json").read_text())["files"]}))
+EOF

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The per-module loop on the held-out modules, measured on hand-written requests:
+#
+#   bench/heldout/evaluate.sh [MODULE ...]      (default: all three)
+#
+# For each module: `dataset synth` from its schema alone -> `finetune --init-adapter general`
+# (the shipped general adapter) -> `agentrt eval` of the bare model, the general adapter
+# zero-shot and the per-module adapter on bench/heldout/MODULE.items.jsonl (40 requests).
+# Reports: bench/results/heldout_MODULE.{json,md}. WORK (default /tmp/agentrt-heldout) keeps
+# the data and adapters; SKIP_TRAIN=1 re-evaluates existing adapters; BUDGET caps training.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+WORK="${WORK:-/tmp/agentrt-heldout}"
+BUDGET="${BUDGET:-900}"
+MODELS="${MODELS:-base general tuned}"
+cd "$ROOT"
+mkdir -p "$WORK" bench/results
+modules=("$@")
+[ ${#modules[@]} -gt 0 ] || modules=(home_assistant travel_desk shop_support)
+for m in "${modules[@]}"; do
+  if [ "${SKIP_TRAIN:-0}" != 1 ]; then
+    echo "==> $m: synthesise from the schema"
+    agentrt dataset synth --module "bench/heldout/$m.py" --out "$WORK/$m.jsonl" --seed 0
+    echo "==> $m: fine-tune from the general adapter (time budget ${BUDGET}s)"
+    /usr/bin/time -f "%e s wall" agentrt finetune "$WORK/$m.jsonl" --init-adapter general \
+      --out "$WORK/$m-adapter" --epochs 1 --lr 5e-4 --time-budget "$BUDGET" --quiet
+  fi
+  targets=()
+  for model in $MODELS; do
+    case "$model" in
+      base) targets+=(--local base) ;;
+      general) targets+=(--local general=general) ;;
+      tuned) targets+=(--local "tuned=$WORK/$m-adapter") ;;
+    esac
+  done
+  echo "==> $m: evaluate ${MODELS}"
+  agentrt eval --data "bench/heldout/$m.items.jsonl" "${targets[@]}" --no-predictions \
+    --out "bench/results/heldout_$m.json" --table "bench/results/heldout_$m.md" \
+    --title "held-out $m"
+done
