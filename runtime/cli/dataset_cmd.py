@@ -22,6 +22,9 @@ def register(subparsers: Any) -> None:
     synth.add_argument("--general", type=int, metavar="N",
                        help="instead of --module: N generated modules from the tool catalog "
                        "(the general adapter's data; see runtime.finetune.general)")  # fmt: skip
+    synth.add_argument("--bfcl", metavar="CATEGORIES",
+                       help="instead of --module: the function schemas of these BFCL categories "
+                       "(e.g. simple,multiple,parallel,irrelevance); never their questions")  # fmt: skip
     synth.add_argument("--out", required=True, type=Path, help="JSON-lines file to write")
     synth.add_argument("--per-tool", type=int,
                        help="single-call examples per tool (default 40; 5 per tool and module "
@@ -104,9 +107,31 @@ def _synth(args: argparse.Namespace) -> int:
     from runtime.finetune.dataset_format import write_jsonl
     from runtime.finetune.synth import SynthConfig, SynthesisError, Synthesizer
 
-    if (args.module is None) == (args.general is None):
-        print("agentrt dataset synth: give exactly one of --module and --general", file=sys.stderr)
+    sources = [args.module, args.general, args.bfcl]
+    if sum(source is not None for source in sources) != 1:
+        print(
+            "agentrt dataset synth: give exactly one of --module, --general and --bfcl",
+            file=sys.stderr,
+        )
         return 2
+    if args.bfcl is not None:
+        from runtime.finetune.eval_runner import load_bfcl
+        from runtime.finetune.general import describe, schema_dataset
+
+        try:
+            items = load_bfcl([c.strip() for c in args.bfcl.split(",") if c.strip()])
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"agentrt dataset synth: {exc}", file=sys.stderr)
+            return 2
+        examples, skipped = schema_dataset(
+            [item.tools for item in items], per_tool=args.per_tool or 2, seed=args.seed
+        )
+        count = write_jsonl(args.out, examples, metadata=not args.no_metadata)
+        for line in skipped:
+            print(f"agentrt dataset synth: skipped {line}", file=sys.stderr)
+        print(json.dumps({"written": count, "out": str(args.out), "skipped": len(skipped),
+                          **describe(examples)}))  # fmt: skip
+        return 0
     if args.general is not None:
         from runtime.finetune.general import describe, general_dataset
 

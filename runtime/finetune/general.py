@@ -11,8 +11,9 @@ a fluent request for an absent tool still needs no call.
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtime.finetune.dataset_format import Example
@@ -20,7 +21,7 @@ from runtime.finetune.natural import NaturalPhraser, ToolProfile
 from runtime.finetune.synth import SynthConfig, Synthesizer
 from runtime.finetune.tool_catalog import SpecModule, SpecTool, catalog_tools, random_modules
 
-__all__ = ["HELD_OUT_LOOKALIKES", "general_dataset"]
+__all__ = ["HELD_OUT_LOOKALIKES", "general_dataset", "schema_dataset"]
 
 # Catalog tools that do what a tool of the held-out modules in bench/heldout does:
 # never trained on, so the adapter's zero-shot figures on those modules are honest.
@@ -106,3 +107,45 @@ def describe(examples: Sequence[Example]) -> dict[str, Any]:
         for tool in example.get("tools", []):
             tools.add(str(tool["function"]["name"]))
     return {"examples": len(examples), "kinds": kinds, "distinct_tool_names": len(tools)}
+
+
+def schema_dataset(
+    tool_sets: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    per_tool: int = 3,
+    seed: int = 0,
+) -> tuple[list[Example], list[str]]:
+    """Examples for tool sets known only by their OpenAI `tools` entries (e.g. BFCL's).
+
+    Each set becomes a module of `SpecTool`s and is synthesised on its own; a
+    set that cannot be (a schema no value satisfies) is skipped and named in
+    the second return value. Only schemas are read: never any question or answer.
+    """
+    from runtime.finetune.synth import SynthesisError
+
+    examples: list[Example] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    for index, tools in enumerate(tool_sets):
+        specs = tuple(
+            SpecTool(
+                str(t["function"]["name"]),
+                str(t["function"].get("description") or ""),
+                dict(t["function"].get("parameters") or {"type": "object", "properties": {}}),
+            )
+            for t in tools
+        )
+        key = json.dumps([t.openai_schema() for t in specs], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        module = SpecModule(f"schemas_{index:04d}", specs)
+        config = SynthConfig(per_tool=per_tool, seed=seed * 100_003 + index, trajectory_ratio=0.0)
+        try:
+            part = Synthesizer(module, None, config).generate()
+        except (SynthesisError, ValueError, KeyError, TypeError) as exc:
+            skipped.append(f"{module.name} ({', '.join(t.name for t in specs)}): {exc}")
+            continue
+        examples.extend(part)
+    random.Random(seed).shuffle(examples)
+    return examples, skipped
