@@ -34,7 +34,9 @@ _SANDBOX_FIELDS = (
     ("exit_code", Field.EXIT_CODE),
     ("image", Field.SANDBOX_IMAGE),
 )
-# Host-side backstop on top of each executor's own timeout enforcement.
+# Host-side backstop on top of each executor's own timeout enforcement: the
+# tool's timeout, plus the executor's declared wait for a sandbox
+# (`sandbox_wait_s`, see `ToolExecutor`), plus this grace for killing and reporting.
 TIMEOUT_GRACE_S = 5.0
 
 Observer = Callable[[str, "ToolCallRequest", Mapping[str, Any]], None]
@@ -324,21 +326,33 @@ class ToolCallPipeline:
         base = base if base is not None else self._base_fields(request, context)
         self.audit.write(Event.EXECUTION_STARTED, {**base, Field.SANDBOX_MODE: self.executor.name})
         self._notify("started", request, {})
+        started = time.perf_counter()
+        waits = float(getattr(self.executor, "sandbox_wait_s", 0.0) or 0.0)
+        backstop = tool.timeout_s + waits + TIMEOUT_GRACE_S
         try:
-            async with asyncio.timeout(tool.timeout_s + TIMEOUT_GRACE_S):
+            async with asyncio.timeout(backstop):
                 result = await self.executor.execute(tool, arguments, context)
         except TimeoutError:
+            # The executor enforces the tool's timeout and its own waits itself;
+            # reaching this means it stopped answering, so say only that.
             result = ExecutionResult(
                 status=CallStatus.TIMEOUT,
                 error=ErrorInfo(
-                    type="timeout",
-                    message=f"tool {tool.name!r} did not finish within {tool.timeout_s:g} s",
+                    type="executor_timeout",
+                    message=(
+                        f"the {self.executor.name} executor did not report on tool "
+                        f"{tool.name!r} within {backstop:g} s (its timeout is "
+                        f"{tool.timeout_s:g} s); the call was abandoned and may have run"
+                    ),
                 ),
+                duration_ms=(time.perf_counter() - started) * 1000,
+                sandbox={"mode": self.executor.name},
             )
         except Exception as exc:  # an executor bug must not take the run down
             result = ExecutionResult(
                 status=CallStatus.SANDBOX_ERROR,
                 error=ErrorInfo(type=type(exc).__name__, message=f"executor failed: {exc}"),
+                duration_ms=(time.perf_counter() - started) * 1000,
             )
         fields = {
             **base,

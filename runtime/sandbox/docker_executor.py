@@ -30,7 +30,7 @@ import secrets
 import signal
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -61,7 +61,7 @@ from runtime.sandbox.hardening import (
     user_mount,
 )
 from runtime.sandbox.hardening import deny_network as deny_network  # re-export
-from runtime.sandbox.pool import PoolSet
+from runtime.sandbox.pool import PoolSet, WarmPool
 from runtime.sandbox.reaper import channel_prefix, owner_id, reap, reap_channel_dirs
 from runtime.sandbox.spec import Mount
 from runtime.sandbox.worker import EXIT_OUTPUT
@@ -106,6 +106,11 @@ class DockerExecutor:
             beyond this are drained).
         start_concurrency: Containers started at once (each costs ~0.4 s of CPU).
         startup_timeout_s: Longest wait for a new container's worker.
+        sandbox_wait_s: Longest a call waits for its container (a warm one,
+            one started for it, or its run's session container busy with
+            another call). Past it the call ends `sandbox_error`
+            (`sandbox_wait`, "no sandbox within N s") without running: it is
+            never reported as the tool's `timeout`.
         worker: Caps on the tool's output and result size.
         reap_on_start: Remove containers orphaned by dead processes on first use.
         session_idle_s: Per-session containers idle this long are removed when
@@ -126,6 +131,7 @@ class DockerExecutor:
         max_pools: int = 8,
         start_concurrency: int = 2,
         startup_timeout_s: float = 60.0,
+        sandbox_wait_s: float = 30.0,
         worker: WorkerSettings | None = None,
         reap_on_start: bool = True,
         session_idle_s: float = 900.0,
@@ -135,6 +141,9 @@ class DockerExecutor:
             raise ValueError(f"mode must be 'per_call' or 'per_session', not {mode!r}")
         if pool_size < 0:
             raise ValueError("pool_size must be >= 0")
+        if not sandbox_wait_s > 0:
+            raise ValueError("sandbox_wait_s must be a positive number of seconds")
+        self.sandbox_wait_s = sandbox_wait_s
         self.image = image or default_image()
         self.mode: Mode = mode
         self.limits = limits or SandboxLimits()
@@ -306,7 +315,8 @@ class DockerExecutor:
             return await self._execute_in_session(tool, arguments, context, config, facts, started)
         pool = self._pools.get(config)
         try:
-            box, warm = await pool.acquire()
+            async with self._waiting_for_sandbox(pool):
+                box, warm = await pool.acquire()
         except SandboxUnavailable as exc:
             return _failed(exc.error_info(), facts, started)
         try:
@@ -330,14 +340,22 @@ class DockerExecutor:
         if session is None:
             self._expire_idle_sessions()
             session = self._sessions[key] = _Session()
-        async with session.lock:
+        pool = self._pools.get(config)
+        try:
+            async with self._waiting_for_sandbox(pool, busy_session=True):
+                await session.lock.acquire()
+        except SandboxUnavailable as exc:
+            return _failed(exc.error_info(), facts, started)
+        try:
             warm = True
             if session.box is not None and not session.box.alive:
                 self._disposer.dispose(session.box)
                 session.box = None
             if session.box is None:
                 try:
-                    session.box, warm = await self._pools.get(config).acquire()
+                    remaining = self.sandbox_wait_s - (time.perf_counter() - started)
+                    async with self._waiting_for_sandbox(pool, budget=remaining):
+                        session.box, warm = await pool.acquire()
                 except SandboxUnavailable as exc:
                     return _failed(exc.error_info(), facts, started)
             box = session.box
@@ -351,7 +369,37 @@ class DockerExecutor:
                 if not reusable or session.closed or self._closed:
                     session.box = None
                     self._disposer.dispose(box)
+        finally:
+            session.lock.release()
         return _timed(result, started)
+
+    @contextlib.asynccontextmanager
+    async def _waiting_for_sandbox(
+        self, pool: WarmPool, *, busy_session: bool = False, budget: float | None = None
+    ) -> AsyncIterator[None]:
+        """Bound a call's wait for its container by `sandbox_wait_s`.
+
+        Raises:
+            SandboxUnavailable: `sandbox_wait`: the wait ran out; nothing ran.
+        """
+        limit = self.sandbox_wait_s if budget is None else max(budget, 0.0)
+        try:
+            async with asyncio.timeout(limit):
+                yield
+        except TimeoutError:
+            if busy_session:
+                why = "this run's session container was busy with another call"
+            else:
+                stats = pool.stats()
+                why = (
+                    f"{stats['waiting']} call(s) waiting, {stats['starting']} container(s) starting"
+                )
+            raise SandboxUnavailable(
+                "sandbox_wait",
+                f"no sandbox within {self.sandbox_wait_s:g} s ({why}); the tool did not run. "
+                f"Retry later, or give the DockerExecutor more warm containers (pool_size), "
+                f"faster starts (start_concurrency) or a longer sandbox_wait_s",
+            ) from None
 
     def _expire_idle_sessions(self) -> None:
         now = time.monotonic()

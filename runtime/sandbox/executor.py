@@ -22,7 +22,14 @@ TRACEBACK_LIMIT = 4000
 
 @runtime_checkable
 class ToolExecutor(Protocol):
-    """Runs approved calls. Implementations: `InProcessExecutor`, `DockerExecutor`."""
+    """Runs approved calls. Implementations: `InProcessExecutor`, `DockerExecutor`.
+
+    An executor enforces each tool's `timeout_s` itself. One that makes a call
+    wait for a resource before the tool starts (a container) may declare the
+    longest such wait as a `sandbox_wait_s` attribute; the pipeline's backstop
+    allows for it, and a call whose wait runs out must end `sandbox_error`,
+    never `timeout`, since the tool did not run.
+    """
 
     name: str
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from runtime.calls import CallContext, CallStatus
+from runtime.calls import CallContext, CallStatus, ToolCallRequest
 from runtime.sandbox.hardening import LABEL_EXECUTOR, LABEL_OWNER, default_image
 from runtime.sandbox.reaper import owner_id
 
@@ -509,6 +509,57 @@ async def test_aclose_drains_the_pool(tools: ModuleType) -> None:
     await ex.prewarm([tools.add, tools.identity], wait=True)  # same config: one pool
     assert len(_labelled(ex.id)) == 2
     await ex.aclose()
+    assert not _labelled(ex.id)
+
+
+async def test_calls_waiting_for_a_container_are_not_the_tools_timeout(
+    tools: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, case 4: under load, calls queued for a container were reported `timeout`."""
+    import runtime.pipeline
+    from runtime.pipeline import ToolCallPipeline
+    from runtime.sandbox.docker_executor import DockerExecutor
+    from runtime.tools import ToolRegistry
+
+    # Without grace the old backstop (timeout + grace) is the tool's 1 s: calls
+    # queued behind one-at-a-time cold starts wait longer than that.
+    monkeypatch.setattr(runtime.pipeline, "TIMEOUT_GRACE_S", 0.0)
+    async with DockerExecutor(pool_size=0, start_concurrency=1) as ex:
+        pipeline = ToolCallPipeline(ToolRegistry([tools.sleepy]), ex)
+        outcomes = await asyncio.gather(
+            *(
+                pipeline.process(ToolCallRequest(f"c{i}", "sleepy", '{"seconds": 0}'), CTX)
+                for i in range(6)
+            )
+        )
+    assert [o.status for o in outcomes] == [CallStatus.OK] * 6, [o.error for o in outcomes]
+    assert max(o.duration_ms for o in outcomes) > 1000  # some did wait past the old backstop
+
+
+async def test_no_container_within_the_wait_is_a_sandbox_error_not_a_timeout(
+    tools: ModuleType,
+) -> None:
+    from runtime.pipeline import ToolCallPipeline
+    from runtime.sandbox.docker_executor import DockerExecutor
+    from runtime.tools import ToolRegistry
+
+    async with DockerExecutor(pool_size=0, start_concurrency=1, sandbox_wait_s=0.05) as ex:
+        pipeline = ToolCallPipeline(ToolRegistry([tools.add]), ex)
+        outcomes = await asyncio.gather(
+            *(
+                pipeline.process(ToolCallRequest(f"w{i}", "add", '{"a": 1, "b": 2}'), CTX)
+                for i in range(3)
+            )
+        )
+        await ex.settle()
+    for outcome in outcomes:
+        assert outcome.status is CallStatus.SANDBOX_ERROR
+        assert outcome.error is not None and outcome.error.type == "sandbox_wait"
+        assert outcome.error.message.startswith("no sandbox within 0.05 s")
+        assert "the tool did not run" in outcome.error.message
+        assert outcome.execution is not None
+        assert outcome.execution.sandbox["container_id"] is None
+        assert outcome.execution.duration_ms >= 50
     assert not _labelled(ex.id)
 
 
