@@ -11,7 +11,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${WORK:-/tmp/agentrt-heldout}"
-BUDGET="${BUDGET:-900}"
+BUDGET="${BUDGET:-600}"
 MODELS="${MODELS:-base general tuned}"
 cd "$ROOT"
 mkdir -p "$WORK" bench/results

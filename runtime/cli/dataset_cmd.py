@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--trajectory-ratio", type=float, default=0.35,
                        help="trajectories per tool, as a share of --per-tool")  # fmt: skip
-    synth.add_argument("--parallel-ratio", type=float, default=0.12,
+    synth.add_argument("--parallel-ratio", type=float, default=0.2,
                        help="two-call examples, as a share of single-call ones")  # fmt: skip
     synth.add_argument("--no-tool-share", type=float, default=0.22,
                        help="share of examples that need no call")  # fmt: skip

@@ -95,7 +95,7 @@ class SynthConfig:
 
     per_tool: int = 40
     trajectory_ratio: float = 0.35
-    parallel_ratio: float = 0.12
+    parallel_ratio: float = 0.2
     no_tool_share: float = 0.25
     optional_rate: float = 0.3
     near_miss_share: float = 0.35
