@@ -27,11 +27,11 @@ from runtime.finetune.tool_catalog import catalog_tools, random_modules
 from runtime.tools import ToolDefinitionError, ToolExample, ToolRegistry
 
 
-
 def _m(example: dict[str, Any]) -> list[dict[str, Any]]:
     """The conversation without the optional leading system prompt."""
     messages = list(example["messages"])
     return messages[1:] if messages and messages[0]["role"] == "system" else messages
+
 
 class Point(pydantic.BaseModel):
     x: float

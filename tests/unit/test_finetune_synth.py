@@ -25,11 +25,11 @@ from runtime.finetune.synth import SynthConfig, SynthesisError, Synthesizer, syn
 from runtime.tools import ToolRegistry
 
 
-
 def _m(example: dict[str, Any]) -> list[dict[str, Any]]:
     """The conversation without the optional leading system prompt."""
     messages = list(example["messages"])
     return messages[1:] if messages and messages[0]["role"] == "system" else messages
+
 
 def _custom_module() -> types.ModuleType:
     module = types.ModuleType("weather_tools")
@@ -144,9 +144,7 @@ def test_trajectory_results_are_the_real_tool_results() -> None:
         name, arguments = _calls(example)[0]
         if name == "calculate":
             expected = tools.calculate.invoke_sync(json.loads(arguments))
-            assert json.loads(_m(example)[2]["content"]) == pytest.approx(
-                expected, rel=1e-6
-            )
+            assert json.loads(_m(example)[2]["content"]) == pytest.approx(expected, rel=1e-6)
 
 
 def test_generic_requests_write_every_argument_value_and_no_parameter_name() -> None:
@@ -251,6 +249,4 @@ def test_json_phrasebook_drives_wording_values_and_answers(tmp_path: Any) -> Non
             assert _m(example)[2]["content"] == '{"temp": 19}'
             assert _m(example)[3]["content"] == f"It is 19 degrees in {city}."
     no_tool = [e for e in examples if e["metadata"].get("why") == "chat"]
-    assert no_tool and all(
-        _m(e)[0]["content"] == "Write a haiku about fog" for e in no_tool
-    )
+    assert no_tool and all(_m(e)[0]["content"] == "Write a haiku about fog" for e in no_tool)

@@ -14,11 +14,11 @@ from runtime.tools import ToolRegistry
 from tests.unit.test_finetune_natural import convert, get_order, remind
 
 
-
 def _m(example: dict[str, Any]) -> list[dict[str, Any]]:
     """The conversation without the optional leading system prompt."""
     messages = list(example["messages"])
     return messages[1:] if messages and messages[0]["role"] == "system" else messages
+
 
 def _examples() -> list[dict[str, Any]]:
     registry = ToolRegistry([convert, remind, get_order])
