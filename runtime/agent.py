@@ -320,7 +320,8 @@ class Agent:
             return result
         except AuditWriteError as exc:
             return state.finish(
-                RunStatus.AUDIT_ERROR, error=f"the audit log cannot be written: {exc}"
+                RunStatus.AUDIT_ERROR,
+                error=f"the audit log cannot be written: {exc}{_unaudited(state)}",
             )
         finally:
             await self.executor.end_run(run_id)
@@ -367,8 +368,10 @@ class Agent:
         )
 
     def _check_limits(self, state: _RunState, outcomes: list[CallOutcome]) -> RunResult | None:
-        if any(o.status is CallStatus.AUDIT_ERROR for o in outcomes):
-            return state.finish(RunStatus.AUDIT_ERROR, error="the audit log cannot be written")
+        if any(o.status is CallStatus.AUDIT_ERROR or not o.audited for o in outcomes):
+            return state.finish(
+                RunStatus.AUDIT_ERROR, error="the audit log cannot be written" + _unaudited(state)
+            )
         # A tool's budget counts turns in which it failed, not calls: three bad
         # calls in one reply are one mistake the model gets told about at once.
         failed = {
@@ -531,6 +534,15 @@ def check_tool_choice(choice: str, registry: ToolRegistry) -> None:
         f"tool_choice {choice!r} is not one of this agent's tools ({known}); "
         "use auto, required, none or one of those names"
     )
+
+
+def _unaudited(state: _RunState) -> str:
+    """The calls that ran but are missing from the log, for a run's error sentence."""
+    ran = [call for call in state.calls if not call.audited]
+    if not ran:
+        return ""
+    names = ", ".join(f"{call.tool} ({call.status.value})" for call in ran)
+    return f"; these calls ran but are not fully audited: {names}"
 
 
 def _tool_message(outcome: CallOutcome) -> dict[str, Any]:

@@ -55,6 +55,11 @@ class CallOutcome:
         decision: The policy decision, when the policy stage ran.
         execution: The executor's report, when the call ran.
         duration_ms: Time spent in the pipeline for this call.
+        approval_id: The approval this call waited for, if any.
+        audit_error: Set when the call ran but its final audit record could
+            not be written (e.g. disk full while the tool ran): `status` and
+            `result` still say what happened, and the call is *not fully
+            audited*. Printed as `audited: false` with this sentence.
     """
 
     request: ToolCallRequest
@@ -66,10 +71,16 @@ class CallOutcome:
     execution: ExecutionResult | None = None
     duration_ms: float = 0.0
     approval_id: str | None = None
+    audit_error: str | None = None
 
     @property
     def tool(self) -> str:
         return self.request.name
+
+    @property
+    def audited(self) -> bool:
+        """False when the call's final record is missing from the audit log."""
+        return self.audit_error is None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape printed by `agentrt call` and `agentrt run --json`."""
@@ -93,6 +104,9 @@ class CallOutcome:
                 out["stdout"] = self.execution.stdout
             if self.execution.stderr:
                 out["stderr"] = self.execution.stderr
+        if self.audit_error is not None:
+            out["audited"] = False
+            out["audit_error"] = self.audit_error
         out["duration_ms"] = round(self.duration_ms, 3)
         return out
 
@@ -374,7 +388,15 @@ class ToolCallPipeline:
             fields[Field.STDOUT] = result.stdout
         if result.stderr:
             fields[Field.STDERR] = result.stderr
-        self.audit.write(Event.EXECUTION_FINISHED, fields)
+        audit_error = None
+        try:
+            self.audit.write(Event.EXECUTION_FINISHED, fields)
+        except AuditWriteError as exc:
+            # The tool ran: reporting "nothing ran" would invite a second payment.
+            audit_error = (
+                f"the call ran ({result.status.value}) but its {Event.EXECUTION_FINISHED} "
+                f"record could not be written: {exc}"
+            )
         return CallOutcome(
             request,
             result.status,
@@ -383,6 +405,7 @@ class ToolCallPipeline:
             error=result.error,
             decision=decision,
             execution=result,
+            audit_error=audit_error,
         )
 
     async def run_approved(

@@ -2,7 +2,10 @@
 
 Exit codes: 0 the call ended `ok`; 1 it ended with any other status (the JSON
 says which); 2 it was refused before any call was made (bad flags, or a
-`--resume` of an approval that is unknown, still pending or was rejected).
+`--resume` of an approval that is unknown, still pending or was rejected);
+3 it ended, and its JSON is printed, but the audit log could not record all
+of it (disk full while the tool ran: `audited: false` and `audit_error` say
+what is missing).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.calls import CallStatus, ToolCallRequest
 from runtime.cli.gate_options import (
+    EXIT_NOT_AUDITED,
     Stages,
     UsageError,
     add_gate_options,
@@ -22,6 +26,7 @@ from runtime.cli.gate_options import (
     build_stages,
     fail_usage,
     print_json,
+    warn_not_audited,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +43,8 @@ def register(subparsers: Any) -> None:
             "policy ran. Exit code 0 only for status ok. A call that needs a human is kept in "
             "the approvals database; after `agentrt approvals approve ID`, "
             "`agentrt call --resume ID` runs it (exactly once). Exit 2: refused before any "
-            "call was made (one sentence on stderr)."
+            "call was made (one sentence on stderr). Exit 3: the call ended and is printed, "
+            "but the audit log could not record all of it (`audited: false`)."
         ),
     )
     add_module_option(parser)
@@ -95,8 +101,17 @@ async def _call(stages: Stages, args: argparse.Namespace) -> int:
                 )
                 outcome = dataclasses.replace(outcome, approval_id=record.id)
     finally:
-        await stages.aclose()
+        problem = await stages.finish()
+    if problem is not None and outcome.status is CallStatus.AUDIT_ERROR:
+        warn_not_audited(problem)  # nothing ran: the status already says the log failed
+    elif problem is not None and outcome.audited:
+        outcome = dataclasses.replace(
+            outcome, audit_error=f"its records were written, but {problem}"
+        )
     print_json(outcome.to_dict())
+    if not outcome.audited:
+        warn_not_audited(outcome.audit_error or "")
+        return EXIT_NOT_AUDITED
     return 0 if outcome.status is CallStatus.OK else 1
 
 

@@ -130,6 +130,29 @@ class Stages:
         if self.approvals is not None:
             self.approvals.close()
 
+    async def finish(self) -> str | None:
+        """Close every stage; return why the audit log could not be closed, if it could not.
+
+        Closing signs the log's final checkpoint, the last write a full disk
+        can refuse. The command has already done its work by then: it prints
+        that work and reports this, rather than dying with a traceback.
+        """
+        from runtime.audit.sink import AuditWriteError
+
+        try:
+            await self.executor.aclose()
+        finally:
+            problem = None
+            try:
+                if self.audit is not None:
+                    self.audit.close()
+            except AuditWriteError as exc:
+                problem = f"the audit log could not be closed: {exc}"
+            finally:
+                if self.approvals is not None:
+                    self.approvals.close()
+        return problem
+
 
 def build_executor(
     kind: str | None,
@@ -226,6 +249,15 @@ def print_json(payload: Any) -> None:
 def fail_usage(message: str) -> int:
     sys.stderr.write(f"agentrt: error: {message}\n")
     return 2
+
+
+#: Exit code of `call` and `run` when the work was done (and printed) but the
+#: audit log could not record all of it: the output has `audited: false`.
+EXIT_NOT_AUDITED = 3
+
+
+def warn_not_audited(problem: str) -> None:
+    sys.stderr.write(f"agentrt: warning: not fully audited: {problem}\n")
 
 
 def existing_dir(value: str) -> Path:

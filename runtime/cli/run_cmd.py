@@ -3,7 +3,9 @@
 Exit codes: 0 the run completed; 1 it stopped otherwise (`max_turns`,
 `pending_approval`, `model_error`, ...: the output says which); 2 it was
 refused before the model was asked (bad flags, a `--tool-choice` naming no
-tool, `--resume` without `--policy`, or a run that cannot be resumed).
+tool, `--resume` without `--policy`, or a run that cannot be resumed); 3 a
+call ran, and the run is printed, but the audit log could not record all of
+it (the call shows `audited: false`), or the log could not be closed.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import os
 from typing import Any
 
 from runtime.cli.gate_options import (
+    EXIT_NOT_AUDITED,
     UsageError,
     add_gate_options,
     add_module_option,
     build_stages,
     fail_usage,
     print_json,
+    warn_not_audited,
 )
 from runtime.cli.prompt_options import (
     add_prompt_options,
@@ -52,7 +56,8 @@ def register(subparsers: Any) -> None:
         "run",
         help="run an agent on one prompt",
         description="Exit 0: the run completed. Exit 1: it stopped for another reason "
-        "(printed). Exit 2: refused before the model was asked (one sentence on stderr).",
+        "(printed). Exit 2: refused before the model was asked (one sentence on stderr). "
+        "Exit 3: printed, but the audit log could not record all of it.",
     )
     add_module_option(parser)
     add_model_options(parser)
@@ -172,7 +177,7 @@ async def _run(
             )
     finally:
         await client.aclose()
-        await stages.aclose()
+        problem = await stages.finish()
     if args.json:
         print_json(result.to_dict())
     else:
@@ -186,4 +191,11 @@ async def _run(
                 f"approve with `agentrt approvals approve ID`, then `agentrt run --resume {result.run_id}`"
             )
         print(result.output)
+    unaudited = [call for call in result.tool_calls if not call.audited]
+    for call in unaudited:
+        warn_not_audited(f"{call.tool}: {call.audit_error}")
+    if problem is not None:
+        warn_not_audited(problem)
+    if unaudited or (problem is not None and result.status is not RunStatus.AUDIT_ERROR):
+        return EXIT_NOT_AUDITED
     return 0 if result.status is RunStatus.COMPLETED else 1
