@@ -1,4 +1,15 @@
-"""`agentrt serve-model`: the embedded llama.cpp model server, in the foreground."""
+"""`agentrt serve-model`: the embedded llama.cpp model server, in the foreground.
+
+While it serves, the server is judged by its process (an exit ends the
+command at once) and a tolerant probe: an HTTP request the server answers
+without the model's lock, every `PROBE_EVERY_S`, allowed `PROBE_TIMEOUT_S`;
+only `PROBE_FAILURES` failures in a row (over a minute of no answer at all)
+stop it. A server busy with a long completion still answers the probe, so
+it is never stopped mid-request.
+
+Exit codes: 0 stopped by Ctrl-C / SIGTERM; 1 the server exited or stopped
+answering; 2 it could not start (bad flags, missing model or adapter).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from runtime.cli.gate_options import fail_usage
+
+PROBE_EVERY_S = 5.0
+PROBE_TIMEOUT_S = 10.0
+PROBE_FAILURES = 5
 
 
 def register(subparsers: Any) -> None:
@@ -60,11 +75,31 @@ def _handle(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        while not stop.wait(1.0):
-            if not server.healthy():
-                print("the model server stopped answering", flush=True)
-                return 1
+        if not _watch(server, stop):
+            return 1
     finally:
         server.stop()
     print("stopped", flush=True)
     return 0
+
+
+def _watch(server: Any, stop: threading.Event) -> bool:
+    """Serve until `stop` is set (True) or the server is dead or unreachable (False)."""
+    failures = 0
+    while not stop.wait(PROBE_EVERY_S):
+        if not server.alive():
+            where = f"; see {server.log_path}" if server.log_path else ""
+            print(f"the model server exited (code {server.returncode}){where}", flush=True)
+            return False
+        if server.responsive(timeout_s=PROBE_TIMEOUT_S):
+            failures = 0
+            continue
+        failures += 1
+        if failures >= PROBE_FAILURES and not stop.is_set():
+            print(
+                f"the model server did not answer {failures} probes in a row "
+                f"({PROBE_TIMEOUT_S:g} s each, every {PROBE_EVERY_S:g} s); stopping it",
+                flush=True,
+            )
+            return False
+    return True

@@ -122,6 +122,9 @@ class LocalModelServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.threads),
             "--chat_format", self.chat_format,
+            # By default a new request makes llama-cpp-python end the stream in
+            # progress early ([DONE] without a finish_reason): queue it instead.
+            "--interrupt_requests", "False",
         ]  # fmt: skip
         if self.adapter is not None:
             command += ["--lora_path", str(self.adapter)]
@@ -163,10 +166,39 @@ class LocalModelServer:
         raise LocalServerError(f"the model server did not answer within {timeout_s:g} s")
 
     def healthy(self) -> bool:
+        """True when `/v1/models` lists the model: the server is up and the model loaded.
+
+        The llama.cpp server answers this only between completions (it waits
+        for the model's lock), so it suits start-up, not a busy server: see
+        `responsive`.
+        """
         try:
             with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
                 body = json.loads(response.read())
                 return response.status == 200 and bool(body.get("data"))
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def alive(self) -> bool:
+        """True while the server process runs."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The server process's exit code once it has exited."""
+        return self._process.poll() if self._process is not None else None
+
+    def responsive(self, *, timeout_s: float = 10.0) -> bool:
+        """True when the server's HTTP layer answers, busy generating or not.
+
+        Asks for the OpenAPI schema, which the server serves without the
+        model's lock, so a probe neither waits for nor interrupts a completion.
+        """
+        url = self.base_url.removesuffix("/v1") + "/openapi.json"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                response.read()
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError, ValueError):
             return False
 
