@@ -34,6 +34,8 @@ _SANDBOX_FIELDS = (
     ("exit_code", Field.EXIT_CODE),
     ("image", Field.SANDBOX_IMAGE),
 )
+# How much longer than a claimant's own backstop a second resume waits for its outcome.
+CLAIM_WAIT_MARGIN_S = 10.0
 # Host-side backstop on top of each executor's own timeout enforcement: the
 # tool's timeout, plus the executor's declared wait for a sandbox
 # (`sandbox_wait_s`, see `ToolExecutor`), plus this grace for killing and reporting.
@@ -416,8 +418,11 @@ class ToolCallPipeline:
         Approved calls are claimed in the store before anything runs; edited
         arguments are validated and the policy re-decides (deny rules and
         limits still apply). Rejected and expired approvals become `denied`.
-        A call found `executing` (the process stopped while it ran) is not
-        run again: it is reported as `sandbox_error` for an operator to check.
+        A call another process claimed is never run here: this waits for
+        that process's outcome and returns it; if that process stops without
+        one, the call is `sandbox_error` (`interrupted`) for an operator to
+        check, and if it is still running after its own time limits,
+        `sandbox_error` (`running_elsewhere`).
         """
         started = time.perf_counter()
         outcome = await self._run_approved(record, approvals, context)
@@ -455,20 +460,47 @@ class ToolCallPipeline:
         try:
             claim = await asyncio.to_thread(approvals.claim_for_execution, record.id)
         except AlreadyClaimed as exc:
-            return _outcome_from_record(request, exc.record)
-        self.audit.write(
-            Event.APPROVAL_GRANTED,
-            {
-                **base,
-                Field.APPROVAL_ID: record.id,
-                Field.APPROVAL_EDITED: record.arguments_edited,
-                Field.ARGUMENTS: record.effective_arguments,
-            },
-        )
-        outcome = await self._run_claimed(request, record, context, base)
+            return await self._claimed_elsewhere(request, approvals, exc.record)
+        try:
+            self.audit.write(
+                Event.APPROVAL_GRANTED,
+                {
+                    **base,
+                    Field.APPROVAL_ID: record.id,
+                    Field.APPROVAL_EDITED: record.arguments_edited,
+                    Field.ARGUMENTS: record.effective_arguments,
+                },
+            )
+        except AuditWriteError:
+            # Nothing ran: give the claim back so the call can be resumed later.
+            await asyncio.to_thread(approvals.unclaim, record.id, claim.token)
+            raise
+        try:
+            outcome = await self._run_claimed(request, record, context, base)
+        except BaseException:  # cancelled mid-call: it may have run; an operator decides
+            approvals.forget_claim(record.id)
+            raise
         outcome = dataclasses.replace(outcome, approval_id=record.id)
         await asyncio.to_thread(approvals.mark_executed, record.id, claim.token, outcome.to_dict())
         return outcome
+
+    async def _claimed_elsewhere(
+        self, request: ToolCallRequest, approvals: ApprovalStore, record: ApprovalRecord
+    ) -> CallOutcome:
+        """Another resume claimed this call: its stored outcome, once a live claimant is done."""
+        if record.outcome is None and record.status in (
+            ApprovalStatus.APPROVED,
+            ApprovalStatus.EXECUTING,
+        ):
+            tool = self.registry.get(record.tool)
+            # The claimant gives up on the call by its own backstop (see `execute`).
+            wait_s = CLAIM_WAIT_MARGIN_S + TIMEOUT_GRACE_S + (tool.timeout_s if tool else 60.0)
+            wait_s += float(getattr(self.executor, "sandbox_wait_s", 0.0) or 0.0)
+            record = await asyncio.to_thread(approvals.wait_for_claim, record.id, wait_s)
+        holder = None
+        if record.outcome is None:
+            holder = await asyncio.to_thread(approvals.claim_holder, record.id)
+        return _outcome_from_record(request, record, holder)
 
     async def _run_claimed(
         self,
@@ -500,10 +532,50 @@ class ToolCallPipeline:
         return await self.execute(checked, granted, base, decision)
 
 
-def _outcome_from_record(request: ToolCallRequest, record: ApprovalRecord) -> CallOutcome:
-    """The stored outcome of an approval that was already claimed."""
+def _outcome_from_record(
+    request: ToolCallRequest, record: ApprovalRecord, holder: int | None = None
+) -> CallOutcome:
+    """The stored outcome of an approval that was already claimed.
+
+    Without one: `running_elsewhere` while a live process (`holder`, a pid)
+    still runs it, else `interrupted` (its claimant is gone, or an operator
+    abandoned it).
+    """
     stored = record.outcome if isinstance(record.outcome, dict) else None
+    if stored is None and holder is not None:
+        return CallOutcome(
+            request,
+            CallStatus.SANDBOX_ERROR,
+            arguments=record.effective_arguments,
+            error=ErrorInfo(
+                type="running_elsewhere",
+                message=(
+                    f"approval {record.id} is being run by another process (pid {holder}); it is "
+                    f"not run here, and its outcome will be in `agentrt approvals show {record.id}`"
+                ),
+            ),
+            approval_id=record.id,
+        )
     if stored is None:
+        if record.status is ApprovalStatus.APPROVED:  # the other claimant gave it back unrun
+            return CallOutcome(
+                request,
+                CallStatus.SANDBOX_ERROR,
+                arguments=record.effective_arguments,
+                error=ErrorInfo(
+                    type="not_run",
+                    message=(
+                        f"approval {record.id} was claimed by another process, which gave it "
+                        f"back without running it; resume again to run it"
+                    ),
+                ),
+                approval_id=record.id,
+            )
+        how = (
+            "was abandoned by an operator"
+            if record.status is ApprovalStatus.ABANDONED
+            else "was claimed by a process that stopped before recording an outcome"
+        )
         return CallOutcome(
             request,
             CallStatus.SANDBOX_ERROR,
@@ -511,9 +583,8 @@ def _outcome_from_record(request: ToolCallRequest, record: ApprovalRecord) -> Ca
             error=ErrorInfo(
                 type="interrupted",
                 message=(
-                    f"approval {record.id} was {record.status.value} when this process looked: it "
-                    f"may have run, so it is not run again; an operator must check it "
-                    f"(agentrt approvals show {record.id})"
+                    f"approval {record.id} {how}: it may have run, so it is not run again; "
+                    f"an operator must check it (agentrt approvals show {record.id})"
                 ),
             ),
             approval_id=record.id,

@@ -47,14 +47,15 @@ class AlreadyClaimed(ApprovalError):
 
     Attributes:
         record: The approval as stored, with `outcome` once it is recorded.
+        running_elsewhere: Another live process holds the claim right now
+            (it may not have recorded `executing` yet).
     """
 
-    def __init__(self, record: ApprovalRecord) -> None:
-        super().__init__(
-            f"approval {record.id} is already {record.status}; it will not run twice",
-            record.status,
-        )
+    def __init__(self, record: ApprovalRecord, *, running_elsewhere: bool = False) -> None:
+        where = "being run by another process" if running_elsewhere else f"already {record.status}"
+        super().__init__(f"approval {record.id} is {where}; it will not run twice", record.status)
         self.record = record
+        self.running_elsewhere = running_elsewhere
 
 
 class ApprovalRecheckFailed(ApprovalError):

@@ -21,6 +21,13 @@ because nobody can know whether the side effect happened. `list(status=
 "executing")` shows such calls; an operator checks and then `abandon`s them
 (a new call is the way to try again).
 
+Running elsewhere vs. interrupted: the claimant also holds an exclusive
+`flock` on `PATH.claims/ID.lock` from before its claim until its outcome is
+recorded; the kernel drops it if the process dies. So another process that
+finds a call `executing` can tell a live claimant (`claim_holder` gives its
+pid; `wait_for_claim` waits for its outcome) from a dead one (the lock is
+free: the call was interrupted).
+
 Rejected and expired calls are denials: the resumed run tells the model so.
 All transitions are atomic; methods are thread-safe and block briefly (call
 them through `asyncio.to_thread` from async code).
@@ -30,7 +37,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -119,6 +128,8 @@ class ApprovalStore:
         self._clock = clock
         self._default_timeout_s = default_timeout_s
         self._lock = threading.Lock()
+        self._claims_dir = self.path.with_name(self.path.name + ".claims")
+        self._claim_fds: dict[str, int] = {}  # approval id -> its claim lock, held here
         self._conn = sqlite3.connect(
             self.path, timeout=10.0, isolation_level=None, check_same_thread=False
         )
@@ -129,8 +140,10 @@ class ApprovalStore:
             self._conn.executescript(_SCHEMA)
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection (and drop the claim locks this store holds)."""
         with self._lock:
+            for approval_id in list(self._claim_fds):
+                self._drop_claim_lock(approval_id, unlink=False)
             self._conn.close()
 
     # ------------------------------------------------------------------ creating
@@ -358,23 +371,101 @@ class ApprovalStore:
         ):
             raise AlreadyClaimed(record)
         self._require(record, ApprovalStatus.APPROVED, "execute")
+        # The lock first: whoever holds it is claiming or running this call.
+        if not self._take_claim_lock(record.id):
+            raise AlreadyClaimed(self.get(record.id), running_elsewhere=True)
         token = uuid.uuid4().hex
         now = self._clock()
-        with self._lock, self._transaction():
-            row = self._conn.execute(
-                "UPDATE approvals SET status = 'executing', claim_token = ?, claimed_at = ? "
-                "WHERE id = ? AND status = 'approved' RETURNING *",
-                (token, now, record.id),
-            ).fetchone()
-            current = (
-                row
-                or self._conn.execute(
-                    "SELECT * FROM approvals WHERE id = ?", (record.id,)
+        try:
+            with self._lock, self._transaction():
+                row = self._conn.execute(
+                    "UPDATE approvals SET status = 'executing', claim_token = ?, claimed_at = ? "
+                    "WHERE id = ? AND status = 'approved' RETURNING *",
+                    (token, now, record.id),
                 ).fetchone()
-            )
-        if row is None:  # another resume won the race
+                current = (
+                    row
+                    or self._conn.execute(
+                        "SELECT * FROM approvals WHERE id = ?", (record.id,)
+                    ).fetchone()
+                )
+        except BaseException:
+            self._release_claim_lock(record.id, unlink=False)
+            raise
+        if row is None:  # another resume won the race (and has finished)
+            self._release_claim_lock(record.id, unlink=False)
             raise AlreadyClaimed(_record(current))
         return ExecutionClaim(_record(row), token)
+
+    def unclaim(self, approval_id: str, token: str) -> ApprovalRecord:
+        """Give back a claim whose call never started (`executing → approved`).
+
+        For a failure before the tool was handed anything, e.g. the audit log
+        refusing the `approval.granted` record: the call can be resumed later.
+
+        Raises:
+            ApprovalError: The token is not the claim's, or it is not executing.
+        """
+        with self._lock, self._transaction():
+            row = self._conn.execute(
+                "UPDATE approvals SET status = 'approved', claim_token = NULL, claimed_at = NULL "
+                "WHERE id = ? AND status = 'executing' AND claim_token = ? RETURNING *",
+                (approval_id, token),
+            ).fetchone()
+        self._release_claim_lock(approval_id, unlink=False)
+        if row is None:
+            raise ApprovalError(f"approval {approval_id} is not executing under this claim")
+        return _record(row)
+
+    def forget_claim(self, approval_id: str) -> None:
+        """Stop holding the claim lock without recording an outcome (the run was cancelled).
+
+        The call stays `executing`: it may have run, so only an operator may
+        `abandon` it; other processes now see it as interrupted.
+        """
+        self._release_claim_lock(approval_id, unlink=False)
+
+    def claim_holder(self, approval_id: str) -> int | None:
+        """The pid of the live process holding the call's claim, or None."""
+        try:
+            fd = os.open(self._claim_lock_path(approval_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                return int(text) if text.isdigit() else 0
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def wait_for_claim(self, approval_id: str, timeout_s: float) -> ApprovalRecord:
+        """Wait (up to `timeout_s`) until no live process holds the claim; return the record.
+
+        When the claimant finishes, the record carries its outcome; when it
+        died, the record is still `executing` and `claim_holder` is None.
+        """
+        try:
+            fd = os.open(self._claim_lock_path(approval_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return self.get(approval_id)
+        released = threading.Event()
+
+        def block() -> None:  # a blocking flock returns when the holder lets go or dies
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+                released.set()
+
+        # A daemon thread: a claimant that never lets go must not keep this process alive.
+        threading.Thread(target=block, name=f"approval-wait-{approval_id}", daemon=True).start()
+        released.wait(timeout_s)
+        return self.get(approval_id)
 
     def mark_executed(self, approval_id: str, token: str, outcome: Any) -> ApprovalRecord:
         """Record what the claimed call returned (any JSON), ending its life.
@@ -391,6 +482,7 @@ class ApprovalStore:
             ).fetchone()
         if row is None:
             raise ApprovalError(f"approval {approval_id} is not executing under this claim")
+        self._release_claim_lock(approval_id, unlink=True)  # after the commit: waiters read it
         return _record(row)
 
     def abandon(
@@ -420,6 +512,37 @@ class ApprovalStore:
         return _record(row)
 
     # ------------------------------------------------------------------ internals
+
+    def _claim_lock_path(self, approval_id: str) -> Path:
+        return self._claims_dir / f"{approval_id}.lock"
+
+    def _take_claim_lock(self, approval_id: str) -> bool:
+        self._claims_dir.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(self._claim_lock_path(approval_id), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        with self._lock:
+            self._claim_fds[approval_id] = fd
+        return True
+
+    def _release_claim_lock(self, approval_id: str, *, unlink: bool) -> None:
+        with self._lock:
+            self._drop_claim_lock(approval_id, unlink=unlink)
+
+    def _drop_claim_lock(self, approval_id: str, *, unlink: bool) -> None:
+        """Caller holds `_lock`."""
+        fd = self._claim_fds.pop(approval_id, None)
+        if fd is None:
+            return
+        if unlink:  # still locked: nobody can take a lock on it between unlink and close
+            with contextlib.suppress(OSError):
+                self._claim_lock_path(approval_id).unlink()
+        os.close(fd)
 
     def _require(self, record: ApprovalRecord, status: ApprovalStatus, action: str) -> None:
         if record.status == status:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,6 +171,51 @@ def test_crash_between_claim_and_result_is_never_rerun(
     with pytest.raises(AlreadyClaimed):
         restarted.claim_for_execution(approval_id)
     restarted.close()
+
+
+def test_a_live_claimant_is_told_apart_from_a_dead_one(
+    store: ApprovalStore, tmp_path: Path, clock: Clock
+) -> None:
+    approval_id = pending(store)
+    store.approve(approval_id)
+    store.claim_for_execution(approval_id)
+    other = ApprovalStore(tmp_path / "approvals.db", clock=clock)  # a second process
+    assert other.claim_holder(approval_id) == os.getpid()
+    with pytest.raises(AlreadyClaimed):
+        other.claim_for_execution(approval_id)
+    assert other.wait_for_claim(approval_id, 0.05).status == ApprovalStatus.EXECUTING
+    store.close()  # the claimant dies: the kernel drops its lock
+    assert other.claim_holder(approval_id) is None
+    assert other.wait_for_claim(approval_id, 30).status == ApprovalStatus.EXECUTING
+    other.close()
+
+
+def test_a_second_process_waits_for_the_claimants_outcome(
+    store: ApprovalStore, tmp_path: Path, clock: Clock
+) -> None:
+    approval_id = pending(store)
+    store.approve(approval_id)
+    claim = store.claim_for_execution(approval_id)
+    other = ApprovalStore(tmp_path / "approvals.db", clock=clock)
+    seen: list[Any] = []
+    waiter = threading.Thread(target=lambda: seen.append(other.wait_for_claim(approval_id, 60)))
+    waiter.start()
+    store.mark_executed(approval_id, claim.token, {"status": "ok", "result": 7})
+    waiter.join(60)
+    assert seen and seen[0].status == ApprovalStatus.EXECUTED
+    assert seen[0].outcome == {"status": "ok", "result": 7}
+    assert other.claim_holder(approval_id) is None
+    other.close()
+
+
+def test_a_claim_given_back_unrun_can_be_claimed_again(store: ApprovalStore) -> None:
+    approval_id = pending(store)
+    store.approve(approval_id)
+    claim = store.claim_for_execution(approval_id)
+    assert store.unclaim(approval_id, claim.token).status == ApprovalStatus.APPROVED
+    assert store.claim_holder(approval_id) is None
+    again = store.claim_for_execution(approval_id)
+    assert again.record.status == ApprovalStatus.EXECUTING
 
 
 def test_mark_executed_needs_the_claim_token(store: ApprovalStore) -> None:
