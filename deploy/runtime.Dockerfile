@@ -5,7 +5,6 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY runtime ./runtime
 COPY tools ./tools
-COPY policies ./policies
 COPY deploy ./deploy
 RUN pip install --no-cache-dir . && useradd --create-home agentrt
 USER agentrt

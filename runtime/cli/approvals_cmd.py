@@ -3,7 +3,7 @@
 Approving only changes the stored state; the run that asked resumes through
 the library (`ApprovalStore.claim_for_execution`), which runs the call once.
 Edited arguments (`approve ID --args JSON`) are re-checked against the policy
-(`--policy DIR`, default `policies/`) as an approved call, and against the
+(`--policy DIR`, default the shipped default policy) as an approved call, and against the
 tool's JSON Schema when `--module M` names the module that defines the tool;
 the resumed run validates them again before executing.
 """
@@ -43,7 +43,11 @@ def register(subparsers: Any) -> None:
     approve = actions.add_parser("approve", parents=[common], help="approve a pending call")
     approve.add_argument("id")
     approve.add_argument("--args", metavar="JSON", help="edited arguments to run instead")
-    approve.add_argument("--policy", metavar="DIR", help="policy to re-check edited arguments")
+    approve.add_argument(
+        "--policy",
+        metavar="DIR",
+        help="policy to re-check edited arguments (default: the shipped default policy)",
+    )
     approve.add_argument("--module", metavar="M", help="module defining the tool (schema check)")
     approve.add_argument("--by", help="who approves (recorded)")
     approve.add_argument("--note")
@@ -155,7 +159,7 @@ def _load_validator(module_name: str) -> Any:
 def _approve(args: argparse.Namespace) -> int:
     from runtime.cli.policy_cmd import parse_json_object
     from runtime.policy.approvals import ApprovalError, ApprovalRecheckFailed, policy_recheck
-    from runtime.policy.loader import PolicyLoadError, load_policies
+    from runtime.policy.loader import PolicyLoadError, default_policy_dir, load_policies
     from runtime.policy.ratelimit import InMemoryRateLimitStore
 
     edited = None
@@ -163,9 +167,7 @@ def _approve(args: argparse.Namespace) -> int:
     try:
         if args.args is not None:
             edited = parse_json_object(args.args)
-            policy_dir = args.policy or ("policies" if Path("policies").is_dir() else None)
-            if policy_dir is None:
-                raise ValueError("edited arguments need a policy re-check: pass --policy DIR")
+            policy_dir = args.policy or default_policy_dir()
             policy = load_policies(policy_dir, rate_limits=InMemoryRateLimitStore())
             validate = _load_validator(args.module) if args.module else None
             recheck = policy_recheck(policy, validate)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from runtime.cli.gate_options import (
@@ -17,7 +16,6 @@ from runtime.cli.gate_options import (
     print_json,
 )
 
-DEFAULT_POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 GATE_FLOORS = {"gate_p50_us": 100.0, "loop_lag_p99_ms": 20.0}
 
 
@@ -30,8 +28,8 @@ def register(subparsers: Any) -> None:
     gate.add_argument(
         "--policy",
         metavar="DIR",
-        default=str(DEFAULT_POLICY_DIR) if DEFAULT_POLICY_DIR.is_dir() else None,
-        help="policy stage from DIR (default: the shipped policies/); 'none' leaves it out",
+        default=None,
+        help="policy stage from DIR (default: the shipped default policy); 'none' leaves it out",
     )
     gate.add_argument(
         "--audit",
@@ -72,7 +70,7 @@ def _gate(args: argparse.Namespace) -> int:
 
     try:
         registry = load_registry(args.module)
-        policy = build_policy(None if args.policy in (None, "none") else args.policy)
+        policy = build_policy(args.policy)
     except UsageError as exc:
         return fail_usage(str(exc))
     with tempfile.TemporaryDirectory(prefix="agentrt-bench-") as workdir:

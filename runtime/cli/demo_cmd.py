@@ -13,8 +13,6 @@ from typing import Any
 
 from runtime.cli.gate_options import UsageError, build_stages, fail_usage
 
-DEFAULT_POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
-
 
 def register(subparsers: Any) -> None:
     from runtime.cli.run_cmd import add_model_options
@@ -26,7 +24,10 @@ def register(subparsers: Any) -> None:
     add_model_options(parser)
     parser.add_argument("--module", "-m", default="tools", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--policy", default=None, metavar="DIR", help="policy directory (default: policies/)"
+        "--policy",
+        default=None,
+        metavar="DIR",
+        help="policy directory (default: the shipped default policy; 'none' for no policy)",
     )
     parser.add_argument("--sandbox", choices=["docker", "inprocess"], default=None)
     parser.add_argument("--audit-log", default=None, metavar="PATH")
@@ -175,8 +176,10 @@ async def _demo(args: argparse.Namespace) -> int:
     workspace = Path(tempfile.mkdtemp(prefix="agentrt-demo-workspace-"))
     prepare_workspace(workspace)
     args.workspace = str(workspace)
-    if args.policy is None and (DEFAULT_POLICY_DIR / "default.yaml").exists():
-        args.policy = str(DEFAULT_POLICY_DIR)
+    if args.policy is None:  # shipped inside the package: found from a wheel install too
+        from runtime.policy.loader import default_policy_dir
+
+        args.policy = str(default_policy_dir())
     if args.sandbox in (None, "docker"):
         from runtime.sandbox.docker_executor import probe_docker
 

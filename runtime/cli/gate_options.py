@@ -47,8 +47,10 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy",
         metavar="DIR",
-        default=os.environ.get("AGENTRT_POLICY_DIR"),
-        help="policy directory or file (env AGENTRT_POLICY_DIR; default: none = allow all)",
+        default=os.environ.get("AGENTRT_POLICY_DIR") or None,
+        help="policy directory or file (env AGENTRT_POLICY_DIR; default: the shipped "
+        "least-privilege policy, which denies every tool it does not name); 'none' turns the "
+        "policy stage off (every valid call is allowed)",
     )
     parser.add_argument(
         "--approvals-db",
@@ -185,16 +187,29 @@ def build_executor(
         raise UsageError(str(exc)) from None
 
 
-def build_policy(directory: str | None) -> PolicySet | None:
-    """Load the policy set, refusing to start on any problem (never run with fewer rules)."""
-    if directory is None:
-        return None
-    from runtime.policy.loader import PolicyLoadError, load_policies
+#: `--policy none`: the explicit opt-out of the policy stage.
+NO_POLICY = "none"
 
-    if not Path(directory).exists():
-        raise UsageError(f"policy directory {directory} does not exist")
+
+def build_policy(directory: str | None) -> PolicySet | None:
+    """Load the policy set, refusing to start on any problem (never run with fewer rules).
+
+    `None` (no `--policy`) means the shipped default policy; only an explicit
+    `none` turns the stage off. A directory that does not exist is an error,
+    never "allow".
+    """
+    from runtime.policy.loader import PolicyLoadError, default_policy_dir, load_policies
+
+    if directory is not None and directory.lower() == NO_POLICY:
+        return None
+    source = Path(directory) if directory is not None else default_policy_dir()
+    if not source.exists():
+        raise UsageError(
+            f"policy directory {source} does not exist (give an existing directory or "
+            f"file, or --policy none to run without a policy)"
+        )
     try:
-        return load_policies(directory)
+        return load_policies(source)
     except PolicyLoadError as exc:
         raise UsageError(str(exc)) from None
 

@@ -41,12 +41,19 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
 
     test = actions.add_parser("test", help="run the case files in DIR/tests/*.yaml")
-    test.add_argument("dir", metavar="DIR", help="policy directory, e.g. policies/")
+    test.add_argument(
+        "dir", metavar="DIR", help="policy directory, e.g. runtime/policies/ (the shipped one)"
+    )
     test.add_argument("-q", "--quiet", action="store_true", help="print failures only")
     test.set_defaults(handler=run_tests)
 
     explain = actions.add_parser("explain", help="print the decision for one call, with reasons")
-    explain.add_argument("--policy", default="policies", metavar="DIR", help="directory or file")
+    explain.add_argument(
+        "--policy",
+        default=None,
+        metavar="DIR",
+        help="directory or file (default: the shipped default policy)",
+    )
     explain.add_argument("--tool", required=True)
     explain.add_argument("--args", default="{}", metavar="JSON", help="arguments, a JSON object")
     explain.add_argument("--tenant")
@@ -99,7 +106,7 @@ def context_from_mapping(values: dict[str, Any]) -> CallContext:
 
 def run_explain(args: argparse.Namespace) -> int:
     """Handler of `agentrt policy explain`."""
-    from runtime.policy.loader import PolicyLoadError, load_policies
+    from runtime.policy.loader import PolicyLoadError, default_policy_dir, load_policies
     from runtime.policy.ratelimit import InMemoryRateLimitStore
 
     try:
@@ -123,7 +130,8 @@ def run_explain(args: argparse.Namespace) -> int:
         )
         # Explaining never consumes budget, and an in-memory store keeps it
         # from creating .agentrt/ratelimits.db as a side effect.
-        policy = load_policies(args.policy, rate_limits=InMemoryRateLimitStore())
+        source = args.policy if args.policy is not None else default_policy_dir()
+        policy = load_policies(source, rate_limits=InMemoryRateLimitStore())
     except (ValueError, PolicyLoadError) as exc:
         print(f"agentrt policy explain: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from typing import Any
 
 from runtime.cli.gate_options import (
     EXIT_NOT_AUDITED,
+    NO_POLICY,
     UsageError,
     add_gate_options,
     add_module_option,
@@ -112,10 +113,10 @@ def _handle(args: argparse.Namespace) -> int:
             raise UsageError("--max-turns must be at least 1")
         if not args.prompt and not args.resume:
             raise UsageError("give a PROMPT, or --resume RUN_ID")
-        if args.resume and (args.policy is None or not args.approvals_db):
+        if args.resume and (str(args.policy).lower() == NO_POLICY or not args.approvals_db):
             raise UsageError(
-                "--resume needs --policy DIR (and --approvals-db): paused runs are kept "
-                "with the approvals the policy asked for"
+                "--resume needs a policy (not --policy none) and --approvals-db: paused runs "
+                "are kept with the approvals the policy asked for"
             )
         stages = build_stages(args, pool_size=2)
         try:

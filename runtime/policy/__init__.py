@@ -14,6 +14,7 @@ _LAZY = {
     "AllowAllPolicy": "runtime.policy.decision",
     "PolicySet": "runtime.policy.engine",
     "load_policies": "runtime.policy.loader",
+    "default_policy_dir": "runtime.policy.loader",
     "PolicyLoadError": "runtime.policy.loader",
     "ApprovalStore": "runtime.policy.approvals",
     "ApprovalStatus": "runtime.policy.approvals",

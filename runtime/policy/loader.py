@@ -39,6 +39,7 @@ from runtime.policy.ratelimit import RateLimitStore
 __all__ = [
     "PolicyLoadError",
     "PolicyProblem",
+    "default_policy_dir",
     "find_policy_files",
     "load_policies",
     "load_policy_file",
@@ -280,11 +281,22 @@ def load_policy_file(path: Path) -> tuple[PolicyFile, dict[Any, int]]:
         raise PolicyLoadError(validation_problems(str(path), data, lines, exc)) from None
 
 
+def default_policy_dir() -> Path:
+    """The policies shipped inside the package: least privilege for the built-in tools.
+
+    `default.yaml` allows each built-in tool only with arguments of the shape
+    it needs and denies everything else (every other tool included). The
+    CLI loads it unless told `--policy DIR` or `--policy none`. Its
+    `examples/` and `tests/` sub-directories are never loaded with it.
+    """
+    return Path(__file__).resolve().parents[1] / "policies"
+
+
 def find_policy_files(sources: Iterable[str | Path]) -> list[Path]:
     """Expand directories (their top-level `*.yaml`/`*.yml`, sorted) and check files exist.
 
-    Sub-directories are not searched, so `policies/examples/` and
-    `policies/tests/` are never loaded with `policies/`.
+    Sub-directories are not searched, so `runtime/policies/examples/` and
+    `runtime/policies/tests/` are never loaded with `runtime/policies/`.
 
     Raises:
         PolicyLoadError: A source does not exist, or no file was found.

@@ -159,7 +159,7 @@ def test_agentrt_call_prints_the_result_and_exits_3_when_the_log_fills_up(
     argv = [
         "call", "--module", str(pay_module), "--tool", "pay",
         "--args", json.dumps({"to": "bob", "ledger": str(disk / "ledger")}),
-        "--sandbox", "inprocess", "--audit-log", str(disk / "audit.jsonl"),
+        "--policy", "none", "--sandbox", "inprocess", "--audit-log", str(disk / "audit.jsonl"),
     ]  # fmt: skip
     if AS_ROOT:  # the real thing: a subprocess writing to a full tmpfs
         done = subprocess.run(

@@ -79,7 +79,7 @@ def test_call_prints_one_json_object_and_exits_zero_only_for_ok(
 ) -> None:
     result = agentrt(
         "call", "--module", str(tool_file), "--tool", tool, "--args", arguments,
-        "--sandbox", "inprocess", "--audit-log", "none",
+        "--policy", "none", "--sandbox", "inprocess", "--audit-log", "none",
     )  # fmt: skip
     assert result.returncode == code, result.stderr
     payload = json.loads(result.stdout)
@@ -101,7 +101,7 @@ def test_run_json_against_the_scripted_server(tool_file: Path) -> None:
     with ScriptedServer(replies) as server:
         result = agentrt(
             "run", "--module", str(tool_file), "--base-url", server.base_url,
-            "--model", server.model, "--temperature", "0.3", "--top-k", "10",
+            "--model", server.model, "--temperature", "0.3", "--top-k", "10", "--policy", "none",
             "--sandbox", "inprocess", "--audit-log", "none", "--json", "greet bob",
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -137,7 +137,7 @@ def test_impossible_sampling_values_are_refused_before_any_request(tool_file: Pa
     assert "--temperature" in result.stderr
 
 
-POLICY_ROOT = ROOT / "policies"
+POLICY_ROOT = ROOT / "runtime" / "policies"
 
 
 @pytest.mark.parametrize(
@@ -165,6 +165,22 @@ def test_call_with_the_default_policy_prints_the_decision(
         assert rule in payload["decision"]["rule_ids"]
     if status == "pending_approval":
         assert payload["approval_id"]
+
+
+def test_without_a_policy_flag_the_shipped_policy_denies_what_it_does_not_name(
+    tool_file: Path, tmp_path: Path
+) -> None:
+    gate = ["--sandbox", "inprocess", "--audit-log", "none"]
+    gate += ["--approvals-db", str(tmp_path / "approvals.db")]
+    call = ["call", "--module", str(tool_file), "--tool", "greet", "--args", '{"name": "ada"}']
+    denied = agentrt(*call, *gate, env={"AGENTRT_POLICY_DIR": ""})
+    payload = json.loads(denied.stdout)
+    assert (denied.returncode, payload["status"]) == (1, "denied")
+    assert payload["decision"]["rule_ids"] == ["default-deny"]
+    missing = agentrt(*call, *gate, env={"AGENTRT_POLICY_DIR": str(tmp_path / "gone")})
+    assert_refused(missing, 2, f"policy directory {tmp_path / 'gone'} does not exist")
+    opted_out = agentrt(*call, *gate, "--policy", "none")
+    assert json.loads(opted_out.stdout)["status"] == "ok"
 
 
 def test_a_broken_policy_directory_refuses_to_start(tmp_path: Path) -> None:
@@ -227,15 +243,13 @@ def test_call_resume_of_an_undecided_approval_is_refused(tool_file: Path, tmp_pa
     assert_refused(agentrt("call", *gate, "--resume", "nope"), 2, "no approval 'nope'")
 
 
-def test_run_resume_without_a_policy_is_refused(
-    tool_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("AGENTRT_POLICY_DIR", raising=False)
+def test_run_resume_without_a_policy_is_refused(tool_file: Path, tmp_path: Path) -> None:
     model = ["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--sandbox", "inprocess"]
     result = agentrt(
-        "run", "--module", str(tool_file), *model, "--audit-log", "none", "--resume", "r1"
+        "run", "--module", str(tool_file), *model, "--audit-log", "none", "--resume", "r1",
+        "--policy", "none",
     )  # fmt: skip
-    assert_refused(result, 2, "--resume needs --policy")
+    assert_refused(result, 2, "--resume needs a policy (not --policy none)")
     (tmp_path / "policy").mkdir()
     (tmp_path / "policy" / "p.yaml").write_text(GREET_NEEDS_APPROVAL)
     unknown = agentrt(
@@ -260,7 +274,7 @@ def test_run_with_a_tool_choice_naming_a_tool_forces_it(tool_file: Path) -> None
         result = agentrt(
             "run", "--module", str(tool_file), "--base-url", server.base_url,
             "--model", server.model, "--sandbox", "inprocess", "--audit-log", "none",
-            "--tool-choice", "greet", "--json", "greet bob",
+            "--policy", "none", "--tool-choice", "greet", "--json", "greet bob",
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert server.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "greet"}}

@@ -264,7 +264,7 @@ def test_run_model_timeout_flag_bounds_a_hanging_server(tmp_path: Path) -> None:
         result = subprocess.run(
             [sys.executable, "-m", "runtime", "run", "--module", str(tools),
              "--base-url", server.base_url, "--model", server.model, "--model-timeout", "0.5",
-             "--sandbox", "inprocess", "--audit-log", "none", "--json", "ping"],
+             "--policy", "none", "--sandbox", "inprocess", "--audit-log", "none", "--json", "ping"],
             capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
         )  # fmt: skip
         elapsed = time.monotonic() - started

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_policies_pass_their_tests(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["policy", "test", str(REPO / "policies")]) == 0
+    assert main(["policy", "test", str(REPO / "runtime" / "policies")]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out
     assert out.strip().endswith(" 0 failed")
@@ -75,7 +75,7 @@ def test_explain_prints_the_decision(capsys: pytest.CaptureFixture[str]) -> None
             "policy",
             "explain",
             "--policy",
-            str(REPO / "policies"),
+            str(REPO / "runtime" / "policies"),
             "--tool",
             "read_file",
             "--args",
@@ -124,7 +124,16 @@ def test_explain_a_kill_switch_with_and_without_its_context(
 
 @pytest.mark.parametrize("bad", ['{"path": NaN}', '{"a": 1, "a": 2}', "[1]", "{"])
 def test_explain_refuses_non_strict_json(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["policy", "explain", "--policy", str(REPO / "policies"), "--tool", "t", "--args", bad]
+    argv = [
+        "policy",
+        "explain",
+        "--policy",
+        str(REPO / "runtime" / "policies"),
+        "--tool",
+        "t",
+        "--args",
+        bad,
+    ]
     assert main(argv) == 2
     assert "agentrt policy explain" in capsys.readouterr().err
 
@@ -158,7 +167,7 @@ def test_approvals_list_show_reject(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_approvals_edit_then_approve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "a.db"
     approval_id = _seed(db)
-    policies = str(REPO / "policies")
+    policies = str(REPO / "runtime" / "policies")
     edited = json.dumps({"code": "x" * 20001})
     argv = [
         "approvals",
