@@ -262,6 +262,10 @@ class ScriptedServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            # Only `stop()` cancels a connection: end quietly (Python 3.11's stream
+            # callback logs a cancelled handler task as an error).
+            return
         finally:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
