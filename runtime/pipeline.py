@@ -425,7 +425,27 @@ class ToolCallPipeline:
         `sandbox_error` (`running_elsewhere`).
         """
         started = time.perf_counter()
-        outcome = await self._run_approved(record, approvals, context)
+        try:
+            outcome = await self._run_approved(record, approvals, context)
+        except AuditWriteError as exc:
+            request = ToolCallRequest(
+                id=record.call_id,
+                name=record.tool,
+                arguments=json.dumps(record.effective_arguments),
+            )
+            outcome = CallOutcome(
+                request,
+                CallStatus.AUDIT_ERROR,
+                arguments=record.effective_arguments,
+                error=ErrorInfo(
+                    type="audit_unavailable",
+                    message=(
+                        f"the audit log cannot be written, so the call of approval {record.id} "
+                        f"was not run (resume it once the log is writable): {exc}"
+                    ),
+                ),
+                approval_id=record.id,
+            )
         return dataclasses.replace(outcome, duration_ms=(time.perf_counter() - started) * 1000)
 
     async def _run_approved(
@@ -471,12 +491,12 @@ class ToolCallPipeline:
                     Field.ARGUMENTS: record.effective_arguments,
                 },
             )
+            outcome = await self._run_claimed(request, record, context, base)
         except AuditWriteError:
-            # Nothing ran: give the claim back so the call can be resumed later.
+            # Raised only before the tool ran (`execute` keeps a failure after it
+            # in the outcome): give the claim back so the call can be resumed later.
             await asyncio.to_thread(approvals.unclaim, record.id, claim.token)
             raise
-        try:
-            outcome = await self._run_claimed(request, record, context, base)
         except BaseException:  # cancelled mid-call: it may have run; an operator decides
             approvals.forget_claim(record.id)
             raise

@@ -181,3 +181,46 @@ def test_agentrt_call_prints_the_result_and_exits_3_when_the_log_fills_up(
     assert printed["audited"] is False
     assert "No space left on device" in printed["audit_error"]
     assert "not fully audited" in err
+
+
+class _NoGrants(HashChainSink):
+    """The log refuses the `approval.granted` record (the disk filled meanwhile)."""
+
+    def write(self, event: str, fields: Mapping[str, Any]) -> None:
+        if event == Event.APPROVAL_GRANTED:
+            raise AuditWriteError("cannot write audit log: No space left on device")
+        super().write(event, fields)
+
+
+async def test_an_approved_call_whose_grant_cannot_be_recorded_is_not_run_and_stays_approved(
+    tmp_path: Path, pay_module: Path
+) -> None:
+    from runtime.policy.approvals import ApprovalStatus, ApprovalStore
+    from runtime.policy.decision import PolicyDecision
+
+    module = load_module(str(pay_module))
+    store = ApprovalStore(tmp_path / "approvals.db")
+    record = store.create(
+        call_id="c1",
+        tool="pay",
+        arguments={"to": "bob", "ledger": str(tmp_path / "ledger")},
+        decision=PolicyDecision(decision="require_approval", reason="payments need a human"),
+        context=CallContext(),
+        run_id="r1",
+    )
+    store.approve(record.id)
+    registry = ToolRegistry.from_module(module)
+    refusing = _NoGrants(tmp_path / "refusing.jsonl")
+    pipeline = ToolCallPipeline(registry, InProcessExecutor(), audit=refusing)
+    outcome = await pipeline.run_approved(store.get(record.id), store, CallContext())
+    refusing.close()
+    assert outcome.status is CallStatus.AUDIT_ERROR and outcome.error is not None
+    assert "was not run (resume it once the log is writable)" in outcome.error.message
+    assert module.PAID == []
+    assert store.get(record.id).status is ApprovalStatus.APPROVED  # the claim was given back
+    working = HashChainSink(tmp_path / "working.jsonl")
+    pipeline = ToolCallPipeline(registry, InProcessExecutor(), audit=working)
+    again = await pipeline.run_approved(store.get(record.id), store, CallContext())
+    working.close()
+    store.close()
+    assert again.status is CallStatus.OK and module.PAID == ["bob"]
