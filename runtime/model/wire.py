@@ -29,6 +29,7 @@ __all__ = [
     "StreamAssembler",
     "TruncatedReply",
     "parse_completion",
+    "snippet",
     "sse_data",
 ]
 
