@@ -15,7 +15,8 @@ from runtime.cli.gate_options import UsageError, build_stages, fail_usage
 
 
 def register(subparsers: Any) -> None:
-    from runtime.cli.run_cmd import add_model_options
+    from runtime.cli.embedded_model import add_embedded_model_options
+    from runtime.cli.run_cmd import add_model_options, add_model_timeout_option
 
     parser = subparsers.add_parser(
         "demo",
@@ -39,15 +40,8 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="use the scripted test server instead of the embedded model (a deterministic tour)",
     )
-    parser.add_argument(
-        "--adapter",
-        default=None,
-        metavar="GGUF",
-        help="LoRA adapter for the embedded model (default: the shipped general adapter)",
-    )
-    parser.add_argument(
-        "--base", action="store_true", help="the bare embedded model, without the adapter"
-    )
+    add_embedded_model_options(parser)
+    add_model_timeout_option(parser)
     parser.set_defaults(handler=_handle, context=[], allow_unsandboxed=False, workspace=None)
 
 
@@ -213,37 +207,32 @@ async def _demo(args: argparse.Namespace) -> int:
             "(a deterministic tour of every path through the gate)"
         )
     else:
-        from runtime.model.adapters import GeneralAdapterError, general_adapter_gguf
+        from runtime.cli.embedded_model import describe, embedded_server
 
-        adapter = Path(args.adapter) if args.adapter else None
-        if adapter is None and not args.base:
-            try:
-                adapter = general_adapter_gguf()
-            except GeneralAdapterError as exc:
-                raise UsageError(str(exc)) from None
-        console.print("[dim]starting the embedded model server (llama.cpp, SmolLM2-135M)…[/]")
-        local = LocalModelServer(
-            adapter=adapter, log_path=Path(tempfile.gettempdir()) / "agentrt-demo-model.log"
+        local = embedded_server(
+            args, log_path=Path(tempfile.gettempdir()) / "agentrt-demo-model.log"
         )
+        console.print("[dim]starting the embedded model server (llama.cpp, SmolLM2-135M)…[/]")
         try:
             await asyncio.to_thread(local.start)
         except LocalServerError as exc:
             raise UsageError(str(exc)) from None
         base_url, model = local.base_url, local.model_alias
         console.print(
-            f"[bold]model[/]: {model}{' + ' + str(adapter) if adapter else ' (untuned)'} at "
-            f"{base_url}, served by llama.cpp on this machine"
+            f"[bold]model[/]: {describe(local)} at {base_url}, served by llama.cpp on this machine"
         )
-        if adapter is None:
+        if local.adapter is None:
             console.print(
-                "[dim]an untuned 135M model often picks the wrong tool or malformed arguments: "
-                "watch the gate reject them; `agentrt finetune` trains an adapter (--adapter)[/]"
+                "[dim]the bare 135M model rarely calls a tool; the general adapter (the default "
+                "without --base) or `agentrt finetune` on your tools fixes that[/]"
             )
     console.print(
         f"[bold]sandbox[/]: {stages.executor.name}   [bold]policy[/]: {args.policy or 'none (allow all)'}"
         f"   [bold]workspace[/]: {workspace}"
     )
-    client = OpenAICompatibleClient(base_url, model, api_key=args.api_key, stream=args.stream)
+    client = OpenAICompatibleClient(
+        base_url, model, api_key=args.api_key, stream=args.stream, timeout=args.model_timeout
+    )
     live = _LiveCalls(console)
     agent = Agent(
         client,
@@ -279,7 +268,7 @@ async def _demo(args: argparse.Namespace) -> int:
                 )
     finally:
         await client.aclose()
-        await stages.aclose()
+        closing_problem = await stages.finish()
         if server is not None:
             server.stop()
         if local is not None:
@@ -309,6 +298,11 @@ async def _demo(args: argparse.Namespace) -> int:
         report = await asyncio.to_thread(verify, [audit_path])
         _print_verify(report)
         verified_ok = report.ok
+    if closing_problem is not None:
+        from runtime.cli.gate_options import warn_not_audited
+
+        warn_not_audited(closing_problem)
+        verified_ok = False
     if args.json:
         print(json.dumps({"answers": answers, "shown": shown, "audit_ok": verified_ok}))
     completed = all(item["status"] == "completed" for item in answers)

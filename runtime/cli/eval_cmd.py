@@ -56,6 +56,9 @@ def register(subparsers: Any) -> None:
                         "at a time, so keep 1 there for honest latencies)")  # fmt: skip
     parser.add_argument("--table", type=Path, help="write the comparison as a Markdown table")
     parser.add_argument("--max-tokens", type=int, default=192)
+    parser.add_argument("--model-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="give up on one request after SECONDS (default 300: a CPU server "
+                        "answering a long prompt is slow)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--chart", type=Path, help="write a PNG bar chart here")
     parser.add_argument("--title", default="", help="chart title")
@@ -163,6 +166,8 @@ def _eval(args: argparse.Namespace) -> int:
         check_variants(targets, variants, items)
         if args.concurrency < 1:
             raise ValueError("--concurrency must be at least 1")
+        if not args.model_timeout > 0:
+            raise ValueError("--model-timeout must be a positive number of seconds")
     except (ValueError, OSError) as exc:
         print(f"agentrt eval: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +181,7 @@ def _eval(args: argparse.Namespace) -> int:
             max_tokens=args.max_tokens,
             keep_predictions=not args.no_predictions,
             concurrency=args.concurrency,
+            timeout_s=args.model_timeout,
         )
     except LocalServerError as exc:
         print(f"agentrt eval: the local model server did not start: {exc}", file=sys.stderr)

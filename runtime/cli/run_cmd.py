@@ -15,6 +15,7 @@ import asyncio
 import os
 from typing import Any
 
+from runtime.cli.embedded_model import add_embedded_model_options, embedded_server
 from runtime.cli.gate_options import (
     EXIT_NOT_AUDITED,
     NO_POLICY,
@@ -75,6 +76,7 @@ def register(subparsers: Any) -> None:
         help="continue a run that stopped for approvals, once they are decided",
     )
     add_model_timeout_option(parser)
+    add_embedded_model_options(parser)
     parser.add_argument("prompt", nargs="?", help="the user's request")
     parser.set_defaults(handler=_handle)
 
@@ -104,10 +106,16 @@ def _seconds(value: str) -> float:
 
 def _handle(args: argparse.Namespace) -> int:
     try:
-        if not args.base_url or not args.model:
+        if args.base_url and not args.model:
+            raise UsageError("--base-url needs --model (or AGENTRT_MODEL)")
+        if args.model and not args.base_url:
             raise UsageError(
-                "--base-url and --model are required (or AGENTRT_BASE_URL/AGENTRT_MODEL)"
+                "--model names a model on a server: give --base-url too (without both, the "
+                "embedded model runs)"
             )
+        if args.base_url and (args.adapter or args.base):
+            raise UsageError("--adapter and --base choose the embedded model; not with --base-url")
+        local = None if args.base_url else embedded_server(args)
         settings = settings_from_args(args)
         if args.max_turns < 1:
             raise UsageError("--max-turns must be at least 1")
@@ -126,7 +134,20 @@ def _handle(args: argparse.Namespace) -> int:
             raise
     except UsageError as exc:
         return fail_usage(str(exc))
-    return asyncio.run(_run(args, stages, settings, choice))
+    if local is not None:
+        from runtime.model.local_server import LocalServerError
+
+        try:
+            local.start()
+        except LocalServerError as exc:
+            asyncio.run(stages.aclose())
+            return fail_usage(f"the embedded model server did not start: {exc}")
+        args.base_url, args.model = local.base_url, local.model_alias
+    try:
+        return asyncio.run(_run(args, stages, settings, choice))
+    finally:
+        if local is not None:
+            local.stop()
 
 
 async def _run(

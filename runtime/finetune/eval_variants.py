@@ -204,13 +204,17 @@ async def predict_variant(
     max_tokens: int = 256,
     concurrency: int = 1,
     progress: bool = True,
+    timeout_s: float = 300.0,
 ) -> list[VariantRun]:
-    """Ask for the next turn of every item, composed the variant's way."""
+    """Ask for the next turn of every item, composed the variant's way.
+
+    `timeout_s` bounds one request (a busy CPU server can take minutes on a long prompt).
+    """
     from runtime.model import OpenAICompatibleClient, compat
     from runtime.model.client import ModelError
 
     prepared = _Prepared(variant, max_tokens)
-    client = OpenAICompatibleClient(base_url, model, timeout_s=300)
+    client = OpenAICompatibleClient(base_url, model, timeout_s=timeout_s)
     semaphore = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -292,6 +296,7 @@ def compare_variants(
     max_tokens: int = 256,
     keep_predictions: bool = True,
     concurrency: int = 1,
+    timeout_s: float = 300.0,
 ) -> dict[str, Any]:
     """Run every variant on its target (each server started once) and compare.
 
@@ -319,6 +324,7 @@ def compare_variants(
                         variant,
                         max_tokens=max_tokens,
                         concurrency=concurrency,
+                        timeout_s=timeout_s,
                     )
                 )
                 seconds[variant.label] = time.monotonic() - started

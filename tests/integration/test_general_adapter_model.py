@@ -6,7 +6,11 @@ the training catalog; the bare 135M model makes none of these calls.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -83,3 +87,50 @@ async def test_unseen_tools_are_called_right_and_chit_chat_gets_no_call(
     chat = [scores[i] for i in ("n1", "n2")]
     assert sum(s.full_call for s in calls) >= 3, [(p.text, p.calls) for p in predictions]
     assert all(s.correct for s in chat), [(p.text, p.calls) for p in predictions]
+
+
+MODULE = '''
+from typing import Literal
+from runtime import tool
+
+
+@tool
+def water_plant(plant: Literal["fern", "cactus", "basil", "orchid"], millilitres: int) -> str:
+    """Water one of the balcony plants.
+
+    Args:
+        plant: Which plant.
+        millilitres: How much water, in millilitres.
+    """
+    return f"gave the {plant} {millilitres} ml"
+'''
+
+
+def test_agentrt_run_uses_the_embedded_model_with_the_general_adapter(tmp_path: Path) -> None:
+    module = tmp_path / "balcony.py"
+    module.write_text(MODULE)
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "run", "--module", str(module), "--policy", "none",
+         "--sandbox", "inprocess", "--audit-log", str(tmp_path / "audit.jsonl"), "--json",
+         "water the basil with 200 millilitres"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    calls = [(c["tool"], c["status"], c["arguments"]) for c in result["tool_calls"]]
+    assert calls and calls[0][:2] == ("water_plant", "ok"), calls
+    assert calls[0][2] == {"plant": "basil", "millilitres": 200}
+
+
+def test_agentrt_run_refuses_embedded_flags_it_cannot_use(tmp_path: Path) -> None:
+    for flags, message in (
+        (["--model", "x"], "give --base-url too"),
+        (["--adapter", str(tmp_path / "missing.gguf")], "no such file"),
+        (["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--base"], "not with --base-url"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "runtime", "run", "--module", "tools", *flags, "hi"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2 and message in done.stderr, (flags, done.stderr)
+        assert "Traceback" not in done.stderr
