@@ -162,7 +162,7 @@ def test_requests_place_values_like_people_and_never_spell_parameter_names() -> 
 
 def test_no_tool_examples_include_near_misses_and_questions_for_missing_values() -> None:
     registry = _registry(convert, remind, get_order)
-    examples = Synthesizer(registry, None, SynthConfig(per_tool=30, seed=1)).generate()
+    examples = Synthesizer(registry, None, SynthConfig(per_tool=80, seed=1)).generate()
     why = [e["metadata"].get("why") for e in examples if e["metadata"]["kind"] == "no_tool"]
     assert why.count("near_miss") > 5 and why.count("missing_value") > 5 and why.count("chat") > 5
     for example in examples:
