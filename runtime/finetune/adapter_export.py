@@ -246,6 +246,8 @@ def ship_adapter(
     config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
     (out_dir / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
     export_gguf_lora(out_dir, out_dir / GGUF_ADAPTER_FILE, base_config=base_config, dtype="float16")
+    for name in SHIPPED_FILES:
+        (out_dir / name).chmod(0o644)  # safetensors writes 0600; shipped files are read by all
     files = {
         name: {
             "bytes": (out_dir / name).stat().st_size,
