@@ -6,8 +6,9 @@
 # For each module: `dataset synth` from its schema alone -> `finetune --init-adapter general`
 # (the shipped general adapter) -> `agentrt eval` of the bare model, the general adapter
 # zero-shot and the per-module adapter on bench/heldout/MODULE.items.jsonl (40 requests).
-# Reports: bench/results/heldout_MODULE.{json,md}. WORK (default /tmp/agentrt-heldout) keeps
-# the data and adapters; SKIP_TRAIN=1 re-evaluates existing adapters; BUDGET caps training.
+# Reports: bench/results/heldout_MODULE[SUFFIX].{json,md}. WORK (default /tmp/agentrt-heldout)
+# keeps the data and adapters; SKIP_TRAIN=1 re-evaluates existing adapters; BUDGET caps
+# training; MODELS picks the models (default "base general tuned"); SUFFIX names the reports.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${WORK:-/tmp/agentrt-heldout}"
@@ -22,7 +23,7 @@ for m in "${modules[@]}"; do
     echo "==> $m: synthesise from the schema"
     agentrt dataset synth --module "bench/heldout/$m.py" --out "$WORK/$m.jsonl" --seed 0
     echo "==> $m: fine-tune from the general adapter (time budget ${BUDGET}s)"
-    /usr/bin/time -f "%e s wall" agentrt finetune "$WORK/$m.jsonl" --init-adapter general \
+    agentrt finetune "$WORK/$m.jsonl" --init-adapter general \
       --out "$WORK/$m-adapter" --epochs 1 --lr 5e-4 --time-budget "$BUDGET" --quiet
   fi
   targets=()
@@ -35,6 +36,6 @@ for m in "${modules[@]}"; do
   done
   echo "==> $m: evaluate ${MODELS}"
   agentrt eval --data "bench/heldout/$m.items.jsonl" "${targets[@]}" --no-predictions \
-    --out "bench/results/heldout_$m.json" --table "bench/results/heldout_$m.md" \
+    --out "bench/results/heldout_$m${SUFFIX:-}.json" --table "bench/results/heldout_$m${SUFFIX:-}.md" \
     --title "held-out $m"
 done
