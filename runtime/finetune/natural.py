@@ -734,11 +734,22 @@ _TRUE_FALSE = re.compile(
 )
 
 
+_STATES = {
+    "on": ["off"], "enabled": ["disabled", "off"], "active": ["inactive", "off"],
+    "locked": ["unlocked"], "open": ["closed", "shut"], "visible": ["hidden"],
+    "muted": ["unmuted"], "public": ["private"], "available": ["unavailable"],
+    "online": ["offline"], "paused": ["resumed", "running"], "archived": ["unarchived"],
+}  # fmt: skip
+
+
 def _flag_phrase(profile: ParamProfile, value: bool, rng: random.Random) -> str:
     described = _TRUE_FALSE.search(str(profile.schema.get("description") or ""))
-    if described and rng.random() < 0.7:
+    if described and rng.random() < 0.9:
         return described["yes" if value else "no"].strip()
     tokens = split_name(profile.name)
+    if len(tokens) == 1 and tokens[0] in _STATES:
+        # a state flag reads as the state itself: "lights off", "door unlocked"
+        return tokens[0] if value else rng.choice(_STATES[tokens[0]])
     if tokens and tokens[0] in ("is", "should", "use", "enable", "enabled", "allow", "with"):
         tokens = tokens[1:] or tokens
     phrase = _words(tokens)
@@ -840,7 +851,9 @@ class NaturalPhraser:
         for profile in self.params(tool):
             if profile.required:
                 arguments[profile.name] = sample_value(profile, self.rng)
-            elif self.rng.random() < optional_rate:
+            elif self.rng.random() < optional_rate * (
+                1.5 if profile.kind in ("boolean", "enum") else 1.0
+            ):  # settings (flags, choices) are what people most often add
                 # People mention an optional setting to change it, not to restate its default.
                 default = profile.schema.get("default", _NO_DEFAULT)
                 for _ in range(6):

@@ -98,7 +98,7 @@ class SynthConfig:
     parallel_ratio: float = 0.2
     no_tool_share: float = 0.25
     optional_rate: float = 0.3
-    near_miss_share: float = 0.35
+    near_miss_share: float = 0.2
     missing_value_share: float = 0.2
     seed_rate: float = 0.3
     system_prompt_share: float = 0.25
