@@ -8,7 +8,8 @@
 # zero-shot and the per-module adapter on bench/heldout/MODULE.items.jsonl (40 requests).
 # Reports: bench/results/heldout_MODULE[SUFFIX].{json,md}. WORK (default /tmp/agentrt-heldout)
 # keeps the data and adapters; SKIP_TRAIN=1 re-evaluates existing adapters; BUDGET caps
-# training; MODELS picks the models (default "base general tuned"); SUFFIX names the reports.
+# training; MODELS picks the models (default "base general tuned"); SUFFIX names the reports;
+# INIT=none trains from the bare model instead of the general adapter; LR, EPOCHS as for finetune.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${WORK:-/tmp/agentrt-heldout}"
@@ -23,8 +24,10 @@ for m in "${modules[@]}"; do
     echo "==> $m: synthesise from the schema"
     agentrt dataset synth --module "bench/heldout/$m.py" --out "$WORK/$m.jsonl" --seed 0
     echo "==> $m: fine-tune from the general adapter (time budget ${BUDGET}s)"
-    agentrt finetune "$WORK/$m.jsonl" --init-adapter general \
-      --out "$WORK/$m-adapter" --epochs 1 --lr 5e-4 --time-budget "$BUDGET" --quiet
+    init=()
+    [ "${INIT:-general}" = none ] || init=(--init-adapter "${INIT:-general}")
+    agentrt finetune "$WORK/$m.jsonl" "${init[@]}" \
+      --out "$WORK/$m-adapter" --epochs "${EPOCHS:-1}" --lr "${LR:-5e-4}" --time-budget "$BUDGET" --quiet
   fi
   targets=()
   for model in $MODELS; do
