@@ -23,7 +23,7 @@ for m in "${modules[@]}"; do
   if [ "${SKIP_TRAIN:-0}" != 1 ]; then
     echo "==> $m: synthesise from the schema"
     agentrt dataset synth --module "bench/heldout/$m.py" --out "$WORK/$m.jsonl" --seed 0
-    echo "==> $m: fine-tune from the general adapter (time budget ${BUDGET}s)"
+    echo "==> $m: fine-tune (init: ${INIT:-general}, time budget ${BUDGET}s)"
     init=()
     [ "${INIT:-general}" = none ] || init=(--init-adapter "${INIT:-general}")
     agentrt finetune "$WORK/$m.jsonl" "${init[@]}" \
