@@ -5,6 +5,10 @@ commands are thin wrappers):
 
 - `dataset_format`: the OpenAI fine-tuning JSON-lines format (arguments stay strings).
 - `synth`, `phrasebook`, `builtin_phrasings`: seeded synthetic examples for any tool module.
+- `parameters`, `values`, `natural`, `vocabulary`: natural requests from schemas alone (what a
+  parameter holds, realistic values for it, the words around them).
+- `tool_catalog`, `general`: generated modules and the general adapter's dataset.
+- `teacher`: optional paraphrases from a larger model, kept only when every value survives.
 - `export`: audited, successful runs -> examples (redacted runs dropped).
 - `curate`: exact and near-duplicate removal (offline MiniLM), diversity report.
 - `chat_template`: the runtime's tool template, rendered with a training mask.

@@ -1,10 +1,10 @@
 """Requests that read like people wrote them, from a tool's schema and docstring alone.
 
-For each parameter a `ParamProfile` works out what kind of value it holds
-(a person, a place, a date, an identifier, a message, a count with a unit,
-an enum...), realistic values for it (schema `examples`, enums, ranges,
-formats, and example values named in its description: "for example km, mi,
-kg") and the words a person puts around such a value ("from Paris", "in 20
+For each parameter a `ParamProfile` (`runtime.finetune.parameters`) works
+out what kind of value it holds (a person, a place, a date, an identifier, a
+message, a count with a unit, an enum...), `runtime.finetune.values` draws
+realistic values for it, and this module writes the words a person puts
+around such a value ("from Paris", "in 20
 minutes", "order A-1042", 'saying "running late"'). A `ToolProfile` turns the
 description's first sentence into something to ask for ("get the weather
 forecast"). `NaturalPhraser` puts the two together in many forms (question,
@@ -21,62 +21,32 @@ import dataclasses
 import json
 import random
 import re
-import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jsonschema
-
 from runtime.finetune import vocabulary as vocab
+from runtime.finetune.parameters import (
+    PREPOSITIONS,
+    ParamProfile,
+    description_examples,
+    split_name,
+    words,
+)
+from runtime.finetune.values import UnsatisfiableSchema, sample_value
 
 __all__ = [
     "NaturalPhraser",
     "ParamProfile",
     "Phrased",
     "ToolProfile",
+    "UnsatisfiableSchema",
     "description_examples",
+    "mention",
+    "sample_value",
     "split_name",
 ]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
-_EXAMPLE_INTRO = re.compile(
-    r"(?:e\.g\.|eg\.|i\.e\.|for example|for instance|such as|like|examples?:)\s*[:,]?\s*"
-    r"(?P<body>[^.;)\n]+(?:\.\d[^.;)\n]*)?)",
-    re.IGNORECASE,
-)
-_QUOTED = re.compile(r"[`'\"]([^`'\"]{1,40})[`'\"]")
-
-_PREPOSITIONS = {"from", "to", "in", "on", "at", "for", "by", "until", "since", "before", "after",
-                 "with", "about", "into", "per"}  # fmt: skip
-_UNIT_WORDS = {
-    "seconds", "minutes", "hours", "days", "weeks", "months", "years", "nights", "guests",
-    "people", "adults", "children", "kids", "seats", "items", "pages", "results", "copies",
-    "tickets", "rooms", "percent", "degrees", "points", "units", "servings", "portions",
-    "bedrooms", "miles", "kilometers", "km", "meters", "kg", "pounds", "dollars", "euros",
-    "usd", "eur", "mins", "secs", "hrs", "retries", "attempts", "replicas", "instances",
-    "lines", "rows", "entries", "messages", "votes", "stars", "steps", "laps", "bags",
-}  # fmt: skip
-_COUNT_NAMES = {"limit", "count", "n", "k", "top", "top_k", "max", "size", "page_size", "num",
-                "number", "quantity", "qty", "max_results", "how_many"}  # fmt: skip
-_ID_TAILS = {"id", "ids", "code", "number", "no", "num", "ref", "reference", "sku", "key",
-             "slug", "handle", "tag", "token", "uuid"}  # fmt: skip
-_PERSON_WORDS = {"name", "user", "person", "contact", "recipient", "assignee", "owner", "author",
-                 "customer", "guest", "employee", "member", "attendee", "patient", "driver",
-                 "manager", "username", "who", "passenger", "student", "agent", "doctor",
-                 "artist", "teacher", "host", "speaker", "reviewer", "approver", "sender",
-                 "friend", "colleague", "dentist", "coach"}  # fmt: skip
-_PLACE_WORDS = {"city", "location", "place", "destination", "origin", "town", "region",
-                "where", "venue", "address", "country", "airport", "station", "room", "area",
-                "zone", "site", "office"}  # fmt: skip
-_TEXT_WORDS = {"message", "text", "body", "content", "note", "notes", "comment", "reason",
-               "caption", "prompt", "reply", "instructions", "details", "feedback", "msg",
-               "description", "memo", "question", "answer", "review", "status_text",
-               "summary", "resolution"}  # fmt: skip
-_TITLE_WORDS = {"title", "subject", "label", "headline", "event", "task", "item",
-                "product", "topic", "song", "track", "book", "movie", "playlist", "dish",
-                "recipe", "project", "category", "team", "channel", "list", "folder"}  # fmt: skip
-_QUERY_WORDS = {"query", "search", "keyword", "keywords", "term", "terms", "q", "filter",
-                "pattern", "phrase", "text_query"}  # fmt: skip
 _GETTER_VERBS = {"get", "fetch", "find", "look", "lookup", "check", "show", "list", "retrieve",
                  "return", "search", "read", "query", "view", "see", "count", "calculate",
                  "compute", "estimate", "describe", "summarize", "summarise"}  # fmt: skip
@@ -93,41 +63,6 @@ _OBJECT_CUT = re.compile(
     r"\s(?:for|from|to|in|on|at|by|with|of the|using|based on|via|into|and return|that|which|"
     r"if|when|so|according to|matching|between|under|over|as|per)\s|[,;:(]"
 )
-
-
-def split_name(name: str) -> list[str]:
-    """`getWeather`, `get_weather`, `get-weather` -> ["get", "weather"]."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
-    return [part.lower() for part in re.split(r"[\s_\-.]+", spaced) if part]
-
-
-def _words(tokens: Sequence[str]) -> str:
-    return " ".join(tokens)
-
-
-def description_examples(description: str) -> list[str]:
-    """Example values a description names ("for example km, mi, kg", "e.g. 'BA117'")."""
-    found: list[str] = list(quoted_alternatives(description))
-    for match in _EXAMPLE_INTRO.finditer(description or ""):
-        body = match.group("body")
-        quoted = _QUOTED.findall(body)
-        parts = quoted or re.split(r",\s*|\s+or\s+|\s+and\s+|/", body)
-        for part in parts:
-            value = part.strip().strip("`'\"").strip()
-            if value and len(value) <= 40 and value.lower() not in ("etc", "etc."):
-                found.append(value)
-    return list(dict.fromkeys(found))
-
-
-def quoted_alternatives(description: str) -> list[str]:
-    """A closed set of values written in prose: '"morning", "afternoon" or "any"'."""
-    text = description or ""
-    if _EXAMPLE_INTRO.search(text):
-        return []  # examples, not the full set
-    quoted = _QUOTED.findall(text)
-    if len(quoted) >= 2 and re.search(r"[\"'`]\s*(?:,|or)\s*[\"'`]", text):
-        return list(dict.fromkeys(q.strip() for q in quoted))
-    return []
 
 
 def _base_verb(word: str) -> str:
@@ -180,28 +115,28 @@ class ToolProfile:
         name_tokens = split_name(name)
         first = _SENTENCE_END.split((description or "").strip(), maxsplit=1)[0]
         first = first.rstrip(".!? ").strip()
-        words = first.split()
+        said = first.split()
         verb = ""
         rest = ""
-        if words:
-            candidate = _base_verb(re.sub(r"[^A-Za-z]", "", words[0]))
+        if said:
+            candidate = _base_verb(re.sub(r"[^A-Za-z]", "", said[0]))
             if candidate in _COMMON_VERBS or (
-                words[0][:1].isupper() and words[0].lower().endswith("s") and len(words) > 1
+                said[0][:1].isupper() and said[0].lower().endswith("s") and len(said) > 1
             ):
-                verb, rest = candidate, " ".join(words[1:])
+                verb, rest = candidate, " ".join(said[1:])
         if not verb and name_tokens and name_tokens[0] in _COMMON_VERBS:
             verb = name_tokens[0]
-            rest = _words(name_tokens[1:]) if len(name_tokens) > 1 else first
+            rest = words(name_tokens[1:]) if len(name_tokens) > 1 else first
         elif not verb:
-            verb, rest = "get", first or _words(name_tokens)
+            verb, rest = "get", first or words(name_tokens)
         if verb == "lookup" or (verb == "look" and rest.lower().startswith("up ")):
             verb, rest = "look up", rest[3:] if rest.lower().startswith("up ") else rest
         obj = _OBJECT_CUT.split(f" {rest} ", maxsplit=1)[0].strip()
         clause = obj.split(" ", 1)[0].lower() in _CLAUSE_WORDS
         if not obj or clause or _VAGUE.search(obj.lower()) or len(obj.split()) > 6:
             skip = 1 if name_tokens and name_tokens[0] in _COMMON_VERBS else 0
-            tail = [t for t in name_tokens[skip:] if t != verb and t not in _PREPOSITIONS]
-            obj = _words(tail) or "it"
+            tail = [t for t in name_tokens[skip:] if t != verb and t not in PREPOSITIONS]
+            obj = words(tail) or "it"
         obj = obj[0].lower() + obj[1:] if obj[:2] != obj[:2].upper() else obj
         return cls(verb, obj, verb.split()[0] in _GETTER_VERBS)
 
@@ -209,480 +144,6 @@ class ToolProfile:
     def core(self) -> str:
         """The object without its article ("weather forecast")."""
         return re.sub(r"^(?:a|an|the|some|all|any|one)\s+", "", self.obj)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ParamProfile:
-    """What a parameter holds and how a person mentions it.
-
-    Attributes:
-        name: The parameter's name.
-        schema: Its JSON Schema.
-        required: The call must carry it.
-        kind: enum, boolean, count, number, date, datetime, time, email, url, id,
-            person, place, text, title, query, path, list, object or string.
-        noun: The words a person uses for it ("order", "check-in date").
-        prep: A preposition its name implies ("from_city" -> "from").
-        unit: A plural unit for numbers ("minutes").
-        examples: Values from `examples`, `default`-free, and the description.
-    """
-
-    name: str
-    schema: Mapping[str, Any]
-    required: bool
-    kind: str
-    noun: str
-    prep: str | None
-    unit: str | None
-    examples: tuple[Any, ...]
-
-    @classmethod
-    def of(cls, name: str, schema: Mapping[str, Any], required: bool) -> ParamProfile:
-        schema = _with_described_bounds(_effective(schema))
-        tokens = split_name(name)
-        description = str(schema.get("description") or "")
-        prep = tokens[0] if len(tokens) > 1 and tokens[0] in _PREPOSITIONS else None
-        core = tokens[1:] if prep else tokens
-        prep = prep or _implied_prep(core)
-        kind = _kind(core, schema, description)
-        unit = _unit(core, description) if kind in ("number", "count") else None
-        noun_tokens = list(core)
-        if kind == "id" and len(noun_tokens) > 1 and noun_tokens[-1] in _ID_TAILS:
-            noun_tokens = noun_tokens[:-1]
-        if unit and noun_tokens and noun_tokens[-1] == unit:
-            noun_tokens = noun_tokens[:-1] or noun_tokens
-        if len(noun_tokens) > 1 and noun_tokens[0] in ("num", "number", "max", "min", "is"):
-            noun_tokens = noun_tokens[1:]
-        alternatives = quoted_alternatives(description)
-        if alternatives and schema.get("type") == "string" and "enum" not in schema:
-            # '"morning", "afternoon" or "any"': a closed set written in prose
-            schema = {**schema, "enum": alternatives}
-            kind = "enum"
-        examples = [*schema.get("examples", [])]
-        named = description_examples(description)
-        examples += [v for v in named if _valid(schema, v)]
-        if kind == "list" and named:
-            # "e.g. ["oat milk", "eggs"]": examples of the items, not of the list
-            item_schema = _effective(schema.get("items") or {})
-            items = [v for v in named if _valid(item_schema, v)]
-            if items:
-                schema = {**schema, "items": {**item_schema, "examples": items}}
-        if schema.get("type") in ("integer", "number"):
-            examples = [_to_number(v) for v in examples if _to_number(v) is not None]
-        return cls(
-            name=name,
-            schema=schema,
-            required=required,
-            kind=kind,
-            noun=_words(noun_tokens),
-            prep=prep,
-            unit=unit,
-            examples=tuple(v for v in examples if _valid(schema, v)),
-        )
-
-
-_RANGE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:-|–|to|and)\s*(-?\d+(?:\.\d+)?)(?![\w.])")
-
-
-def _with_described_bounds(schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A number's range written only in its description ("Discount in percent, 5 to 30.")."""
-    if schema.get("type") not in ("integer", "number") or "minimum" in schema:
-        return schema
-    match = _RANGE.search(str(schema.get("description") or ""))
-    if match is None:
-        return schema
-    low, high = float(match[1]), float(match[2])
-    if low >= high:
-        return schema
-    cast = int if schema.get("type") == "integer" else float
-    bounds = {"minimum": cast(low), "maximum": cast(high)}
-    return {**schema, **bounds, "x-bounds-from-description": True}
-
-
-def _effective(schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The non-null branch of `anyOf: [X, null]` (Optional[X]), with outer keys kept."""
-    for key in ("anyOf", "oneOf"):
-        options = [s for s in schema.get(key, []) if s.get("type") != "null"]
-        if len(options) == 1:
-            merged = {k: v for k, v in schema.items() if k != key}
-            return {**options[0], **merged}
-    return schema
-
-
-def _implied_prep(core: Sequence[str]) -> str | None:
-    head, last = core[0], core[-1]
-    if head in ("start", "begin", "check") and "out" not in core:
-        return "from" if head != "check" else "on"
-    if head in ("end", "stop", "until", "finish") or "out" in core:
-        return "until" if head != "check" else "on"
-    if head in ("due", "deadline"):
-        return "by"
-    if head in ("origin", "source", "departure", "src"):
-        return "from"
-    if head in ("destination", "target", "recipient", "dest", "assignee", "arrival"):
-        return "to"
-    if last in ("city", "location", "town", "region", "country", "area", "venue"):
-        return "in"
-    if last in ("date", "day"):
-        return "on"
-    if last in ("time", "at"):
-        return "at"
-    return None
-
-
-def _kind(core: Sequence[str], schema: Mapping[str, Any], description: str) -> str:
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "string")
-    if schema.get("enum"):
-        return "enum"
-    if kind == "boolean":
-        return "boolean"
-    if kind == "array":
-        return "list"
-    if kind == "object":
-        return "object"
-    joined = " ".join(core)
-    last = core[-1]
-    if kind in ("integer", "number"):
-        if (
-            joined in _COUNT_NAMES
-            or last in ("limit", "count", "results")
-            or core[0]
-            in (
-                "max",
-                "num",
-                "number",
-            )
-        ):
-            return "count"
-        return "number"
-    fmt = schema.get("format")
-    lowered = description.lower()
-    if fmt == "date" or "yyyy-mm-dd" in lowered or (last in ("date", "day", "birthday")):
-        return "date"
-    if fmt == "date-time" or "iso 8601" in lowered or last in ("datetime", "timestamp"):
-        return "datetime"
-    pattern = str(schema.get("pattern", ""))
-    if (
-        fmt == "time"
-        or "hh:mm" in lowered
-        or last == "time"
-        or (":" in pattern and "\\d" in pattern)
-    ):
-        return "time"
-    if fmt == "email" or "email" in core:
-        return "email"
-    if fmt in ("uri", "url") or last in ("url", "link", "uri", "website", "href"):
-        return "url"
-    if last in ("path", "file", "filename", "dir", "directory"):
-        return "path"
-    if last in _ID_TAILS or "id" in core:
-        return "id"
-    if last in _TEXT_WORDS:
-        return "text"
-    if last in _QUERY_WORDS or joined in _QUERY_WORDS:
-        return "query"
-    if last in _PERSON_WORDS or (last == "name" and len(core) == 1):
-        return "person"
-    if last in _PLACE_WORDS:
-        return "place"
-    if last in _TITLE_WORDS or last == "name":
-        return "title"
-    return "string"
-
-
-def _unit(core: Sequence[str], description: str) -> str | None:
-    if core[-1] in _UNIT_WORDS:
-        return core[-1]
-    match = re.search(r"\b(?:in|number of|how many)\s+([a-z]+)", description.lower())
-    if match and match.group(1) in _UNIT_WORDS:
-        return match.group(1)
-    return None
-
-
-def _valid(schema: Mapping[str, Any], value: Any) -> bool:
-    try:
-        jsonschema.validate(value, dict(schema), format_checker=jsonschema.FormatChecker())
-    except (jsonschema.ValidationError, jsonschema.SchemaError):
-        return False
-    return True
-
-
-def _to_number(value: Any) -> float | int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return value
-    try:
-        number = float(str(value).replace(",", ""))
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else number
-
-
-# -- values ---------------------------------------------------------------------
-
-
-def _reshape(example: str, rng: random.Random) -> str:
-    """A new value with the same shape as `example` ("BA117" -> "KL904")."""
-    out = []
-    for char in example:
-        if char.isdigit():
-            out.append(rng.choice(string.digits))
-        elif char.isupper():
-            out.append(rng.choice(string.ascii_uppercase))
-        elif char.islower() and len(example) <= 12:
-            out.append(rng.choice(string.ascii_lowercase))
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-_ID_SHAPES = ["AA-9999", "99999", "A99999", "AAA-999", "999-999", "AA9999", "9999", "a9a9a9a9"]
-
-
-def _sample_id(profile: ParamProfile, rng: random.Random) -> str:
-    shape = rng.choice(_ID_SHAPES)
-    value = "".join(
-        rng.choice(string.digits)
-        if c == "9"
-        else rng.choice(string.ascii_uppercase)
-        if c == "A"
-        else rng.choice("abcdef0123456789")
-        if c == "a"
-        else c
-        for c in shape
-    )
-    if value[0] == "0":
-        value = str(rng.randint(1, 9)) + value[1:]
-    return value
-
-
-def _person(rng: random.Random, *, full: bool | None = None) -> str:
-    first = rng.choice(vocab.FIRST_NAMES)
-    if full if full is not None else rng.random() < 0.4:
-        return f"{first} {rng.choice(vocab.LAST_NAMES)}"
-    return first
-
-
-def _place(profile: ParamProfile, rng: random.Random) -> str:
-    noun = profile.noun
-    if "airport" in noun:
-        return rng.choice(vocab.AIRPORTS)
-    if "country" in noun:
-        return rng.choice(vocab.COUNTRIES)
-    if "address" in noun:
-        return rng.choice(vocab.STREETS)
-    if "room" in noun or "office" in noun or "area" in noun or "zone" in noun:
-        return rng.choice(["kitchen", "living room", "bedroom", "garage", "office", "hallway"])
-    return rng.choice(vocab.CITIES)
-
-
-def _number(profile: ParamProfile, rng: random.Random) -> float | int:
-    schema = profile.schema
-    integer = schema.get("type") == "integer"
-    low = schema.get("minimum", schema.get("exclusiveMinimum"))
-    high = schema.get("maximum", schema.get("exclusiveMaximum"))
-    if "exclusiveMinimum" in schema and "minimum" not in schema:
-        low = low + (1 if integer else 0.5)
-    if "exclusiveMaximum" in schema and "maximum" not in schema:
-        high = high - (1 if integer else 0.5)
-    if profile.kind == "count" or profile.unit in ("nights", "guests", "people", "rooms", "seats"):
-        default_low, default_high = 1, 10
-    elif profile.unit in ("minutes", "mins"):
-        default_low, default_high = 5, 90
-    else:
-        default_low, default_high = 1, 100 if rng.random() < 0.7 else 2000
-    low = default_low if low is None else low
-    high = max(low, default_high if high is None else high)
-    if high - low > 1000 and rng.random() < 0.6:
-        high = low + rng.choice([10, 50, 200])
-    if integer:
-        return rng.randint(int(math_ceil(low)), int(high))
-    value = rng.uniform(low, high)
-    return round(value, rng.choice([0, 1, 2])) if rng.random() < 0.6 else round(value)
-
-
-def math_ceil(value: float) -> int:
-    return int(value) if float(value).is_integer() else int(value) + 1
-
-
-def _string(profile: ParamProfile, rng: random.Random) -> str:
-    kind = profile.kind
-    if kind == "date":
-        return f"{rng.choice([2026, 2026, 2027])}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-    if kind == "datetime":
-        return (
-            f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-            f"T{rng.randint(6, 21):02d}:{rng.choice(['00', '15', '30', '45'])}:00"
-        )
-    if kind == "time":
-        return f"{rng.randint(6, 22):02d}:{rng.choice(['00', '15', '30', '45'])}"
-    if kind == "email":
-        return f"{rng.choice(vocab.FIRST_NAMES).lower()}@{rng.choice(vocab.DOMAINS)}"
-    if kind == "url":
-        return rng.choice(vocab.URLS)
-    if kind == "path":
-        return rng.choice(vocab.PATHS)
-    if kind == "id":
-        return _sample_id(profile, rng)
-    if kind == "person":
-        return _person(rng)
-    if kind == "place":
-        return _place(profile, rng)
-    if kind == "text":
-        noun = profile.noun
-        if "reason" in noun or "why" in noun:
-            return rng.choice(vocab.REASONS)
-        pool = vocab.NOTES if "note" in noun or "instruction" in noun or "request" in noun else []
-        return rng.choice(pool or vocab.MESSAGES)
-    if kind == "title":
-        return rng.choice(vocab.TITLES)
-    if kind == "query":
-        return rng.choice(vocab.QUERIES)
-    if rng.random() < 0.7:
-        return rng.choice(vocab.PROPER_NAMES)  # the name of some thing: "Harbor View"
-    words = rng.sample(vocab.WORDS, rng.randint(1, 2))
-    return " ".join(words)
-
-
-class UnsatisfiableSchema(ValueError):
-    """No valid value could be drawn for a parameter; the message says how to help."""
-
-
-def sample_value(profile: ParamProfile, rng: random.Random, depth: int = 0) -> Any:
-    """A realistic value for the parameter that validates against its schema.
-
-    Raises:
-        UnsatisfiableSchema: Neither realistic draws, a string built from the
-            schema's `pattern`, nor plain schema sampling gave a valid value.
-    """
-    schema = profile.schema
-    for _ in range(12):
-        value = _draw(profile, rng, depth)
-        if _valid(schema, value):
-            return value
-    if isinstance(schema.get("pattern"), str):
-        for _ in range(8):
-            try:
-                value = from_pattern(schema["pattern"], rng)
-            except (ValueError, re.error):
-                break
-            if _valid(schema, value):
-                return value
-    from runtime.finetune.phrasebook import sample_schema_value
-
-    for _ in range(8):
-        value = sample_schema_value(schema, profile.name, rng)
-        if _valid(schema, value):
-            return value
-    raise UnsatisfiableSchema(
-        f"cannot draw a valid value for parameter {profile.name!r} (schema "
-        f"{json.dumps(dict(schema))[:120]}); give it examples, e.g. "
-        "Annotated[str, Field(examples=[...])], or seed requests with @tool(examples=...)"
-    )
-
-
-def from_pattern(pattern: str, rng: random.Random) -> str:
-    """A string matching a simple regular expression (classes, repeats, groups, branches)."""
-    import importlib
-
-    # the stdlib's own regex parser (re._parser; typeshed has no stubs for it)
-    sre_parse: Any = importlib.import_module("re._parser")
-    sre_constants: Any = importlib.import_module("re._constants")
-
-    categories = {
-        sre_constants.CATEGORY_DIGIT: string.digits,
-        sre_constants.CATEGORY_WORD: string.ascii_letters + string.digits,
-        sre_constants.CATEGORY_SPACE: " ",
-    }
-
-    def emit(parsed: Any) -> str:
-        out = []
-        for op, av in parsed:
-            if op is sre_constants.LITERAL:
-                out.append(chr(av))
-            elif op is sre_constants.ANY:
-                out.append(rng.choice(string.ascii_lowercase))
-            elif op is sre_constants.IN:
-                pool = ""
-                for kind, value in av:
-                    if kind is sre_constants.NEGATE:
-                        raise ValueError("negated classes are not generated")
-                    if kind is sre_constants.LITERAL:
-                        pool += chr(value)
-                    elif kind is sre_constants.RANGE:
-                        pool += "".join(chr(c) for c in range(value[0], value[1] + 1))
-                    elif kind is sre_constants.CATEGORY:
-                        pool += categories.get(value, "")
-                if not pool:
-                    raise ValueError("empty class")
-                out.append(rng.choice(pool))
-            elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
-                low, high, sub = av
-                high = min(high, low + 4) if high != sre_constants.MAXREPEAT else low + 4
-                out.extend(emit(sub) for _ in range(rng.randint(low, max(low, high))))
-            elif op is sre_constants.SUBPATTERN:
-                out.append(emit(av[-1]))
-            elif op is sre_constants.BRANCH:
-                out.append(emit(rng.choice(av[1])))
-            elif op is sre_constants.CATEGORY:
-                out.append(rng.choice(categories.get(av, "x")))
-            elif op is sre_constants.AT:
-                continue
-            else:
-                raise ValueError(f"cannot generate {op}")
-        return "".join(out)
-
-    return emit(sre_parse.parse(pattern))
-
-
-def _draw(profile: ParamProfile, rng: random.Random, depth: int) -> Any:
-    schema = profile.schema
-    if profile.kind == "enum":
-        return rng.choice(list(schema["enum"]))
-    if "const" in schema:
-        return schema["const"]
-    if profile.examples and (profile.kind in ("id", "string") or rng.random() < 0.6):
-        # Examples show the shape a value must have: new values keep that shape.
-        example = rng.choice(profile.examples)
-        reshapable = isinstance(example, str) and any(c.isdigit() for c in example)
-        if reshapable and profile.kind in ("id", "string") and rng.random() < 0.7:
-            return _reshape(example, rng)
-        return example
-    if profile.kind == "boolean":
-        return rng.random() < 0.6
-    if profile.kind in ("number", "count"):
-        return _number(profile, rng)
-    if profile.kind == "list":
-        items = _effective(schema.get("items") or {"type": "string"})
-        item_profile = ParamProfile.of(_singular(profile.name), items, True)
-        low = int(schema.get("minItems", 1))
-        high = max(low, min(int(schema.get("maxItems", 3)), 3))
-        values: list[Any] = []
-        for _ in range(rng.randint(max(low, 1), max(high, 2))):
-            value = sample_value(item_profile, rng, depth + 1)
-            if value not in values:
-                values.append(value)
-        return values
-    if profile.kind == "object":
-        properties = schema.get("properties", {})
-        required = set(schema.get("required", []))
-        return {
-            key: sample_value(ParamProfile.of(key, sub, key in required), rng, depth + 1)
-            for key, sub in properties.items()
-            if key in required or (depth < 2 and rng.random() < 0.3)
-        }
-    return _string(profile, rng)
-
-
-def _singular(name: str) -> str:
-    if name.endswith("ies"):
-        return name[:-3] + "y"
-    if name.endswith("s") and not name.endswith("ss"):
-        return name[:-1]
-    return name
 
 
 # -- mentions -------------------------------------------------------------------
@@ -752,7 +213,7 @@ def _flag_phrase(profile: ParamProfile, value: bool, rng: random.Random) -> str:
         return tokens[0] if value else rng.choice(_STATES[tokens[0]])
     if tokens and tokens[0] in ("is", "should", "use", "enable", "enabled", "allow", "with"):
         tokens = tokens[1:] or tokens
-    phrase = _words(tokens)
+    phrase = words(tokens)
     if value:
         verbish = tokens[0] in ("include", "notify", "send", "force", "show", "skip", "overwrite",
                                 "save", "email", "share", "sort", "only", "dry", "recursive",

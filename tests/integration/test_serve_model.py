@@ -23,7 +23,16 @@ from runtime.model.local_server import free_port
 pytestmark = pytest.mark.model
 
 ROOT = Path(__file__).resolve().parents[2]
-RAMBLE = [{"role": "user", "content": "Write a very long story about a dragon, in ten chapters."}]
+# A long prompt as well as a long answer: the bare model sometimes ends its story early, and
+# reading ~700 tokens first keeps the request long either way.
+BACKGROUND = "The dragon lived in a cave above a quiet village by the sea. " * 50
+RAMBLE = [
+    {
+        "role": "user",
+        "content": f"{BACKGROUND}\nWrite a very long story about this dragon, in ten chapters.",
+    }
+]
+MAX_TOKENS = 3000  # the prompt and the answer must fit the server's 4096-token context
 LONG_S = 8.0  # comfortably past the 5 s the issue asks for, and past one probe interval
 
 
@@ -38,9 +47,9 @@ async def _long_then_short(port: int) -> tuple[float, int, ModelTurn, ModelTurn]
             started = time.monotonic()
             long = await client.complete(RAMBLE, [], SamplingSettings(max_tokens=tokens))
             took = time.monotonic() - started
-            if took > LONG_S or tokens >= 4096:
+            if took > LONG_S or tokens >= MAX_TOKENS:
                 break
-            tokens = min(4096, max(2 * tokens, math.ceil(tokens * 1.5 * LONG_S / took)))
+            tokens = min(MAX_TOKENS, max(2 * tokens, math.ceil(tokens * 1.5 * LONG_S / took)))
         after = await client.complete(
             [{"role": "user", "content": "Say hi."}], [], SamplingSettings(max_tokens=8)
         )
