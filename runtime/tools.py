@@ -285,14 +285,7 @@ class Tool:
 
     def openai_schema(self) -> dict[str, Any]:
         """The entry for this tool in an OpenAI `tools` array."""
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.parameters,
-            },
-        }
+        return function_entry(self.name, self.description, self.parameters)
 
     def bind(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Turn validated JSON arguments into the Python values the function takes.
@@ -313,6 +306,14 @@ class Tool:
         if inspect.isawaitable(result):
             result = await result
         return to_jsonable(result)
+
+
+def function_entry(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """One entry of an OpenAI `tools` array (for `Tool`s and schema-only tools alike)."""
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": parameters},
+    }
 
 
 def to_jsonable(value: Any) -> Any:

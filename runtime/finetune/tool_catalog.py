@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from runtime.tools import function_entry
+
 __all__ = ["CATALOG", "SpecModule", "SpecTool", "parse_spec", "random_modules"]
 
 
@@ -36,14 +38,7 @@ class SpecTool:
     examples: tuple[Any, ...] = ()
 
     def openai_schema(self) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.parameters,
-            },
-        }
+        return function_entry(self.name, self.description, self.parameters)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
