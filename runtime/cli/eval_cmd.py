@@ -45,6 +45,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--chat-format", default="hermes",
                         help="for --local: 'hermes' (the training template) or a llama-cpp-python "
                         "format such as chatml-function-calling")  # fmt: skip
+    parser.add_argument("--no-tool-grammar", action="store_true",
+                        help="for --local: decode without the tools' grammar (by default every "
+                        "call names an offered tool and matches its schema)")  # fmt: skip
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL[:KEY=VALUE,...]",
                         help="a way of asking a model, compared with the others on the same items; "
                         "keys: target=LABEL examples=FILE template=FILE think=1 tools_in_prompt=1 "
@@ -84,6 +87,7 @@ def _targets(args: argparse.Namespace) -> list[Any]:
                 label=label or "local",
                 adapter=_adapter_path(spec, adapter) if adapter else None,
                 chat_format=args.chat_format,
+                tool_grammar=not args.no_tool_grammar,
             )
         )
     if not targets:

@@ -202,6 +202,7 @@ class LocalTarget:
             format such as `chatml-function-calling` (the runtime's default).
         model_path: A GGUF base; default the bundled SmolLM2-135M.
         log_path: Where the server writes its log.
+        tool_grammar: Decode calls under the tools' grammar (the server's default).
     """
 
     label: str
@@ -209,6 +210,7 @@ class LocalTarget:
     chat_format: str = "hermes"
     model_path: Path | None = None
     log_path: Path | None = None
+    tool_grammar: bool = True
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[tuple[str, str]]:
@@ -223,6 +225,7 @@ class LocalTarget:
             "adapter": adapter,
             "model_path": self.model_path,
             "log_path": self.log_path,
+            "tool_grammar": self.tool_grammar,
         }
         server: LocalModelServer
         if self.chat_format == "hermes":

@@ -76,6 +76,9 @@ class LocalModelServer:
         log_path: Where the server's output goes (default: discarded).
         chat_template_file: A template saved with an adapter (default: the
             shared tool template).
+        tool_grammar: Decode requests that offer tools under a grammar built
+            from them (`runtime/model/tool_grammar.py`): every call names an
+            offered tool and matches its schema. False serves unconstrained.
     """
 
     def __init__(
@@ -90,8 +93,10 @@ class LocalModelServer:
         threads: int | None = None,
         log_path: Path | None = None,
         chat_template_file: Path | None = None,
+        tool_grammar: bool = True,
     ) -> None:
         self.chat_template_file = chat_template_file
+        self.tool_grammar = tool_grammar
         self.model_path = model_path
         self.adapter = adapter
         self.port = port or free_port()
@@ -130,6 +135,8 @@ class LocalModelServer:
             command += ["--lora_path", str(self.adapter)]
         if self.chat_template_file is not None:
             command += ["--chat_template_file", str(self.chat_template_file)]
+        if not self.tool_grammar:
+            command += ["--tool_grammar", "off"]
         return command
 
     def start(self, *, timeout_s: float = 120.0) -> LocalModelServer:

@@ -1,0 +1,129 @@
+"""Constrained decoding for the embedded model: a GBNF grammar built from a request's `tools`.
+
+A 135M-parameter model reads a person's sentence well enough to pick a tool and
+copy the values, but on its own it also invents tool names, drops required
+arguments and writes `{"value": 12, "from_unit": "km"}`. vLLM and llama.cpp
+both offer grammar-constrained decoding; the embedded server uses it so every
+call the model writes is well-formed by construction:
+
+    root  ::= reply | calls            (tool_choice "auto")
+    reply ::= [^<] ...                 a plain answer (it cannot start a call)
+    calls ::= call ("\\n" call)*
+    call  ::= "<tool_call>\\n{\\"name\\": \\"" (one of the tools' names and
+              its arguments, by the tool's own JSON Schema) "}\\n</tool_call>"
+
+So the name is always one of the offered tools, every required argument is
+present, enums and types hold, and no unknown argument appears (JSON Schema's
+`additionalProperties` absent counts as false here, as in llama.cpp). What the
+grammar cannot do is choose: which tool, whether to call one at all, and which
+values from the request — that is still the model's (and the fine-tuning's)
+job, and the argument gate still validates every call (formats, ranges and
+patterns the grammar does not express).
+
+The text layout is exactly the one the chat template teaches
+(`{"name": "...", "arguments": {...}}` inside `<tool_call>` tags), so a tuned
+model is steered only where it would go wrong. A schema the converter cannot
+express falls back to "any JSON object" for that tool's arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["ToolGrammarError", "tool_call_grammar"]
+
+logger = logging.getLogger(__name__)
+
+# The plain-answer branch: anything that does not begin a call. One character
+# class then any characters; the model ends it with its end-of-turn token.
+_REPLY_RULE = r"[^<\x00] [^\x00]*"
+
+
+class ToolGrammarError(ValueError):
+    """The request's tools cannot be turned into a grammar (no tools, bad names)."""
+
+
+def _literal(text: str) -> str:
+    """A GBNF string literal for `text`."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return f'"{escaped}"'
+
+
+def _function(tool: Mapping[str, Any]) -> Mapping[str, Any]:
+    inner = tool.get("function")
+    return inner if isinstance(inner, Mapping) else tool
+
+
+def _arguments_rule(converter: Any, schema: Any, rule_name: str) -> str:
+    """The converter's rule for one tool's parameters; any JSON object if it cannot say."""
+    from llama_cpp.llama_grammar import PRIMITIVE_RULES
+
+    if isinstance(schema, Mapping) and schema:
+        try:
+            resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "tool")
+            name: str = converter.visit(resolved, rule_name)
+            return name
+        except Exception as exc:
+            logger.info("tool %s: arguments left unconstrained (%s)", rule_name, exc)
+    return str(converter._add_primitive("object", PRIMITIVE_RULES["object"]))
+
+
+def tool_call_grammar(
+    tools: Sequence[Mapping[str, Any]],
+    *,
+    tool_choice: str | Mapping[str, Any] | None = "auto",
+) -> str:
+    """The GBNF grammar for a reply to a request offering `tools`.
+
+    `tool_choice` "auto" (or None) allows a plain answer or one or more calls;
+    "required" allows only calls; `{"type": "function", "function": {"name": N}}`
+    allows exactly one call to N. Raises `ToolGrammarError` for "none", no
+    tools, or a named tool that is not offered.
+    """
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    if tool_choice == "none":
+        raise ToolGrammarError("tool_choice 'none' needs no tool grammar")
+    functions = [_function(tool) for tool in tools]
+    named: str | None = None
+    if isinstance(tool_choice, Mapping):
+        inner = tool_choice.get("function")
+        named = inner.get("name") if isinstance(inner, Mapping) else None
+        if not isinstance(named, str):
+            raise ToolGrammarError("a named tool_choice needs function.name")
+        functions = [f for f in functions if f.get("name") == named]
+        if not functions:
+            raise ToolGrammarError(f"tool_choice names {named!r}, which is not among the tools")
+    if not functions:
+        raise ToolGrammarError("no tools to build a grammar for")
+
+    converter = SchemaConverter(  # type: ignore[no-untyped-call]
+        prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
+    )
+    alternatives = []
+    for index, function in enumerate(functions):
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise ToolGrammarError(f"tool #{index} has no name")
+        arguments = _arguments_rule(converter, function.get("parameters"), f"tool{index}-args")
+        head = _literal(json.dumps(name, ensure_ascii=False)[1:] + ', "arguments": ')
+        alternatives.append(f"{head} {arguments}")
+
+    rules = [
+        'call ::= "<tool_call>\\n{\\"name\\": \\"" ( '
+        + " | ".join(alternatives)
+        + ' ) "}\\n</tool_call>"',
+    ]
+    if named is not None:
+        rules.append("root ::= call")
+    else:
+        rules.append('calls ::= call ( "\\n" call )*')
+        rules.append(
+            "root ::= calls" if tool_choice == "required" else f"root ::= calls | {_REPLY_RULE}"
+        )
+    grammar: str = converter.format_grammar()  # type: ignore[no-untyped-call]
+    return "\n".join([*reversed(rules), grammar]) + "\n"

@@ -1,0 +1,132 @@
+"""The grammar the embedded server decodes tool calls under (runtime/model/tool_grammar.py).
+
+Structure is checked here; that llama.cpp accepts the grammar and that a real
+model decoding under it writes only valid calls is checked in
+tests/integration/test_tool_grammar_model.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from llama_cpp.llama_grammar import LlamaGrammar
+
+from runtime.model.tool_grammar import ToolGrammarError, tool_call_grammar
+
+
+def _tool(name: str, parameters: dict[str, object]) -> dict[str, object]:
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+WEATHER = _tool(
+    "get_weather",
+    {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["city"],
+    },
+)
+PING = _tool("ping", {"type": "object", "properties": {}})
+
+
+def _rules(grammar: str) -> dict[str, str]:
+    return dict(line.split(" ::= ", 1) for line in grammar.splitlines() if line)
+
+
+def test_auto_allows_a_plain_answer_or_calls_to_the_offered_tools_only() -> None:
+    rules = _rules(tool_call_grammar([WEATHER, PING]))
+    assert rules["root"].startswith("calls | [^<")
+    assert rules["calls"] == 'call ( "\\n" call )*'
+    call = rules["call"]
+    assert call.startswith('"<tool_call>\\n{\\"name\\": \\""')
+    assert '"get_weather\\", \\"arguments\\": " tool0-args' in call
+    assert '"ping\\", \\"arguments\\": " tool1-args' in call
+    assert call.endswith('"}\\n</tool_call>"')
+    # The required argument comes unconditionally, the optional one may follow,
+    # and the enum admits its two values only.
+    assert rules["tool0-args"].startswith('"{" space tool0-args-city-kv (')
+    assert rules["tool0-args-unit"] == '"\\"celsius\\"" | "\\"fahrenheit\\""'
+
+
+def test_required_and_named_choices_leave_no_plain_answer() -> None:
+    assert _rules(tool_call_grammar([WEATHER], tool_choice="required"))["root"] == "calls"
+    named = _rules(
+        tool_call_grammar(
+            [WEATHER, PING], tool_choice={"type": "function", "function": {"name": "ping"}}
+        )
+    )
+    assert named["root"] == "call"
+    assert "get_weather" not in named["call"]
+
+
+@pytest.mark.parametrize(
+    "tools",
+    [
+        [WEATHER, PING],
+        # Nested arrays, oneOf and a 500-value enum stay expressible.
+        [
+            _tool(
+                "plot",
+                {
+                    "type": "object",
+                    "properties": {
+                        "points": {
+                            "type": "array",
+                            "items": {"type": "array", "items": {"type": "number"}},
+                        }
+                    },
+                    "required": ["points"],
+                },
+            )
+        ],
+        [
+            _tool(
+                "pick",
+                {
+                    "type": "object",
+                    "properties": {
+                        "v": {"oneOf": [{"type": "integer"}, {"type": "string", "format": "date"}]}
+                    },
+                    "required": ["v"],
+                },
+            )
+        ],
+        [
+            _tool(
+                "sku",
+                {
+                    "type": "object",
+                    "properties": {"code": {"enum": [f"SKU-{i:03d}" for i in range(500)]}},
+                    "required": ["code"],
+                },
+            )
+        ],
+        # A name with a quote and a schema that is not an object schema at all.
+        [
+            _tool(
+                'say"hi',
+                {
+                    "type": "object",
+                    "properties": {"t": {"type": "string", "pattern": "^[A-Z]{2}\\d{3}$"}},
+                },
+            ),
+            _tool("odd", {"not": {}}),
+        ],
+    ],
+    ids=["plain", "nested-arrays", "oneOf", "enum-500", "odd-names-and-schemas"],
+)
+def test_llama_cpp_parses_the_grammar(tools: list[dict[str, object]]) -> None:
+    LlamaGrammar.from_string(tool_call_grammar(tools), verbose=False)
+
+
+def test_refuses_what_it_cannot_constrain() -> None:
+    with pytest.raises(ToolGrammarError, match="no tools"):
+        tool_call_grammar([])
+    with pytest.raises(ToolGrammarError, match="'none'"):
+        tool_call_grammar([WEATHER], tool_choice="none")
+    with pytest.raises(ToolGrammarError, match="not among the tools"):
+        tool_call_grammar([WEATHER], tool_choice={"type": "function", "function": {"name": "nope"}})
+    with pytest.raises(ToolGrammarError, match="has no name"):
+        tool_call_grammar([_tool("", {"type": "object"})])
