@@ -109,6 +109,7 @@ class ToolProfile:
     verb: str
     obj: str
     getter: bool
+    alternatives: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, name: str, description: str) -> ToolProfile:
@@ -118,6 +119,13 @@ class ToolProfile:
         said = first.split()
         verb = ""
         rest = ""
+        alternatives: tuple[str, ...] = ()
+        if len(said) > 3 and said[1].lower() == "or":
+            # "Lock or unlock a smart lock", "Enable or disable a feature flag"
+            other = _base_verb(re.sub(r"[^A-Za-z]", "", said[2]))
+            if other in _COMMON_VERBS or other.startswith(("un", "dis", "de", "re")):
+                alternatives = (_base_verb(said[0]), other)
+                said = [said[0], *said[3:]]
         if said:
             candidate = _base_verb(re.sub(r"[^A-Za-z]", "", said[0]))
             if candidate in _COMMON_VERBS or (
@@ -138,7 +146,8 @@ class ToolProfile:
             tail = [t for t in name_tokens[skip:] if t != verb and t not in PREPOSITIONS]
             obj = words(tail) or "it"
         obj = obj[0].lower() + obj[1:] if obj[:2] != obj[:2].upper() else obj
-        return cls(verb, obj, verb.split()[0] in _GETTER_VERBS)
+        obj = re.sub(r"\s+(?:on or off|in or out|up or down)$", "", obj)
+        return cls(verb, obj, verb.split()[0] in _GETTER_VERBS, alternatives)
 
     @property
     def core(self) -> str:
@@ -168,6 +177,27 @@ def _date_text(value: str, rng: random.Random) -> str:
     year, month, day = (int(g) for g in match.groups())
     month_name = vocab.MONTHS[month - 1]
     return rng.choice([f"{month_name} {day}, {year}", f"{day} {month_name} {year}"])
+
+
+def _time_text(value: str, rng: random.Random) -> str:
+    """ "19:00" as people write it: "7pm", "7:30 pm", "19:00"."""
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)(?::00)?", value)
+    if not match or rng.random() < 0.5:
+        return value
+    hour, minute = int(match[1]), int(match[2])
+    suffix = rng.choice(["pm", " pm", "PM"]) if hour >= 12 else rng.choice(["am", " am", "AM"])
+    twelve = hour % 12 or 12
+    return f"{twelve}{suffix}" if minute == 0 else f"{twelve}:{minute:02d}{suffix}"
+
+
+_PLACE_NOUNS = {"room", "zone", "area", "floor", "location", "region", "site", "city", "office",
+                "space", "building", "venue", "level", "garden", "yard", "kitchen"}  # fmt: skip
+
+
+def _is_place(profile: ParamProfile) -> bool:
+    """An enum of places ("kitchen", "upstairs"): mentioned as "in the kitchen"."""
+    tokens = split_name(profile.name)
+    return bool(tokens) and tokens[-1] in _PLACE_NOUNS and not profile.prep
 
 
 def value_text(profile: ParamProfile, value: Any, rng: random.Random) -> str:
@@ -224,6 +254,23 @@ def _flag_phrase(profile: ParamProfile, value: bool, rng: random.Random) -> str:
     return rng.choice([f"without {phrase}", f"no {phrase}", f"{phrase} off", f"{phrase}: no"])
 
 
+def _flag_verb(profile: ParamProfile, value: Any, act: ToolProfile) -> str | None:
+    """A flag whose setting is the tool's action ("True to lock, False to unlock";
+    "True to switch on, False to switch off"): the words for `value`, else None."""
+    if profile.kind != "boolean" or not isinstance(value, bool):
+        return None
+    described = _TRUE_FALSE.search(str(profile.schema.get("description") or ""))
+    if described is None:
+        return None
+    phrase = described["yes" if value else "no"].strip()
+    first = phrase.split()[0].lower() if phrase else ""
+    if len(phrase.split()) > 3:
+        return None
+    if first in (act.verb.split()[0], *act.alternatives) or first in _COMMON_VERBS:
+        return phrase
+    return None
+
+
 def mention(profile: ParamProfile, value: Any, rng: random.Random) -> tuple[str, str]:
     """The words around one value, and the text the value is written as."""
     if profile.kind == "boolean" and isinstance(value, bool):
@@ -239,10 +286,13 @@ def mention(profile: ParamProfile, value: Any, rng: random.Random) -> tuple[str,
         options = [f"{text} {noun}", f"top {text}", f"up to {text}", f"limit {text}",
                    f"at most {text}"]  # fmt: skip
     elif kind == "number":
-        options = [f"{noun} {text}", f"{text}", f"{noun} of {text}", f"{text} {noun}"]
+        options = [f"{noun} {text}", f"{text}", f"{noun} of {text}", f"{text} {noun}",
+                   f"to {text}"]  # fmt: skip
         if prep:
             options += [f"{prep} {text}"] * 2
     elif kind in ("date", "datetime", "time"):
+        if kind == "time" and isinstance(value, str):
+            text = _time_text(value, rng)
         default = "at" if kind == "time" else "on"
         options = [f"{prep or default} {text}", f"{prep or default} {text}", f"{noun} {text}"]
     elif kind == "id":
@@ -262,8 +312,10 @@ def mention(profile: ParamProfile, value: Any, rng: random.Random) -> tuple[str,
     elif kind == "enum" and prep:
         # from/to pairs are told apart only by their prepositions
         options = [f"{prep} {text}"]
+    elif kind == "enum" and _is_place(profile):
+        options = [f"in the {text}", f"in the {text}", f"{text}"]
     elif kind == "enum":
-        options = [f"{text}", f"{text} {noun}", f"{noun} {text}", f"as {text}"]
+        options = [f"{text}", f"{text} {noun}", f"{text}"]
     elif kind == "list":
         options = [f"{noun} {text}", f"{text}", f"for {text}"]
     else:
@@ -340,33 +392,97 @@ class NaturalPhraser:
         rng = self.rng
         act = ToolProfile.of(tool.name, tool.description)
         profiles = {p.name: p for p in self.params(tool)}
+        verb = act.verb
         mentions: list[tuple[str, str, str]] = []
         for name, value in arguments.items():
             if name == leave_out or name not in profiles:
                 continue
-            words, surface = mention(profiles[name], value, rng)
+            profile = profiles[name]
+            said = _flag_verb(profile, value, act) if verb == act.verb else None
+            if said is not None and rng.random() < 0.85:
+                # the flag is the action itself: "unlock the garage", "switch off the lights"
+                verb = said
+                mentions.append((name, "", ""))
+                continue
+            words, surface = mention(profile, value, rng)
             mentions.append((name, words, surface))
+        if verb == act.verb and rng.random() < 0.7:
+            for index, (name, _words, surface) in enumerate(mentions):
+                if profiles[name].kind == "list" and surface and profiles[name].noun == act.core:
+                    # "add eggs and oat milk", not "add items eggs and oat milk"
+                    verb = f"{verb} {surface}"
+                    act = dataclasses.replace(act, obj="", verb=verb)
+                    mentions[index] = (name, "", surface)
+                    break
+        # The one-of-a-set parameter that says *which* thing ("kitchen", "front",
+        # "humidity") often qualifies the object instead: "the kitchen lights".
+        subject = next(
+            (
+                m
+                for m in mentions
+                if m[2]
+                and profiles[m[0]].kind == "enum"
+                and profiles[m[0]].required
+                and not profiles[m[0]].prep
+            ),
+            None,
+        )
+        if subject is not None and rng.random() < 0.5:
+            mentions = [m for m in mentions if m is not subject]
+        else:
+            subject = None
         texts = [m for m in mentions if m[1].startswith((": ", '"', "saying", "that says"))]
         others = [m for m in mentions if m not in texts]
         if not keep_order and rng.random() < 0.3:
             rng.shuffle(others)
-        ordered = others + texts
+        ordered = [m for m in others + texts if m[1]]
         body = " ".join(words for _, words, _ in ordered).replace(" : ", ": ")
-        text = self._frame(act, body, bool(ordered))
-        return Phrased(text, {name: surface for name, _, surface in mentions})
+        text = self._frame(
+            act, body, bool(ordered), verb=verb, subject=subject[2] if subject else None
+        )
+        surfaces = {name: surface for name, _, surface in mentions}
+        if subject is not None:
+            surfaces[subject[0]] = subject[2]
+        return Phrased(text, surfaces)
 
-    def _frame(self, act: ToolProfile, body: str, has_values: bool) -> str:
+    def _frame(
+        self,
+        act: ToolProfile,
+        body: str,
+        has_values: bool,
+        *,
+        verb: str | None = None,
+        subject: str | None = None,
+    ) -> str:
         rng = self.rng
-        verb, obj, core = act.verb, act.obj, act.core
+        verb = verb or act.verb
+        obj, core = act.obj, act.core
         spaced = f" {body}" if body else ""
         if body.startswith(":"):
             spaced = body
-        keep_obj = not has_values or verb in _BLAND_VERBS or rng.random() < 0.85
+        if subject is not None:
+            if act.getter:
+                forms = [f"what's the {subject}{spaced}?", f"what is the {subject}{spaced}?",
+                         f"how's the {subject}{spaced}?", f"check the {subject}{spaced}",
+                         f"{subject}{spaced}?", f"what's the {subject} like{spaced}?"]  # fmt: skip
+                request = rng.choice(forms)
+                return request[0].upper() + request[1:] if rng.random() < 0.6 else request
+            obj = core = f"{subject} {core}" if core and core != "it" else subject
+            obj = f"the {obj}"
+            has_values = True
+        keep_obj = (
+            subject is not None or not has_values or verb in _BLAND_VERBS or rng.random() < 0.85
+        )
         head = core.split()[-1].lower() if core else ""
         if head and body.lower().startswith(f"{head} "):
             # the value's own words name the object: "look up order #SO-1", not "an order order"
             keep_obj, core = False, ""
-        ask = f"{verb} {obj}{spaced}" if keep_obj else f"{verb}{spaced}"
+        ask = f"{verb} {obj}{spaced}" if keep_obj and obj else f"{verb}{spaced}"
+        particle = verb.rsplit(" ", 1)[-1] if " " in verb else ""
+        split = particle in ("on", "off", "up", "down", "in", "out") and keep_obj and obj
+        if split and rng.random() < 0.5:
+            # "switch the kitchen lights off" as often as "switch off the kitchen lights"
+            ask = f"{verb.rsplit(' ', 1)[0]} {obj} {particle}{spaced}"
         forms = [
             f"{ask}",
             f"please {ask}",
@@ -379,6 +495,8 @@ class NaturalPhraser:
             f"I want to {ask}",
             f"need you to {ask}",
         ]
+        if particle in ("on", "off", "up", "down") and core:
+            forms += [f"{core}{spaced} {particle}", f"{core} {particle}{spaced}"] * 2
         if act.getter and core:
             forms += [
                 f"what's the {core}{spaced}?",
@@ -386,7 +504,7 @@ class NaturalPhraser:
                 f"show me the {core}{spaced}",
                 f"tell me the {core}{spaced}",
             ]
-        if has_values:
+        if has_values and core:
             forms += [f"{core}{spaced}".strip(), f"{core}{spaced}?".strip()]
         request = rng.choice(forms)
         return request[0].upper() + request[1:] if rng.random() < 0.6 else request

@@ -147,6 +147,8 @@ class ParamProfile:
             noun_tokens = noun_tokens[:-1] or noun_tokens
         if len(noun_tokens) > 1 and noun_tokens[0] in ("num", "number", "max", "min", "is"):
             noun_tokens = noun_tokens[1:]
+        if len(noun_tokens) > 1 and noun_tokens[-1] == "name" and kind == "enum":
+            noun_tokens = noun_tokens[:-1]  # list_name: "the pharmacy list"
         alternatives = quoted_alternatives(description)
         if alternatives and schema.get("type") == "string" and "enum" not in schema:
             # '"morning", "afternoon" or "any"': a closed set written in prose
