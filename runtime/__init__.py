@@ -15,7 +15,7 @@ from runtime.calls import (
     ExecutionResult,
     ToolCallRequest,
 )
-from runtime.tools import Tool, ToolDefinitionError, ToolRegistry, tool
+from runtime.tools import SandboxSpec, Tool, ToolDefinitionError, ToolRegistry, tool
 
 if TYPE_CHECKING:  # real types for type checkers; loaded on first use at run time
     from runtime.agent import Agent, RunLimits, RunResult, RunStatus
@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # real types for type checkers; loaded on first use at run ti
     from runtime.policy.loader import load_policies
     from runtime.sandbox.docker_executor import DockerExecutor
     from runtime.sandbox.executor import InProcessExecutor
-    from runtime.sandbox.spec import SandboxSpec
 
 __all__ = [
     "Agent",
@@ -68,7 +67,6 @@ _LAZY: dict[str, str] = {
     "CallOutcome": "runtime.pipeline",
     "InProcessExecutor": "runtime.sandbox.executor",
     "DockerExecutor": "runtime.sandbox.docker_executor",
-    "SandboxSpec": "runtime.sandbox.spec",
     "HashChainSink": "runtime.audit.chain",
     "load_policies": "runtime.policy.loader",
     "ApprovalStore": "runtime.policy.approvals",

@@ -21,9 +21,16 @@ import jsonschema
 import pydantic
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
-from runtime.sandbox.spec import SandboxSpec
-
-__all__ = ["Tool", "ToolDefinitionError", "ToolExample", "ToolRegistry", "to_jsonable", "tool"]
+__all__ = [
+    "Mount",
+    "SandboxSpec",
+    "Tool",
+    "ToolDefinitionError",
+    "ToolExample",
+    "ToolRegistry",
+    "to_jsonable",
+    "tool",
+]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
@@ -37,6 +44,47 @@ class _Docstring:
     summary: str
     params: dict[str, str]
     examples: tuple[str, ...] = ()
+
+
+# What a tool asks of its sandbox (`@tool(sandbox=...)`). It lives here, with the
+# tool, not in runtime.sandbox: the sandbox package runs tools and so depends on
+# this module, never the reverse.
+
+
+class Mount(pydantic.BaseModel):
+    """A host directory made visible to the tool, read-only unless stated."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
+class SandboxSpec(pydantic.BaseModel):
+    """Overrides of the sandbox defaults for one tool.
+
+    Every field is optional: `None` means "the executor's hardened default".
+
+    Attributes:
+        memory: Memory limit (and memory+swap), e.g. "256m".
+        cpus: CPU quota in cores, e.g. 0.5.
+        network: Ask for network access. Granted only when policy allows it too.
+        image: Sandbox image to use instead of the default one.
+        mounts: Host directories to mount (read-only by default).
+        pids_limit: Maximum processes/threads inside the container.
+        tmpfs_size: Size of the writable /tmp, e.g. "64m".
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    memory: str | None = None
+    cpus: float | None = pydantic.Field(default=None, gt=0)
+    network: bool = False
+    image: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    pids_limit: int | None = pydantic.Field(default=None, gt=0)
+    tmpfs_size: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

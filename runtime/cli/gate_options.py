@@ -176,7 +176,7 @@ def build_executor(
         return InProcessExecutor(allow_sandbox_only=allow_unsandboxed)
     from runtime.sandbox.docker_executor import DockerExecutor
     from runtime.sandbox.hardening import SandboxConfigError
-    from runtime.sandbox.spec import Mount
+    from runtime.tools import Mount
 
     mounts = []
     if workspace is not None:

@@ -63,9 +63,8 @@ from runtime.sandbox.hardening import (
 from runtime.sandbox.hardening import deny_network as deny_network  # re-export
 from runtime.sandbox.pool import PoolSet, WarmPool
 from runtime.sandbox.reaper import channel_prefix, owner_id, reap, reap_channel_dirs
-from runtime.sandbox.spec import Mount
 from runtime.sandbox.worker import EXIT_OUTPUT
-from runtime.tools import Tool
+from runtime.tools import Mount, Tool
 
 Mode = Literal["per_call", "per_session"]
 _MAX_TEXT = 4000
