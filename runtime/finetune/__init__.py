@@ -15,6 +15,8 @@ commands are thin wrappers):
 - `train`: LoRA SFT (shared-prefix trainer on CPU, TRL on GPU).
 - `adapter_export`: safetensors for vLLM, GGUF for llama.cpp, the base as a HF dir.
 - `evaluate`, `eval_runner`: BFCL-style scoring, paired McNemar test, BFCL data, charts.
+- `eval_targets`, `eval_variants`: the served models compared, and the levers (prompt,
+  preset, retrieval, adapter) each variant pulls.
 - serving: `runtime.model.local_server.LocalModelServer(chat_template_file=...)`.
 
 Nothing here imports torch, transformers or peft at module level.

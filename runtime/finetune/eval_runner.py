@@ -5,23 +5,23 @@ first assistant turn is the expectation; a trajectory also yields an
 "answer after the tool result" item) or from BFCL's own data files inside the
 `bfcl-eval` package (`load_bfcl`: simple, multiple, irrelevance categories).
 
-Models are reached through the runtime's `OpenAICompatibleClient` (vLLM, a
-llama.cpp server, anything OpenAI-compatible); `LocalTarget` starts the
-embedded llama.cpp server for the bundled model, with or without a GGUF
-adapter, for the duration of its run.
+The models are targets (`eval_targets`: a server someone runs, or the
+embedded llama.cpp server started for the run); asking them and comparing the
+answers is `eval_variants`' job, which `predict` and `compare` call with one
+plain variant per target.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import importlib.util
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from runtime.finetune.dataset_format import expected_turn
+from runtime.finetune.eval_targets import LocalTarget, RemoteTarget, Target
+from runtime.finetune.eval_variants import Variant, compare_variants, predict_variant
 from runtime.finetune.evaluate import (
     MISSING_OK,
     EvalItem,
@@ -175,75 +175,6 @@ def read_items(path: Path) -> list[EvalItem]:
     return items_from_examples(rows)
 
 
-# -- targets ------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RemoteTarget:
-    """An OpenAI-compatible server someone else runs."""
-
-    label: str
-    base_url: str
-    model: str
-
-    @contextlib.contextmanager
-    def serve(self) -> Iterator[tuple[str, str]]:
-        yield self.base_url, self.model
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LocalTarget:
-    """The embedded llama.cpp server, started for the run.
-
-    Attributes:
-        label: Name in the report.
-        adapter: A GGUF LoRA file, or an adapter directory holding `adapter.gguf`.
-        chat_format: `hermes` (the training template) or a llama-cpp-python
-            format such as `chatml-function-calling` (the runtime's default).
-        model_path: A GGUF base; default the bundled SmolLM2-135M.
-        log_path: Where the server writes its log.
-        tool_grammar: Decode calls under the tools' grammar (the server's default).
-    """
-
-    label: str
-    adapter: Path | None = None
-    chat_format: str = "hermes"
-    model_path: Path | None = None
-    log_path: Path | None = None
-    tool_grammar: bool = True
-
-    @contextlib.contextmanager
-    def serve(self) -> Iterator[tuple[str, str]]:
-        from runtime.model.local_server import LocalModelServer
-
-        adapter = self.adapter
-        template: Path | None = None
-        if adapter is not None and adapter.is_dir():
-            template = adapter / "chat_template.jinja"
-            adapter = adapter / "adapter.gguf"
-        kwargs: dict[str, Any] = {
-            "adapter": adapter,
-            "model_path": self.model_path,
-            "log_path": self.log_path,
-            "tool_grammar": self.tool_grammar,
-        }
-        server: LocalModelServer
-        if self.chat_format == "hermes":
-            server = LocalModelServer(
-                chat_template_file=template if template and template.exists() else None, **kwargs
-            )
-        else:
-            server = LocalModelServer(chat_format=self.chat_format, **kwargs)
-        server.start(timeout_s=180)
-        try:
-            yield server.base_url, server.model_alias
-        finally:
-            server.stop()
-
-
-Target = RemoteTarget | LocalTarget
-
-
 async def predict(
     base_url: str,
     model: str,
@@ -254,8 +185,6 @@ async def predict(
     progress: bool = True,
 ) -> list[Prediction]:
     """Ask the model for the next turn of every item (greedy, items as they are)."""
-    from runtime.finetune.eval_variants import Variant, predict_variant
-
     runs = await predict_variant(
         base_url,
         model,
@@ -284,19 +213,10 @@ def compare(
         the first model (full call, abstention, overall) and, optionally,
         every prediction with its score.
     """
-    from runtime.finetune.eval_variants import Variant, compare_variants
-
     variants = [Variant(label=t.label, target=t.label) for t in targets]
     return compare_variants(
         targets, variants, items, max_tokens=max_tokens, keep_predictions=keep_predictions
     )
-
-
-def describe_target(target: Target) -> dict[str, Any]:
-    """JSON-ready description of a target (paths as strings, no log path)."""
-    out = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(target).items()}
-    out.pop("log_path", None)
-    return out
 
 
 METRICS = (

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.finetune.eval_targets import Target, describe_target
 from runtime.finetune.evaluate import (
     EvalItem,
     ItemScore,
@@ -261,7 +262,7 @@ async def predict_variant(
 
 
 def check_variants(
-    targets: Sequence[Any], variants: Sequence[Variant], items: Sequence[EvalItem]
+    targets: Sequence[Target], variants: Sequence[Variant], items: Sequence[EvalItem]
 ) -> None:
     """Fail before any server starts: no target, an unknown target, a duplicate
     label, a missing index, or few-shot examples that do not fit the items' tools.
@@ -289,7 +290,7 @@ def check_variants(
 
 
 def compare_variants(
-    targets: Sequence[Any],
+    targets: Sequence[Target],
     variants: Sequence[Variant],
     items: Sequence[EvalItem],
     *,
@@ -358,14 +359,12 @@ def compare_variants(
 
 def _entry(
     variant: Variant,
-    target: Any,
+    target: Target,
     items: Sequence[EvalItem],
     results: Sequence[VariantRun],
     scores: Sequence[ItemScore],
     seconds: float,
 ) -> dict[str, Any]:
-    from runtime.finetune.eval_runner import describe_target
-
     latencies = sorted(r.seconds for r in results)
     entry: dict[str, Any] = {
         "target": describe_target(target),
