@@ -24,6 +24,7 @@ from runtime.audit.events import Event, Field
 from runtime.audit.sink import AuditSink
 from runtime.calls import CallContext, ToolCallRequest
 from runtime.policy.decision import PolicyEngine
+from runtime.stats import percentile
 from runtime.tools import ToolRegistry
 
 LAG_INTERVAL_S = 0.002
@@ -32,15 +33,6 @@ TYPICAL_CALL = ToolCallRequest(
     name="convert_units",
     arguments='{"value": 12.5, "from_unit": "km", "to_unit": "mi"}',
 )
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by nearest rank on sorted data."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _time_each(fn: Callable[[], object], iterations: int) -> list[float]:
@@ -91,11 +83,11 @@ def bench_gate_stages(
     parse_validate = _time_each(lambda: gate.check(request), iterations)
     gate_times = _time_each(full, iterations)
     out: dict[str, Any] = {
-        "gate_p50_us": round(percentile(gate_times, 50), 2),
-        "gate_p95_us": round(percentile(gate_times, 95), 2),
-        "gate_p99_us": round(percentile(gate_times, 99), 2),
-        "parse_validate_p50_us": round(percentile(parse_validate, 50), 2),
-        "baseline_json_loads_p50_us": round(percentile(baseline, 50), 2),
+        "gate_p50_us": round(percentile(gate_times, 0.5), 2),
+        "gate_p95_us": round(percentile(gate_times, 0.95), 2),
+        "gate_p99_us": round(percentile(gate_times, 0.99), 2),
+        "parse_validate_p50_us": round(percentile(parse_validate, 0.5), 2),
+        "baseline_json_loads_p50_us": round(percentile(baseline, 0.5), 2),
         "stages": ["parse", "validate"]
         + (["policy"] if policy is not None else [])
         + (["audit"] if audit is not None else []),
@@ -213,14 +205,14 @@ async def bench_concurrent_runs(
         "error_samples": [str(e if isinstance(e, BaseException) else e.error) for e in errors[:3]],
         "runs_wall_s": round(elapsed, 3),
         "runs_per_s": round(runs / elapsed, 1),
-        "loop_lag_p50_ms": round(percentile(busy, 50), 3),
-        "loop_lag_p99_ms": round(percentile(busy, 99), 3),
+        "loop_lag_p50_ms": round(percentile(busy, 0.5), 3),
+        "loop_lag_p99_ms": round(percentile(busy, 0.99), 3),
         "loop_lag_max_ms": round(max(busy, default=0.0), 3),
-        "loop_lag_p99_ms_without_gc_freeze": round(percentile(unfrozen, 99), 3),
+        "loop_lag_p99_ms_without_gc_freeze": round(percentile(unfrozen, 0.99), 3),
         "gc_collections_during_runs": collections,
         "gc_collections_without_freeze": unfrozen_gcs,
-        "idle_loop_lag_p99_ms": round(percentile(idle, 99), 3),
-        "lag_vs_idle": round(percentile(busy, 99) / max(percentile(idle, 99), 0.001), 1),
+        "idle_loop_lag_p99_ms": round(percentile(idle, 0.99), 3),
+        "lag_vs_idle": round(percentile(busy, 0.99) / max(percentile(idle, 0.99), 0.001), 1),
         "lag_samples": len(busy),
         "max_concurrent_model_requests": client.max_concurrent_requests,
     }

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from runtime.arguments import ArgumentGate
-from runtime.bench.gate import percentile
 from runtime.model import compat
 from runtime.model.client import ModelTurn, OpenAICompatibleClient
 from runtime.model.settings import SamplingSettings
+from runtime.stats import percentile
 from runtime.tools import ToolRegistry
 
 PROMPTS = (
@@ -118,7 +118,7 @@ async def bench_model(
                 for _ in range(replays)
             ]
             await client.aclose()
-        item["runtime_s"] = percentile(costs, 50)
+        item["runtime_s"] = percentile(costs, 0.5)
 
     walls = [t["wall_s"] for t in turns]
     shares = [t["runtime_s"] / t["wall_s"] for t in turns]
@@ -126,14 +126,14 @@ async def bench_model(
     prompt_tokens = [t["turn"].usage.prompt_tokens for t in turns]
     return {
         "turns": len(turns),
-        "turn_p50_s": round(percentile(walls, 50), 3),
-        "turn_p95_s": round(percentile(walls, 95), 3),
+        "turn_p50_s": round(percentile(walls, 0.5), 3),
+        "turn_p95_s": round(percentile(walls, 0.95), 3),
         "tokens_per_s": round(completion / sum(walls), 1),
         "completion_tokens": completion,
-        "prompt_tokens_p50": percentile([float(p) for p in prompt_tokens], 50),
-        "runtime_share_p50_pct": round(100 * percentile(shares, 50), 3),
+        "prompt_tokens_p50": percentile([float(p) for p in prompt_tokens], 0.5),
+        "runtime_share_p50_pct": round(100 * percentile(shares, 0.5), 3),
         "runtime_share_max_pct": round(100 * max(shares), 3),
-        "runtime_ms_p50": round(1000 * percentile([t["runtime_s"] for t in turns], 50), 3),
+        "runtime_ms_p50": round(1000 * percentile([t["runtime_s"] for t in turns], 0.5), 3),
         "calls_proposed": sum(len(t["turn"].tool_calls) for t in turns),
         "adapter": adapter,
         "max_tokens": max_tokens,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.audit.events import Event, Field
+from runtime.stats import percentile
 
 __all__ = ["bench_audit", "register"]
 
@@ -48,10 +49,6 @@ def _fields(index: int) -> dict[str, Any]:
         Field.EXIT_CODE: 0,
         Field.ARGUMENTS: {"query": f"weather in city {index % 1000}", "limit": 5},
     }
-
-
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
 
 
 def bench_audit(
@@ -113,9 +110,9 @@ def bench_audit(
         return {
             "records": records,
             "write_s": round(write_s, 3),
-            "write_us_p50": round(_percentile(ordered, 0.50) / 1000, 2) if ordered else None,
-            "write_us_p95": round(_percentile(ordered, 0.95) / 1000, 2) if ordered else None,
-            "write_us_p99": round(_percentile(ordered, 0.99) / 1000, 2) if ordered else None,
+            "write_us_p50": round(percentile(ordered, 0.50) / 1000, 2) if ordered else None,
+            "write_us_p95": round(percentile(ordered, 0.95) / 1000, 2) if ordered else None,
+            "write_us_p99": round(percentile(ordered, 0.99) / 1000, 2) if ordered else None,
             "verify_ok": report.ok,
             "verify_s": round(report.elapsed_s, 3),
             "verify_records_per_s": round(report.records_per_s),

@@ -37,6 +37,7 @@ from runtime.finetune.evaluate import (
     summarize,
 )
 from runtime.prompting import BoundPrompt, Prompt, PromptTemplate
+from runtime.stats import percentile
 
 __all__ = [
     "Variant",
@@ -372,8 +373,8 @@ def _entry(
         "seconds": round(seconds, 1),
         "errors": sum(1 for r in results if r.prediction.error),
         "latency_s": {
-            "p50": _rounded(statistics.median, latencies, 3),
-            "p95": _rounded(lambda xs: xs[int(0.95 * (len(xs) - 1))], latencies, 3),
+            "p50": _rounded(lambda xs: percentile(xs, 0.5), latencies, 3),
+            "p95": _rounded(lambda xs: percentile(xs, 0.95), latencies, 3),
             "mean": _rounded(statistics.fmean, latencies, 3),
         },
         "prompt_tokens_mean": _rounded(statistics.fmean, [r.prompt_tokens for r in results], 1),

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from runtime.calls import CallContext, CallStatus, ExecutionResult
+from runtime.stats import percentile
 from runtime.tools import tool
 
 _ONE_SHOT = (
@@ -43,14 +44,6 @@ def bench_echo(value: int) -> int:
         value: Any integer.
     """
     return value
-
-
-def _p(values: list[float], q: float) -> float:
-    """Nearest-rank percentile, rounded to 0.01 ms."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return round(ordered[max(math.ceil(q * len(ordered)) - 1, 0)], 2)
 
 
 def _ms(started: float) -> float:
@@ -209,21 +202,22 @@ async def bench_sandbox(
             session_ids.add(result.sandbox["container_id"])
         await ex.end_run("bench-run")
 
-    baseline_p50 = _p(baseline, 0.5)
-    per_call_p50 = _p(per_call, 0.5)
-    per_session_p50 = _p(per_session, 0.5)
+    baseline_p50 = round(percentile(baseline, 0.5), 2)
+    per_call_p50 = round(percentile(per_call, 0.5), 2)
+    per_session_p50 = round(percentile(per_session, 0.5), 2)
+    cold_p50 = round(percentile(cold, 0.5), 2)
     report.update(
         baseline_n=baseline_n,
         baseline_p50_ms=baseline_p50,
-        baseline_p95_ms=_p(baseline, 0.95),
+        baseline_p95_ms=round(percentile(baseline, 0.95), 2),
         cold_n=cold_n,
-        cold_p50_ms=_p(cold, 0.5),
-        cold_p95_ms=_p(cold, 0.95),
+        cold_p50_ms=cold_p50,
+        cold_p95_ms=round(percentile(cold, 0.95), 2),
         per_call_p50_ms=per_call_p50,
-        per_call_p95_ms=_p(per_call, 0.95),
+        per_call_p95_ms=round(percentile(per_call, 0.95), 2),
         per_call_mean_ms=round(statistics.fmean(per_call), 2) if per_call else math.nan,
         per_session_p50_ms=per_session_p50,
-        per_session_p95_ms=_p(per_session, 0.95),
+        per_session_p95_ms=round(percentile(per_session, 0.95), 2),
         per_session_containers=len(session_ids),
         sustained_n=sustained_n,
         sustained_concurrency=concurrency,
@@ -232,7 +226,7 @@ async def bench_sandbox(
         reused_containers=len(container_ids) - len(set(container_ids)),
         per_call_speedup=round(baseline_p50 / per_call_p50, 1),
         per_session_speedup=round(baseline_p50 / per_session_p50, 1),
-        cold_speedup=round(baseline_p50 / _p(cold, 0.5), 2) if cold else math.nan,
+        cold_speedup=round(baseline_p50 / cold_p50, 2) if cold else math.nan,
     )
     report["floors_met"] = {
         "per_call_p50_ms<=25": per_call_p50 <= 25,
