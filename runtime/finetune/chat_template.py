@@ -18,6 +18,9 @@ tests/unit/test_finetune_chat_template.py:
 - `render_segments`, the Python renderer training uses: it also says which
   characters are the assistant's (the only ones the loss is computed on).
 
+The tool instructions themselves are the template's own (`runtime.model.tool_format`
+reads them from it), so both renderers say the same words by construction.
+
 `tojson` is `json.dumps(x, ensure_ascii=False)` in transformers and in
 llama-cpp-python 0.3.x; `_dumps` below is the same call.
 """
@@ -27,8 +30,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from importlib.resources import files
 from typing import Any
+
+from runtime.model.tool_format import TOOL_CHAT_TEMPLATE, TOOLS_FOOTER, TOOLS_HEADER
 
 __all__ = [
     "BOS_TOKEN",
@@ -42,21 +46,7 @@ __all__ = [
 
 BOS_TOKEN = "<|im_start|>"
 EOS_TOKEN = "<|im_end|>"
-TOOLS_HEADER = (
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
-)
-TOOLS_FOOTER = (
-    "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
-    "within <tool_call></tool_call> XML tags:\n"
-    '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\n'
-    "If no function fits the request, answer directly without a tool call."
-)
-CHAT_TEMPLATE = (
-    files("runtime.model")
-    .joinpath("templates/tool_chat_template.jinja")
-    .read_text(encoding="utf-8")
-)
+CHAT_TEMPLATE = TOOL_CHAT_TEMPLATE
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

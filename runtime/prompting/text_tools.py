@@ -15,24 +15,20 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_tools_block", "to_text_protocol"]
+from runtime.model.tool_format import TOOLS_FOOTER, TOOLS_HEADER
 
-_INSTRUCTIONS = (
-    "# Tools\n\n"
-    "You may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n"
-    "<tools>\n{signatures}\n</tools>\n\n"
-    "For each function call, return a json object with function name and arguments "
-    "within <tool_call></tool_call> XML tags:\n"
-    '<tool_call>\n{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>\n'
-    "If no function fits the request, answer directly without a tool call."
-)
+__all__ = ["render_tools_block", "to_text_protocol"]
 
 
 def render_tools_block(tools: Sequence[Mapping[str, Any]]) -> str:
-    """The tool signatures and calling convention, for the system prompt."""
+    """The tool signatures and calling convention, for the system prompt.
+
+    The same words the runtime's chat template puts in the system turn
+    (`runtime.model.tool_format`), so a model tuned on that template reads
+    tools given in the prompt the way it was trained to.
+    """
     signatures = "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools)
-    return _INSTRUCTIONS.format(signatures=signatures)
+    return f"{TOOLS_HEADER}\n{signatures}{TOOLS_FOOTER}"
 
 
 def to_text_protocol(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

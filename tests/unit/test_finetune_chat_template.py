@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import runtime
 import tools
 from runtime.finetune.chat_template import (
     CHAT_TEMPLATE,
@@ -15,6 +17,8 @@ from runtime.finetune.chat_template import (
     render_text,
 )
 from runtime.model.compat import extract_text_tool_calls
+from runtime.model.tool_format import TOOLS_FOOTER, TOOLS_HEADER
+from runtime.prompting import render_tools_block
 from runtime.tools import ToolRegistry
 
 jinja2 = pytest.importorskip("jinja2")
@@ -134,3 +138,21 @@ def test_runtime_client_parses_what_the_template_teaches() -> None:
         ("convert_units", {"value": 5, "from_unit": "km", "to_unit": "mi"}),
         ("calculate", {"expression": "2+2"}),
     ]
+
+
+def test_tools_in_the_prompt_say_what_the_template_says() -> None:
+    messages, tools_ = CONVERSATIONS[0]
+    block = render_tools_block(tools_)
+    assert f"<|im_start|>system\n{block}<|im_end|>\n" in render_text(messages, tools_)
+
+
+def test_the_tool_call_instructions_are_written_once() -> None:
+    # The template defines them; tool_format reads them; every renderer uses those.
+    assert TOOLS_HEADER.endswith("<tools>") and "For each function call" in TOOLS_FOOTER
+    root = Path(runtime.__file__).parent
+    homes = [
+        path.relative_to(root).as_posix()
+        for path in sorted(root.rglob("*"))
+        if path.suffix in (".py", ".jinja") and "For each function call" in path.read_text()
+    ]
+    assert homes == ["model/templates/tool_chat_template.jinja"]
