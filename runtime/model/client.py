@@ -56,6 +56,49 @@ class ModelTurn:
     calls_from_text: bool = False
     content: str = ""
 
+    @classmethod
+    def from_reply(
+        cls,
+        content: str | None,
+        calls: Sequence[ToolCallRequest],
+        finish_reason: str | None,
+        *,
+        usage: Usage,
+        model: str,
+        read: str | None = None,
+    ) -> ModelTurn:
+        """Read an assistant reply: the one place a reply becomes a turn.
+
+        The server's own `tool_calls` win; without them, `<tool_call>` blocks
+        in the text are the calls (vLLM leaves them there for malformed JSON,
+        servers without a tool parser always do). The finish reason is
+        normalised to OpenAI's values.
+
+        Args:
+            content: The reply's text exactly as the server sent it.
+            calls: The server's `tool_calls`, parsed.
+            finish_reason: As the server reported it.
+            usage: Token counts of the reply.
+            model: The model that answered.
+            read: The part of `content` to take text and calls from (default:
+                all of it); think-first passes what is left outside the
+                reasoning, so a call drafted while reasoning is not a call.
+        """
+        text = (content or "") if read is None else read
+        from_text = False
+        if not calls:
+            text, calls = compat.extract_text_tool_calls(text)
+            from_text = bool(calls)
+        return cls(
+            text=text,
+            tool_calls=tuple(calls),
+            finish_reason=compat.normalise_finish_reason(finish_reason, has_calls=bool(calls)),
+            usage=usage,
+            model=model,
+            calls_from_text=from_text,
+            content=content or "",
+        )
+
 
 class ModelError(RuntimeError):
     """The model server could not produce a reply.
@@ -418,20 +461,10 @@ class OpenAICompatibleClient:
         return self._turn(assembler.finish())
 
     def _turn(self, parts: wire.ReplyParts) -> ModelTurn:
-        from_text = False
-        text = parts.content or ""
-        calls = parts.calls
-        if not calls:
-            text, calls = compat.extract_text_tool_calls(text)
-            from_text = bool(calls)
-        return ModelTurn(
-            text=text,
-            tool_calls=tuple(calls),
-            finish_reason=compat.normalise_finish_reason(
-                parts.finish_reason, has_calls=bool(calls)
-            ),
+        return ModelTurn.from_reply(
+            parts.content,
+            parts.calls,
+            parts.finish_reason,
             usage=Usage(parts.prompt_tokens, parts.completion_tokens),
             model=parts.model or self.model,
-            calls_from_text=from_text,
-            content=parts.content or "",
         )

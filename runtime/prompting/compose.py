@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from runtime.model import compat
 from runtime.model.client import ModelTurn
 from runtime.prompting.examples import FewShotExamples, load_examples
 from runtime.prompting.template import PromptTemplate
@@ -160,22 +159,19 @@ class BoundPrompt:
         if self.think is None:
             return ReadTurn(turn)
         visible, reasoning = self.think.split(turn.content or turn.text)
-        if turn.calls_from_text or not turn.tool_calls:
+        if turn.tool_calls and not turn.calls_from_text:
+            # The server's own calls stand; only their text loses the reasoning.
+            read, native = self.think.split(turn.text)[0], turn.tool_calls
+        else:
             # Calls come from the text that remains: a <tool_call> drafted
             # inside the reasoning is not a call.
-            text, calls = compat.extract_text_tool_calls(visible)
-            from_text = bool(calls)
-        else:
-            text, _ = self.think.split(turn.text)
-            calls, from_text = list(turn.tool_calls), False
-        finish = turn.finish_reason
-        if finish in ("tool_calls", "stop"):
-            finish = "tool_calls" if calls else "stop"
-        cleaned = dataclasses.replace(
-            turn,
-            text=text,
-            tool_calls=tuple(calls),
-            calls_from_text=from_text,
-            finish_reason=finish,
+            read, native = visible, ()
+        cleaned = ModelTurn.from_reply(
+            turn.content,
+            native,
+            turn.finish_reason,
+            usage=turn.usage,
+            model=turn.model,
+            read=read,
         )
         return ReadTurn(cleaned, reasoning)

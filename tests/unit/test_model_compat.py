@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+from runtime.calls import ToolCallRequest
 from runtime.model import compat
+from runtime.model.client import ModelTurn, Usage
 from runtime.model.settings import SamplingSettings
 
 
@@ -147,3 +149,21 @@ def test_model_facing_tools_drop_grammar_hostile_bounds_only() -> None:
     assert props["path"] == {"type": "string", "minLength": 1}
     assert props["tags"] == {"type": "array", "maxItems": 8}
     assert tools[0]["function"]["parameters"]["properties"]["path"]["maxLength"] == 4096
+
+
+def test_a_reply_becomes_a_turn_in_one_place() -> None:
+    block = '<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>'
+    recovered = ModelTurn.from_reply(f"Sure. {block}", (), "stop", usage=Usage(), model="m")
+    assert recovered.text == "Sure." and recovered.content == f"Sure. {block}"
+    assert [c.name for c in recovered.tool_calls] == ["add"] and recovered.calls_from_text
+    assert recovered.finish_reason == "tool_calls"
+    native = ToolCallRequest(id="call_1", name="sub", arguments="{}")
+    served = ModelTurn.from_reply(block, (native,), "stop", usage=Usage(), model="m")
+    # The server's own calls win; the text is left as sent.
+    assert served.tool_calls == (native,) and not served.calls_from_text
+    assert served.text == block and served.finish_reason == "tool_calls"
+    # `read`: only part of the content counts (think-first drops its reasoning).
+    part = ModelTurn.from_reply(
+        f"<think>{block}</think>4", (), "stop", usage=Usage(), model="m", read="4"
+    )
+    assert part.tool_calls == () and part.text == "4" and part.finish_reason == "stop"

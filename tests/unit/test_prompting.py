@@ -222,20 +222,9 @@ def test_split_reasoning(text: str, visible: str, reasoning: str) -> None:
     assert split_reasoning(text) == (visible, reasoning)
 
 
-def _turn(content: str, **kwargs: Any) -> ModelTurn:
-    from runtime.model import compat
-
-    text, calls = compat.extract_text_tool_calls(content)
-    return ModelTurn(
-        text=text,
-        tool_calls=tuple(calls),
-        finish_reason="tool_calls" if calls else "stop",
-        usage=Usage(),
-        model="m",
-        calls_from_text=bool(calls),
-        content=content,
-        **kwargs,
-    )
+def _turn(content: str) -> ModelTurn:
+    """The turn the client makes of a reply with this text (no native calls)."""
+    return ModelTurn.from_reply(content, (), "stop", usage=Usage(), model="m")
 
 
 def test_call_drafted_inside_reasoning_is_not_a_call() -> None:
