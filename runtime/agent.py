@@ -18,13 +18,12 @@ from runtime.arguments import ArgumentLimits
 from runtime.audit.events import Event, Field
 from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
 from runtime.calls import CallContext, CallStatus, ErrorInfo
-from runtime.model import compat
 from runtime.model.client import ModelClient, ModelError, ModelTurn, Usage
 from runtime.model.settings import SamplingSettings, resolve_settings
 from runtime.pipeline import CallOutcome, Observer, ToolCallPipeline
 from runtime.policy.approvals import ApprovalStore, PendingCall
 from runtime.policy.decision import PolicyDecision, PolicyEngine
-from runtime.prompting import ContextProvider, Prompt, PromptTemplate
+from runtime.prompting import ContextProvider, Prompt, PromptTemplate, RequestBuilder
 from runtime.sandbox.executor import InProcessExecutor, ToolExecutor
 from runtime.tools import Tool, ToolRegistry
 
@@ -203,13 +202,12 @@ class Agent:
             model_name=model.model,
             observer=observer,
         )
-        schemas = self.registry.openai_schemas()
-        self._tool_schemas = compat.model_facing_tools(schemas)
-        self._prompt = self.prompt.bind(self._tool_schemas, validate_with=schemas)
+        # The same builder evaluates prompts (finetune.eval_variants): what is
+        # measured there is what is sent here.
+        self._requests = RequestBuilder(self.prompt, self.registry.openai_schemas())
 
     async def _opening(self, prompt: str) -> list[dict[str, Any]]:
-        context = await self.retrieval.amessages_for(prompt) if self.retrieval else []
-        return self._prompt.opening(prompt, context)
+        return await self._requests.opening([{"role": "user", "content": prompt}], self.retrieval)
 
     async def run(
         self,
@@ -329,11 +327,9 @@ class Agent:
     async def _loop(self, state: _RunState, context: CallContext) -> RunResult:
         while state.turns < self.limits.max_turns:
             try:
-                after_tools = state.messages[-1].get("role") == "tool"
-                settings = self.answer_settings if after_tools else self.settings
-                messages, tools = self._prompt.request(state.messages, self._tool_schemas)
-                turn = await self.model.complete(messages, tools, settings)
-                read = self._prompt.read(turn)
+                request = self._requests.next(state.messages, self.settings, self.answer_settings)
+                turn = await self.model.complete(request.messages, request.tools, request.settings)
+                read = self._requests.read(turn)
             except ModelError as exc:
                 return state.finish(RunStatus.MODEL_ERROR, error=f"{exc.kind}: {exc}")
             except Exception as exc:  # any client's bug or odd reply: a status, never a crash
@@ -428,7 +424,7 @@ class Agent:
         requests = list(turn.tool_calls)
         semaphore = asyncio.Semaphore(self.limits.max_parallel_calls)
         allowed = requests[: self.limits.max_calls_per_turn]
-        think = self._prompt.think
+        think = self._requests.think
 
         async def one(request: Any) -> CallOutcome:
             if think is not None and think.leaks_into(request.arguments):

@@ -8,6 +8,10 @@ and prompt size, paired McNemar tests against the first variant, and a
 Markdown table, so a team sees which combination wins for its tools before it
 pays for fine-tuning.
 
+Each item is asked the way `Agent` asks: the same `RequestBuilder` composes
+the prompt, renders the tools and picks the request fields, so a variant's
+score is the score of an agent configured the same way.
+
 Spec syntax (`agentrt eval --variant`):
 
     LABEL[:key=value,key=value...]
@@ -36,7 +40,8 @@ from runtime.finetune.evaluate import (
     score_item,
     summarize,
 )
-from runtime.prompting import BoundPrompt, Prompt, PromptTemplate
+from runtime.model.settings import SamplingSettings
+from runtime.prompting import ContextProvider, Prompt, PromptTemplate, RequestBuilder
 from runtime.stats import percentile
 
 __all__ = [
@@ -85,6 +90,13 @@ class Variant:
     rag_k: int = 4
     rag_min_score: float = 0.3
 
+    def sampling(self, max_tokens: int) -> SamplingSettings:
+        """The settings every request of this variant is sent with."""
+        if self.preset:
+            base = SamplingSettings.preset(self.preset)
+            return base.updated(max_tokens=max_tokens, seed=base.seed or 0)
+        return SamplingSettings(temperature=0.0, max_tokens=max_tokens, seed=0)
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary of the levers this variant pulls."""
         prompt = self.prompt
@@ -126,8 +138,6 @@ def parse_variant(spec: str) -> Variant:
         tools_in_prompt=_flag(values.get("tools_in_prompt", "0"), "tools_in_prompt"),
     )
     if "preset" in values:
-        from runtime.model.settings import SamplingSettings
-
         SamplingSettings.preset(values["preset"])  # unknown names fail here
     return Variant(
         label=label,
@@ -160,19 +170,13 @@ class VariantRun:
 
 
 class _Prepared:
-    """A variant's per-run state: bound prompts per tool set, settings, retriever."""
+    """A variant's per-run state: the agent's request builder per tool set, settings, retriever."""
 
     def __init__(self, variant: Variant, max_tokens: int) -> None:
-        from runtime.model.settings import SamplingSettings
-
         self.variant = variant
-        if variant.preset:
-            base = SamplingSettings.preset(variant.preset)
-            self.settings = base.updated(max_tokens=max_tokens, seed=base.seed or 0)
-        else:
-            self.settings = SamplingSettings(temperature=0.0, max_tokens=max_tokens, seed=0)
-        self._bound: dict[str, BoundPrompt] = {}
-        self.retrieval: Any = None
+        self.settings = variant.sampling(max_tokens)
+        self._builders: dict[str, RequestBuilder] = {}
+        self.retrieval: ContextProvider | None = None
         if variant.rag is not None:
             from runtime.rag import RagIndex, RetrievalContext
 
@@ -180,21 +184,11 @@ class _Prepared:
                 RagIndex.load(variant.rag), k=variant.rag_k, min_score=variant.rag_min_score
             )
 
-    def bound(self, tools: Sequence[Mapping[str, Any]]) -> BoundPrompt:
+    def builder(self, tools: Sequence[Mapping[str, Any]]) -> RequestBuilder:
         key = json.dumps(tools, sort_keys=True)
-        if key not in self._bound:
-            from runtime.model import compat
-
-            model_tools = compat.model_facing_tools(tools)
-            self._bound[key] = self.variant.prompt.bind(model_tools, validate_with=tools)
-        return self._bound[key]
-
-
-def _first_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    for message in messages:
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            return str(message["content"])
-    return ""
+        if key not in self._builders:
+            self._builders[key] = RequestBuilder(self.variant.prompt, tools)
+        return self._builders[key]
 
 
 async def predict_variant(
@@ -212,7 +206,7 @@ async def predict_variant(
 
     `timeout_s` bounds one request (a busy CPU server can take minutes on a long prompt).
     """
-    from runtime.model import OpenAICompatibleClient, compat
+    from runtime.model import OpenAICompatibleClient
     from runtime.model.client import ModelError
 
     prepared = _Prepared(variant, max_tokens)
@@ -223,17 +217,15 @@ async def predict_variant(
     async def one(item: EvalItem) -> VariantRun:
         nonlocal done
         async with semaphore:
-            bound = prepared.bound(item.tools)
-            context: list[dict[str, Any]] = []
-            if prepared.retrieval is not None:
-                context = await prepared.retrieval.amessages_for(_first_user_text(item.messages))
-            messages, tools = bound.request(
-                bound.compose(item.messages, context), compat.model_facing_tools(item.tools)
-            )
+            # The agent's own request building: the same prompt composition,
+            # tools rendering and request fields as `Agent` sends.
+            builder = prepared.builder(item.tools)
+            history = await builder.opening(item.messages, prepared.retrieval)
+            request = builder.next(history, prepared.settings)
             started = time.perf_counter()
             try:
-                turn = await client.complete(messages, tools, prepared.settings)
-                read = bound.read(turn)
+                turn = await client.complete(request.messages, request.tools, request.settings)
+                read = builder.read(turn)
                 run = VariantRun(
                     Prediction(
                         read.turn.text,
@@ -287,7 +279,7 @@ def check_variants(
         if variant.rag is not None and not variant.rag.exists():
             raise ValueError(f"variant {variant.label!r}: no index at {variant.rag}")
         for tools in tool_sets.values():
-            variant.prompt.bind(tools)
+            RequestBuilder(variant.prompt, tools)
 
 
 def compare_variants(

@@ -11,6 +11,7 @@ agent = Agent(client, tools, prompt=Prompt(
 
 from runtime.prompting.compose import BoundPrompt, ContextProvider, Prompt, ReadTurn
 from runtime.prompting.examples import FewShotExamples, load_examples
+from runtime.prompting.request import ModelRequest, RequestBuilder
 from runtime.prompting.template import DEFAULT_ROLE, DEFAULT_TOOL_USE, PromptError, PromptTemplate
 from runtime.prompting.text_tools import render_tools_block, to_text_protocol
 from runtime.prompting.think import DEFAULT_THINK_INSTRUCTION, ThinkFirst, split_reasoning
@@ -22,10 +23,12 @@ __all__ = [
     "BoundPrompt",
     "ContextProvider",
     "FewShotExamples",
+    "ModelRequest",
     "Prompt",
     "PromptError",
     "PromptTemplate",
     "ReadTurn",
+    "RequestBuilder",
     "ThinkFirst",
     "load_examples",
     "render_tools_block",
