@@ -16,7 +16,7 @@ commands are thin wrappers):
 - `adapter_export`: safetensors for vLLM, GGUF for llama.cpp, the base as a HF dir.
 - `evaluate`, `eval_runner`: BFCL-style scoring, paired McNemar test, BFCL data, charts.
 - `eval_targets`, `eval_variants`: the served models compared, and the levers (prompt,
-  preset, retrieval, adapter) each variant pulls.
+  preset, retrieval, adapter) each variant pulls; items are asked the way `Agent` asks.
 - serving: `runtime.model.local_server.LocalModelServer(chat_template_file=...)`.
 
 Nothing here imports torch, transformers or peft at module level.
