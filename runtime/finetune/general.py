@@ -61,7 +61,7 @@ def general_dataset(
     per_tool: int = 6,
     seed: int = 0,
     exclude: Sequence[str] = HELD_OUT_LOOKALIKES,
-    absent_share: float = 0.08,
+    absent_share: float = 0.04,
 ) -> list[Example]:
     """Examples across `modules` generated modules, shuffled with `seed`.
 

@@ -249,9 +249,9 @@ def _flag_phrase(profile: ParamProfile, value: bool, rng: random.Random) -> str:
                                 "save", "email", "share", "sort", "only", "dry", "recursive",
                                 "confirm", "refund", "cc", "keep", "delete", "auto", "ignore")  # fmt: skip
         options = [f"and {phrase}", f"({phrase})", f"with {phrase} on"] if verbish else []
-        options += [f"with {phrase}", f"{phrase}: yes", f"and make it {phrase}"]
+        options += [phrase, phrase, f"with {phrase}", f"{phrase}: yes", f"and make it {phrase}"]
         return rng.choice(options)
-    return rng.choice([f"without {phrase}", f"no {phrase}", f"{phrase} off", f"{phrase}: no"])
+    return rng.choice([f"without {phrase}", f"no {phrase}", f"{phrase} off", f"not {phrase}"])
 
 
 def _flag_verb(profile: ParamProfile, value: Any, act: ToolProfile) -> str | None:
@@ -365,7 +365,7 @@ class NaturalPhraser:
             if profile.required:
                 arguments[profile.name] = sample_value(profile, self.rng)
             elif self.rng.random() < optional_rate * (
-                1.5 if profile.kind in ("boolean", "enum") else 1.0
+                1.3 if profile.kind in ("boolean", "enum") else 1.0
             ):  # settings (flags, choices) are what people most often add
                 # People mention an optional setting to change it, not to restate its default.
                 default = profile.schema.get("default", _NO_DEFAULT)
@@ -464,7 +464,7 @@ class NaturalPhraser:
             if act.getter:
                 forms = [f"what's the {subject}{spaced}?", f"what is the {subject}{spaced}?",
                          f"how's the {subject}{spaced}?", f"check the {subject}{spaced}",
-                         f"{subject}{spaced}?", f"what's the {subject} like{spaced}?"]  # fmt: skip
+                         f"what's the {subject} like{spaced}?"]  # fmt: skip
                 request = rng.choice(forms)
                 return request[0].upper() + request[1:] if rng.random() < 0.6 else request
             obj = core = f"{subject} {core}" if core and core != "it" else subject
@@ -497,6 +497,10 @@ class NaturalPhraser:
         ]
         if particle in ("on", "off", "up", "down") and core:
             forms += [f"{core}{spaced} {particle}", f"{core} {particle}{spaced}"] * 2
+        if verb != act.verb:
+            # the verb carries a value ("unlock", "revoke"): every form keeps it
+            request = rng.choice(forms)
+            return request[0].upper() + request[1:] if rng.random() < 0.6 else request
         if act.getter and core:
             forms += [
                 f"what's the {core}{spaced}?",

@@ -271,7 +271,7 @@ def _kind(core: Sequence[str], schema: Mapping[str, Any], description: str) -> s
         return "email"
     if fmt in ("uri", "url") or last in ("url", "link", "uri", "website", "href"):
         return "url"
-    if last in ("path", "file", "filename", "dir", "directory"):
+    if last in ("path", "file", "filename", "dir", "directory") or "file" in core:
         return "path"
     if last in _ID_TAILS or "id" in core:
         return "id"
