@@ -358,6 +358,7 @@ def _train_shared_prefix(
     stopped_early = False
     bar = tqdm(total=total, desc="lora", unit="step", disable=not progress)
     tuner = _ThreadTuner(config.threads)
+    prefixes = _PrefixCache(refresh=4)
     step = 0
     model.train()
     while step < total:
@@ -373,7 +374,7 @@ def _train_shared_prefix(
             group["lr"] = config.learning_rate * _lr_factor(done, config.warmup_ratio)
         tuner.before(step)
         step_started = time.monotonic()
-        loss = _prefix_step(model, batch, pad)
+        loss = _prefix_step(model, batch, pad, prefixes.get(model, batch[0], step))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
@@ -439,8 +440,44 @@ class _ThreadTuner:
         self.best = min(self.cost, key=self.cost.__getitem__)
 
 
-def _prefix_step(model: Any, batch: list[Encoded], pad: int) -> Any:
-    """Loss of one batch whose examples share `batch[0]`'s prefix."""
+class _PrefixCache:
+    """The shared prefix's keys and values, re-encoded every `refresh` steps.
+
+    Encoding the ~1,300-token tool list is a third of a step on CPU; batches
+    of one module follow each other often. A prefix encoded with the adapter
+    as it was a few steps ago is a close stand-in (no gradient flows through
+    it either way). `refresh=1` encodes it for every step.
+    """
+
+    def __init__(self, refresh: int, size: int = 4) -> None:
+        self.refresh = refresh
+        self.size = size
+        self._entries: dict[tuple[int, ...], tuple[int, Any]] = {}
+
+    def get(self, model: Any, item: Encoded, step: int) -> Any:
+        import copy
+
+        import torch
+
+        if item.prefix_len == 0:
+            return None
+        key = item.input_ids[: item.prefix_len]
+        entry = self._entries.pop(key, None)
+        if entry is None or step - entry[0] >= self.refresh:
+            model.eval()  # no dropout in the prefix pass: it stands in for inference-time encoding
+            with torch.no_grad():
+                cache = model(input_ids=torch.tensor([key]), use_cache=True).past_key_values
+            model.train()
+            entry = (step, cache)
+        self._entries[key] = entry  # most recently used last
+        while len(self._entries) > self.size:
+            self._entries.pop(next(iter(self._entries)))
+        return copy.deepcopy(entry[1])  # the step extends its copy in place
+
+
+def _prefix_step(model: Any, batch: list[Encoded], pad: int, cache: Any = None) -> Any:
+    """Loss of one batch whose examples share `batch[0]`'s prefix (its encoded
+    keys and values in `cache`, or encoded here when None)."""
     import torch
 
     prefix_len = batch[0].prefix_len
@@ -460,11 +497,8 @@ def _prefix_step(model: Any, batch: list[Encoded], pad: int) -> Any:
         attention[row, prefix_len : prefix_len + len(suffix)] = 1
     if prefix_len == 0:
         return model(input_ids=ids, attention_mask=attention, labels=labels).loss
-    prefix = torch.tensor([batch[0].input_ids[:prefix_len]])
-    model.eval()  # no dropout in the prefix pass: it stands in for inference-time encoding
-    with torch.no_grad():
-        cache = model(input_ids=prefix, use_cache=True).past_key_values
-    model.train()
+    if cache is None:
+        cache = _PrefixCache(refresh=1).get(model, batch[0], 0)
     _expand_cache(cache, size)
     positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(size, -1)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model

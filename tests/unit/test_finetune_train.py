@@ -150,3 +150,31 @@ def test_gguf_export_has_llama_cpp_layout(
     assert float(field.parts[field.data[0]][0]) == 8.0
     kind = reader.fields["general.type"]
     assert bytes(kind.parts[kind.data[0]]).decode() == "adapter"
+
+
+def test_a_reused_prefix_encoding_gives_the_same_loss_until_it_is_refreshed(
+    setup: tuple[list[dict[str, Any]], Any],
+) -> None:
+    from runtime.finetune.train import _prefix_step, _PrefixCache
+
+    examples, tokenizer = setup
+    model = _tiny_model(len(tokenizer)).train()
+    encoded = [encode_example(e, tokenizer) for e in examples]
+    prefix = encoded[0].input_ids[: encoded[0].prefix_len]
+    batch = [e for e in encoded if e.input_ids[: e.prefix_len] == prefix][:4]
+    assert len(batch) >= 2 and batch[0].prefix_len > 0
+    pad = int(tokenizer.pad_token_id)
+    cache = _PrefixCache(refresh=3)
+    with torch.no_grad():
+        fresh = _prefix_step(model, batch, pad)
+        first = _prefix_step(model, batch, pad, cache.get(model, batch[0], step=0))
+        # the stored encoding is copied for each use, never extended in place
+        again = _prefix_step(model, batch, pad, cache.get(model, batch[0], step=1))
+        for parameter in model.parameters():
+            parameter.add_(0.05)
+        moved = _prefix_step(model, batch, pad)
+        stale = _prefix_step(model, batch, pad, cache.get(model, batch[0], step=2))
+        refreshed = _prefix_step(model, batch, pad, cache.get(model, batch[0], step=3))
+    assert torch.allclose(fresh, first) and torch.allclose(first, again)
+    assert not torch.allclose(stale, moved)  # within `refresh` steps the old encoding is used
+    assert torch.allclose(refreshed, moved)
