@@ -26,6 +26,12 @@ def add_embedded_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base", action="store_true", help="the bare embedded model, without the adapter"
     )
+    parser.add_argument(
+        "--no-tool-grammar",
+        action="store_true",
+        help="embedded model: decode without the tools' grammar (by default a call always "
+        "names an offered tool and matches its schema)",
+    )
 
 
 def embedded_adapter(args: argparse.Namespace) -> Path | None:
@@ -57,7 +63,11 @@ def embedded_server(args: argparse.Namespace, *, log_path: Path | None = None) -
             "pip install 'agent-runtime[local]' (scripts/demo.sh does), or pass "
             "--base-url URL --model NAME"
         )
-    return LocalModelServer(adapter=embedded_adapter(args), log_path=log_path)
+    return LocalModelServer(
+        adapter=embedded_adapter(args),
+        log_path=log_path,
+        tool_grammar=not getattr(args, "no_tool_grammar", False),
+    )
 
 
 def describe(server: Any) -> str:

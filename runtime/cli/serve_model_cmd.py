@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
                         "tool-calling adapter)")  # fmt: skip
     parser.add_argument("--base", action="store_true",
                         help="serve the bare model, without the general adapter")  # fmt: skip
+    parser.add_argument("--no-tool-grammar", action="store_true",
+                        help="decode without the tools' grammar (by default a call always names "
+                        "an offered tool and matches its schema)")  # fmt: skip
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--log", type=Path, default=None, help="append the server's output here")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for health")
@@ -62,6 +65,7 @@ def _handle(args: argparse.Namespace) -> int:
         port=args.port,
         n_ctx=args.n_ctx,
         log_path=args.log,
+        tool_grammar=not args.no_tool_grammar,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
