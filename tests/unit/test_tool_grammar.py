@@ -130,3 +130,18 @@ def test_refuses_what_it_cannot_constrain() -> None:
         tool_call_grammar([WEATHER], tool_choice={"type": "function", "function": {"name": "nope"}})
     with pytest.raises(ToolGrammarError, match="has no name"):
         tool_call_grammar([_tool("", {"type": "object"})])
+
+
+def test_the_embedded_server_decodes_under_the_grammar_unless_told_not_to() -> None:
+    import argparse
+
+    from runtime.cli.embedded_model import add_embedded_model_options, embedded_server
+    from runtime.model.local_server import LocalModelServer
+
+    parser = argparse.ArgumentParser()
+    add_embedded_model_options(parser)
+    default = embedded_server(parser.parse_args(["--base"]))
+    free = embedded_server(parser.parse_args(["--base", "--no-tool-grammar"]))
+    assert "--tool_grammar" not in default.command()
+    assert free.command()[-2:] == ["--tool_grammar", "off"]
+    assert "--tool_grammar" not in LocalModelServer(tool_grammar=True).command()
