@@ -19,11 +19,11 @@ from runtime.tools import SandboxSpec, Tool, ToolDefinitionError, ToolRegistry, 
 
 if TYPE_CHECKING:  # real types for type checkers; loaded on first use at run time
     from runtime.agent import Agent, RunLimits, RunResult, RunStatus
+    from runtime.approvals.store import ApprovalStore
     from runtime.audit.chain import HashChainSink
     from runtime.model.client import ModelError, OpenAICompatibleClient
     from runtime.model.settings import SamplingSettings
     from runtime.pipeline import CallOutcome, ToolCallPipeline
-    from runtime.policy.approvals import ApprovalStore
     from runtime.policy.loader import load_policies
     from runtime.sandbox.docker_executor import DockerExecutor
     from runtime.sandbox.executor import InProcessExecutor
@@ -69,7 +69,7 @@ _LAZY: dict[str, str] = {
     "DockerExecutor": "runtime.sandbox.docker_executor",
     "HashChainSink": "runtime.audit.chain",
     "load_policies": "runtime.policy.loader",
-    "ApprovalStore": "runtime.policy.approvals",
+    "ApprovalStore": "runtime.approvals.store",
 }
 
 
