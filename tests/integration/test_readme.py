@@ -325,3 +325,44 @@ def test_the_cli_flag_list_matches_the_parser() -> None:
         for longs in options:
             assert any(f"`{o}`" in lines[name] for o in longs), (name, longs)
         assert f"agentrt {name.split()[0]}" in section  # and a row in the table
+
+
+def test_the_policy_semantics_table_is_what_the_engine_does(tmp_path: Path) -> None:
+    from runtime.calls import CallContext
+    from runtime.policy.loader import load_policies
+    from runtime.policy.ratelimit import InMemoryRateLimitStore
+
+    text = README.read_text()
+    header = "| the tested field is ... | allow rule | deny or require_approval rule |"
+    assert header in text, "the README's policy semantics table is gone"
+    rows = text[text.index(header) :].split("\n")[2:4]
+    table = {
+        cells[0]: cells[1:]
+        for cells in ([c.strip() for c in r.strip().strip("|").split("|")] for r in rows)
+    }
+    assert set(table) == {"missing", "present, evaluation error"}
+
+    def decide(rules: str, arguments: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+        path = tmp_path / "p.yaml"
+        path.write_text(
+            "apiVersion: agentrt/v1\nkind: ToolPolicy\nmetadata: {id: p}\nrules:\n" + rules
+        )
+        policy = load_policies(path, rate_limits=InMemoryRateLimitStore())
+        decision = policy.decide("t", arguments, CallContext())
+        return decision.decision, decision.rule_ids
+
+    when = "when: {args.n: {gt: 5}}"
+    allow_rule = f"  - {{id: allow-big, effect: allow, tools: [t], {when}}}\n"
+    base = "  - {id: allow-t, effect: allow, tools: [t]}\n"
+    values = {"missing": {}, "present, evaluation error": {"n": "six"}}  # "six" > 5: a type error
+    for row, arguments in values.items():
+        allow_cell, deny_cell = table[row]
+        applies = decide(allow_rule, arguments) == ("allow", ("allow-big",))
+        assert applies is allow_cell.startswith("the rule applies"), (row, allow_cell)
+        for effect in ("deny", "require_approval"):
+            rule = f"  - {{id: check-n, effect: {effect}, tools: [t], {when}}}\n"
+            decision, rule_ids = decide(base + rule, arguments)
+            applies = decision == effect and rule_ids == ("check-n",)
+            assert applies is deny_cell.startswith("the rule applies"), (row, effect, deny_cell)
+            if not applies:
+                assert (decision, rule_ids) == ("allow", ("allow-t",))
