@@ -19,14 +19,16 @@ from runtime.tools import SandboxSpec, Tool, ToolDefinitionError, ToolRegistry, 
 
 if TYPE_CHECKING:  # real types for type checkers; loaded on first use at run time
     from runtime.agent import Agent, RunLimits, RunResult, RunStatus
+    from runtime.approvals.store import ApprovalStore
     from runtime.audit.chain import HashChainSink
     from runtime.model.client import ModelError, OpenAICompatibleClient
     from runtime.model.settings import SamplingSettings
     from runtime.pipeline import CallOutcome, ToolCallPipeline
-    from runtime.policy.approvals import ApprovalStore
+    from runtime.policy.decision import allow_all
     from runtime.policy.loader import load_policies
     from runtime.sandbox.docker_executor import DockerExecutor
     from runtime.sandbox.executor import InProcessExecutor
+    from runtime.stack import Stack, build_stack
 
 __all__ = [
     "Agent",
@@ -46,11 +48,14 @@ __all__ = [
     "RunStatus",
     "SamplingSettings",
     "SandboxSpec",
+    "Stack",
     "Tool",
     "ToolCallPipeline",
     "ToolCallRequest",
     "ToolDefinitionError",
     "ToolRegistry",
+    "allow_all",
+    "build_stack",
     "load_policies",
     "tool",
 ]
@@ -69,7 +74,10 @@ _LAZY: dict[str, str] = {
     "DockerExecutor": "runtime.sandbox.docker_executor",
     "HashChainSink": "runtime.audit.chain",
     "load_policies": "runtime.policy.loader",
-    "ApprovalStore": "runtime.policy.approvals",
+    "allow_all": "runtime.policy.decision",
+    "ApprovalStore": "runtime.approvals.store",
+    "Stack": "runtime.stack",
+    "build_stack": "runtime.stack",
 }
 
 

@@ -14,25 +14,26 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from runtime.approvals import resume as approval_resume
+from runtime.approvals.resume import ResumeError
+from runtime.approvals.run_state import SavedRun
+from runtime.approvals.store import ApprovalStore
 from runtime.arguments import ArgumentLimits
-from runtime.audit.events import Event, Field
+from runtime.audit import events
 from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
 from runtime.calls import CallContext, CallStatus, ErrorInfo
 from runtime.model.client import ModelClient, ModelError, ModelTurn, Usage
 from runtime.model.settings import SamplingSettings, resolve_settings
 from runtime.pipeline import CallOutcome, Observer, ToolCallPipeline
-from runtime.policy.approvals import ApprovalStore, PendingCall
-from runtime.policy.decision import PolicyDecision, PolicyEngine
+from runtime.policy.decision import PolicyEngine
 from runtime.prompting import ContextProvider, Prompt, PromptTemplate, RequestBuilder
 from runtime.sandbox.executor import InProcessExecutor, ToolExecutor
 from runtime.tools import Tool, ToolRegistry
 
+__all__ = ["Agent", "ResumeError", "RunLimits", "RunResult", "RunStatus", "check_tool_choice"]
+
 DEFAULT_RETRIES = 2
 _CHOICE_MODES = frozenset({"auto", "required", "none"})
-
-
-class ResumeError(LookupError, ValueError):
-    """A run cannot be resumed: no approval store, no such paused run, or already resumed."""
 
 
 class RunStatus(enum.StrEnum):
@@ -140,9 +141,14 @@ class Agent:
             `tool_choice="auto"` after a first turn forced with
             `tool_choice="required"`; default: `settings`.
         limits: Turn, concurrency and per-turn call limits.
-        executor: Where approved calls run (default: in-process, trusted tools only).
-        policy: The allowlist stage (default: allow whatever validates).
-        audit: The audit sink (default: none).
+        executor: Where approved calls run (default: in-process, trusted tools
+            only; `runtime.stack.build_stack` builds the Docker sandbox).
+        policy: The allowlist stage. Without one the agent runs no tool: every
+            call ends `denied` ("no policy is configured"), audited. Pass
+            `load_policies(DIR)`, or `runtime.policy.allow_all()` to run every
+            call that validates.
+        audit: The audit sink (default: none). A `HashChainSink` is given the
+            policy's `audit.redact` paths, so they never reach the log in clear.
         name: The agent's name, for policy scopes and the audit log.
         argument_limits: Size and depth caps for argument JSON.
         observer: Called at each stage of each call, for live displays.
@@ -257,16 +263,9 @@ class Agent:
         """
         if self.approvals is None:
             raise ResumeError("this agent has no approval store; pass approvals=ApprovalStore(...)")
-        # SQLite calls are brief but blocking: keep them off the event loop.
         approvals = self.approvals
-        saved = await asyncio.to_thread(approvals.load_run_state, run_id)
-        if saved is None:
-            raise ResumeError(f"no paused run {run_id!r} in the approval store")
-        if saved.get("resumed"):
-            raise ResumeError(f"run {run_id} was already resumed; its approved calls ran once")
+        saved, records, waiting = await approval_resume.decided_calls(approvals, run_id)
         state, call_context = _RunState.from_saved(saved)
-        records = await asyncio.to_thread(approvals.list, run_id=run_id)
-        waiting = [r.id for r in records if r.status == "pending"]
         if waiting:
             return state.finish(
                 RunStatus.PENDING_APPROVAL,
@@ -276,45 +275,46 @@ class Agent:
         for record in records:
             if record.call_id not in state.pending_call_ids:
                 continue
-            outcome = await self.pipeline.run_approved(record, approvals, call_context)
+            outcome = await approval_resume.run_approved(
+                self.pipeline, record, approvals, call_context
+            )
             state.calls.append(outcome)
             state.messages.append(_tool_message(outcome))
         state.pending_call_ids = []
         # From here on a second resume must not replay the conversation; a crash
         # before this line resumes again safely (claimed calls are never re-run).
-        await asyncio.to_thread(approvals.save_run_state, run_id, {**saved, "resumed": True})
-        return await self._drive(state, call_context, event=Event.RUN_RESUMED)
+        await approval_resume.mark_resumed(approvals, saved)
+        return await self._drive(state, call_context, resumed=True)
 
     async def _drive(
-        self, state: _RunState, call_context: CallContext, *, event: str = Event.RUN_STARTED
+        self, state: _RunState, call_context: CallContext, *, resumed: bool = False
     ) -> RunResult:
         run_id = state.run_id
         try:
-            started: dict[str, Any] = {
-                Field.AGENT_NAME: self.name,
-                Field.CONVERSATION_ID: call_context.conversation_id,
-                Field.REQUEST_MODEL: self.model.model,
-                Field.RUN_ID: run_id,
-            }
-            if call_context.tenant:
-                started[Field.TENANT] = call_context.tenant
-            if self.audit_conversation and event == Event.RUN_STARTED:
-                started[Field.PROMPT] = state.messages[-1]["content"]
-            self.audit.write(event, started)
+            record_prompt = self.audit_conversation and not resumed
+            events.write(
+                self.audit,
+                events.run_started(
+                    call_context,
+                    agent_name=self.name,
+                    model_name=self.model.model,
+                    prompt=state.messages[-1]["content"] if record_prompt else None,
+                    resumed=resumed,
+                ),
+            )
             result = await self._loop(state, call_context)
-            finished: dict[str, Any] = {
-                Field.AGENT_NAME: self.name,
-                Field.CONVERSATION_ID: call_context.conversation_id,
-                Field.RUN_ID: run_id,
-                Field.STATUS: result.status.value,
-                Field.USAGE_INPUT_TOKENS: result.usage.prompt_tokens,
-                Field.USAGE_OUTPUT_TOKENS: result.usage.completion_tokens,
-            }
-            if self.audit_conversation:
-                finished[Field.OUTPUT] = result.output
-                if result.reasoning:
-                    finished[Field.REASONING] = list(result.reasoning)
-            self.audit.write(Event.RUN_FINISHED, finished)
+            events.write(
+                self.audit,
+                events.run_finished(
+                    call_context,
+                    agent_name=self.name,
+                    status=result.status.value,
+                    input_tokens=result.usage.prompt_tokens,
+                    output_tokens=result.usage.completion_tokens,
+                    output=result.output if self.audit_conversation else None,
+                    reasoning=result.reasoning,
+                ),
+            )
             return result
         except AuditWriteError as exc:
             return state.finish(
@@ -398,18 +398,9 @@ class Agent:
                 RunStatus.PENDING_APPROVAL,
                 error=f"{names} needs a human approval, and this agent has no approval store",
             )
-        records = await asyncio.to_thread(
-            self.approvals.create_batch,
-            [
-                PendingCall(
-                    o.request.id, o.tool, o.arguments or {}, o.decision or _NO_DECISION, context
-                )
-                for o in pending
-            ],
-            run_id=state.run_id,
-            run_state=state.to_saved(context),
+        ids = await approval_resume.pause(
+            self.approvals, pending, context, run_id=state.run_id, saved=state.to_saved(context)
         )
-        ids = {record.call_id: record.id for record in records}
         state.calls = [
             dataclasses.replace(o, approval_id=ids[o.request.id]) if o.request.id in ids else o
             for o in state.calls
@@ -487,34 +478,30 @@ class _RunState:
             reasoning=self.reasoning,
         )
 
-    def to_saved(self, context: CallContext) -> dict[str, Any]:
-        """JSON form of a paused run, kept in the approval store."""
-        return {
-            "version": 1,
-            "run_id": self.run_id,
-            "messages": self.messages,
-            "turns": self.turns,
-            "usage": self.usage.to_dict(),
-            "failures": self.failures,
-            "pending_call_ids": self.pending_call_ids,
-            "context": context.to_dict(),
-        }
+    def to_saved(self, context: CallContext) -> SavedRun:
+        """The paused run, as the approval store keeps it."""
+        return SavedRun(
+            run_id=self.run_id,
+            messages=self.messages,
+            context=context,
+            turns=self.turns,
+            usage=self.usage.to_dict(),
+            failures=self.failures,
+            pending_call_ids=self.pending_call_ids,
+        )
 
     @classmethod
-    def from_saved(cls, saved: dict[str, Any]) -> tuple[_RunState, CallContext]:
-        usage = saved.get("usage", {})
+    def from_saved(cls, saved: SavedRun) -> tuple[_RunState, CallContext]:
+        usage = saved.usage
         state = cls(
-            run_id=saved["run_id"],
-            messages=list(saved["messages"]),
+            run_id=saved.run_id,
+            messages=list(saved.messages),
             usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
-            turns=int(saved.get("turns", 0)),
-            failures=dict(saved.get("failures", {})),
-            pending_call_ids=list(saved.get("pending_call_ids", [])),
+            turns=saved.turns,
+            failures=dict(saved.failures),
+            pending_call_ids=list(saved.pending_call_ids),
         )
-        return state, CallContext(**saved["context"])
-
-
-_NO_DECISION = PolicyDecision(decision="require_approval", reason="approval required")
+        return state, saved.context
 
 
 def check_tool_choice(choice: str, registry: ToolRegistry) -> None:

@@ -8,12 +8,22 @@ server (vLLM, or the embedded llama.cpp server).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.testing import ScriptedReply
+
+if TYPE_CHECKING:
+    from runtime.audit.sink import AuditSink
+    from runtime.policy.decision import PolicyEngine
+    from runtime.sandbox.executor import ToolExecutor
+    from runtime.stack import SandboxKind, Stack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +62,46 @@ def prepare_workspace(root: Path) -> Path:
     for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
         directory.chmod(0o755)
     return root
+
+
+@contextlib.contextmanager
+def demo_workspace() -> Iterator[Path]:
+    """A temporary workspace holding the demo's files, removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="agentrt-demo-workspace-") as root:
+        yield prepare_workspace(Path(root))
+
+
+def demo_stack(
+    workspace: Path,
+    *,
+    policy: PolicyEngine | str | os.PathLike[str] | None = None,
+    sandbox: SandboxKind | ToolExecutor = "docker",
+    audit_log: str | os.PathLike[str] | AuditSink | None = "default",
+    tenant: str = "demo",
+    agent: str = "demo-agent",
+    module: str = "tools",
+) -> Stack:
+    """The demo's stack: the built-in tools behind the shipped policy, in the sandbox.
+
+    The same `build_stack` every entry point uses; the workspace is mounted
+    read-only, and three warm containers per tool keep the tour quick.
+
+    Raises:
+        StackError: A stage cannot be built (a missing policy directory, ...).
+    """
+    from runtime.stack import build_stack
+
+    return build_stack(
+        module,
+        policy=policy,
+        sandbox=sandbox,
+        workspace=workspace,
+        pool_size=3,
+        audit_log=audit_log,
+        approvals_db=None,  # the demo's policy asks no human
+        tenant=tenant,
+        agent=agent,
+    )
 
 
 _FIRST_CALLS: dict[str, ScriptedReply] = {

@@ -19,23 +19,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runtime.arguments import ArgumentGate, ArgumentLimits, ArgumentsAccepted, Rejection
-from runtime.audit.events import Event, Field
-from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink
+from runtime.audit import events
+from runtime.audit.events import Event, Record
+from runtime.audit.sink import AuditSink, AuditWriteError, NullAuditSink, wire_policy_redaction
 from runtime.calls import CallContext, CallStatus, ErrorInfo, ExecutionResult, ToolCallRequest
-from runtime.policy.approvals import AlreadyClaimed, ApprovalRecord, ApprovalStatus, ApprovalStore
-from runtime.policy.decision import AllowAllPolicy, PolicyDecision, PolicyEngine
+from runtime.policy.decision import NoPolicy, PolicyDecision, PolicyEngine
 from runtime.sandbox.executor import ToolExecutor
 from runtime.tools import ToolRegistry
 
-RAW_ARGUMENTS_CAP = 4096
-# What an executor reports in `ExecutionResult.sandbox`, and where it is recorded.
-_SANDBOX_FIELDS = (
-    ("container_id", Field.SANDBOX_CONTAINER_ID),
-    ("exit_code", Field.EXIT_CODE),
-    ("image", Field.SANDBOX_IMAGE),
-)
-# How much longer than a claimant's own backstop a second resume waits for its outcome.
-CLAIM_WAIT_MARGIN_S = 10.0
 # Host-side backstop on top of each executor's own timeout enforcement: the
 # tool's timeout, plus the executor's declared wait for a sandbox
 # (`sandbox_wait_s`, see `ToolExecutor`), plus this grace for killing and reporting.
@@ -133,8 +124,11 @@ class ToolCallPipeline:
     Args:
         registry: The tools that exist.
         executor: Where approved calls run.
-        policy: Decides allow/deny/approval; default allows whatever validates.
+        policy: Decides allow/deny/approval. Without one every call is denied
+            (`no-policy`): pass `runtime.policy.allow_all()` to run every valid call.
         audit: Receives one record per step; a write failure stops execution.
+            A sink that redacts (`HashChainSink`) is given the policy's
+            `audit.redact` paths here.
         limits: Size and depth caps for argument JSON.
         agent_name: Recorded as `gen_ai.agent.name`.
         model_name: Recorded as `gen_ai.request.model`.
@@ -156,28 +150,26 @@ class ToolCallPipeline:
         self.registry = registry
         self.gate = ArgumentGate(registry, limits)
         self.executor = executor
-        self.policy: PolicyEngine = policy or AllowAllPolicy()
+        self.policy: PolicyEngine = policy if policy is not None else NoPolicy()
         self.audit: AuditSink = audit or NullAuditSink()
+        wire_policy_redaction(self.audit, self.policy)
         self.agent_name = agent_name
         self.model_name = model_name
         self.observer = observer
 
-    def _base_fields(self, request: ToolCallRequest, context: CallContext) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            Field.OPERATION_NAME: "execute_tool",
-            Field.TOOL_NAME: request.name,
-            Field.TOOL_CALL_ID: request.id,
-        }
-        optional = {
-            Field.AGENT_NAME: context.agent or self.agent_name,
-            Field.CONVERSATION_ID: context.conversation_id,
-            Field.REQUEST_MODEL: self.model_name,
-            Field.TENANT: context.tenant,
-            Field.PRINCIPAL: context.principal,
-            Field.RUN_ID: context.run_id,
-        }
-        fields.update({key: value for key, value in optional.items() if value is not None})
-        return fields
+    def call_fields(self, request: ToolCallRequest, context: CallContext) -> dict[str, Any]:
+        """The identity fields every audit record of this call starts with."""
+        return events.call_fields(
+            request.name,
+            request.id,
+            context,
+            agent_name=self.agent_name,
+            model_name=self.model_name,
+        )
+
+    def record(self, record: Record) -> None:
+        """Write one audit record (raises `AuditWriteError` when the log refuses it)."""
+        events.write(self.audit, record)
 
     def _notify(self, stage: str, request: ToolCallRequest, info: Mapping[str, Any]) -> None:
         if self.observer is not None:
@@ -186,7 +178,7 @@ class ToolCallPipeline:
     async def process(self, request: ToolCallRequest, context: CallContext) -> CallOutcome:
         """Take one proposed call to its single final status. Never raises for bad input."""
         started = time.perf_counter()
-        base = self._base_fields(request, context)
+        base = self.call_fields(request, context)
         try:
             outcome = await self._process(request, context, base)
         except AuditWriteError as exc:
@@ -206,14 +198,12 @@ class ToolCallPipeline:
         self, request: ToolCallRequest, context: CallContext, base: dict[str, Any]
     ) -> CallOutcome:
         raw = request.raw if request.raw is not None else request.arguments
-        self.audit.write(
-            Event.TOOL_PROPOSED, {**base, Field.ARGUMENTS_RAW: raw[:RAW_ARGUMENTS_CAP]}
-        )
+        self.record(events.tool_proposed(base, raw))
         self._notify("proposed", request, {})
         checked = self.gate.check(request)
         if isinstance(checked, Rejection):
-            return self._rejected(checked, base)
-        self.audit.write(Event.TOOL_VALIDATED, {**base, Field.ARGUMENTS: checked.arguments})
+            return self.rejected(checked, base)
+        self.record(events.tool_validated(base, checked.arguments))
         self._notify("validated", request, {"arguments": checked.arguments})
         return await self._decide_and_run(checked, context, base)
 
@@ -231,23 +221,16 @@ class ToolCallPipeline:
         self, request: ToolCallRequest, context: CallContext, status: CallStatus, error: ErrorInfo
     ) -> CallOutcome:
         """Refuse a call before the gate: audited as proposed and rejected, nothing run."""
-        base = self._base_fields(request, context)
+        base = self.call_fields(request, context)
         raw = request.raw if request.raw is not None else request.arguments
-        self.audit.write(
-            Event.TOOL_PROPOSED, {**base, Field.ARGUMENTS_RAW: raw[:RAW_ARGUMENTS_CAP]}
-        )
-        return self._rejected(Rejection(request, status, error), base)
+        self.record(events.tool_proposed(base, raw))
+        return self.rejected(Rejection(request, status, error), base)
 
-    def _rejected(self, rejection: Rejection, base: dict[str, Any]) -> CallOutcome:
-        fields = {
-            **base,
-            Field.STATUS: rejection.status.value,
-            Field.ERROR_TYPE: rejection.error.type,
-            Field.ERROR_MESSAGE: rejection.error.message,
-        }
-        if rejection.arguments is not None:
-            fields[Field.ARGUMENTS] = rejection.arguments
-        self.audit.write(Event.TOOL_REJECTED, fields)
+    def rejected(self, rejection: Rejection, base: dict[str, Any]) -> CallOutcome:
+        """End a call the gate refused: its one `tool.rejected` record, then the outcome."""
+        self.record(
+            events.tool_rejected(base, rejection.status.value, rejection.error, rejection.arguments)
+        )
         self._notify(
             "rejected", rejection.request, {"status": rejection.status, "error": rejection.error}
         )
@@ -270,15 +253,12 @@ class ToolCallPipeline:
                 rule_ids=("policy-error",),
                 reason=f"the policy could not be evaluated ({type(exc).__name__}: {exc})",
             )
-        self._record_decision(decision, base)
+        self.record(events.policy_decided(base, decision))
         self._notify("decided", request, {"decision": decision})
         if decision.decision == "deny":
-            return self._denied(request, arguments, decision, base)
+            return self.denied(request, arguments, decision, base)
         if decision.decision == "require_approval":
-            self.audit.write(
-                Event.APPROVAL_REQUESTED,
-                {**base, Field.STATUS: CallStatus.PENDING_APPROVAL.value},
-            )
+            self.record(events.approval_requested(base))
             return CallOutcome(
                 request,
                 CallStatus.PENDING_APPROVAL,
@@ -293,21 +273,7 @@ class ToolCallPipeline:
             call, dataclasses.replace(context, grants=frozenset(decision.grants)), base, decision
         )
 
-    def _record_decision(
-        self, decision: PolicyDecision, base: dict[str, Any], *, approved: bool = False
-    ) -> None:
-        fields = {
-            **base,
-            Field.DECISION: decision.decision,
-            Field.RULE_IDS: list(decision.rule_ids),
-            Field.POLICY_SHA256: decision.policy_sha256,
-            Field.REASON: decision.reason,
-        }
-        if approved:
-            fields[Field.APPROVED] = True
-        self.audit.write(Event.POLICY_DECIDED, fields)
-
-    def _denied(
+    def denied(
         self,
         request: ToolCallRequest,
         arguments: dict[str, Any],
@@ -316,16 +282,7 @@ class ToolCallPipeline:
     ) -> CallOutcome:
         """End a call the policy denied: its one `tool.denied` record, then the outcome."""
         error = ErrorInfo(type="denied", message=decision.reason or "denied by policy")
-        self.audit.write(
-            Event.TOOL_DENIED,
-            {
-                **base,
-                Field.STATUS: CallStatus.DENIED.value,
-                Field.RULE_IDS: list(decision.rule_ids),
-                Field.REASON: error.message,
-                Field.ERROR_TYPE: error.type,
-            },
-        )
+        self.record(events.tool_denied(base, decision.rule_ids, error))
         return CallOutcome(
             request, CallStatus.DENIED, arguments=arguments, error=error, decision=decision
         )
@@ -339,8 +296,8 @@ class ToolCallPipeline:
     ) -> CallOutcome:
         """Run an accepted, allowed call in the executor and audit its start and end."""
         request, tool, arguments = call.request, call.tool, call.arguments
-        base = base if base is not None else self._base_fields(request, context)
-        self.audit.write(Event.EXECUTION_STARTED, {**base, Field.SANDBOX_MODE: self.executor.name})
+        base = base if base is not None else self.call_fields(request, context)
+        self.record(events.execution_started(base, self.executor.name))
         self._notify("started", request, {})
         started = time.perf_counter()
         waits = float(getattr(self.executor, "sandbox_wait_s", 0.0) or 0.0)
@@ -370,29 +327,9 @@ class ToolCallPipeline:
                 error=ErrorInfo(type=type(exc).__name__, message=f"executor failed: {exc}"),
                 duration_ms=(time.perf_counter() - started) * 1000,
             )
-        fields = {
-            **base,
-            Field.STATUS: result.status.value,
-            Field.DURATION_MS: round(result.duration_ms, 3),
-            Field.SANDBOX_MODE: result.sandbox.get("mode", self.executor.name),
-        }
-        for key, name in _SANDBOX_FIELDS:
-            if key in result.sandbox:
-                fields[name] = result.sandbox[key]
-        if result.status is CallStatus.OK:
-            fields[Field.RESULT] = result.result
-        if result.error is not None:
-            fields[Field.ERROR_TYPE] = result.error.type
-            fields[Field.ERROR_MESSAGE] = result.error.message
-            if result.error.details:
-                fields[Field.ERROR_DETAILS] = list(result.error.details)
-        if result.stdout:
-            fields[Field.STDOUT] = result.stdout
-        if result.stderr:
-            fields[Field.STDERR] = result.stderr
         audit_error = None
         try:
-            self.audit.write(Event.EXECUTION_FINISHED, fields)
+            self.record(events.execution_finished(base, result, self.executor.name))
         except AuditWriteError as exc:
             # The tool ran: reporting "nothing ran" would invite a second payment.
             audit_error = (
@@ -409,214 +346,3 @@ class ToolCallPipeline:
             execution=result,
             audit_error=audit_error,
         )
-
-    async def run_approved(
-        self, record: ApprovalRecord, approvals: ApprovalStore, context: CallContext
-    ) -> CallOutcome:
-        """Take a call a human decided on to its final status, running it at most once.
-
-        Approved calls are claimed in the store before anything runs; edited
-        arguments are validated and the policy re-decides (deny rules and
-        limits still apply). Rejected and expired approvals become `denied`.
-        A call another process claimed is never run here: this waits for
-        that process's outcome and returns it; if that process stops without
-        one, the call is `sandbox_error` (`interrupted`) for an operator to
-        check, and if it is still running after its own time limits,
-        `sandbox_error` (`running_elsewhere`).
-        """
-        started = time.perf_counter()
-        try:
-            outcome = await self._run_approved(record, approvals, context)
-        except AuditWriteError as exc:
-            request = ToolCallRequest(
-                id=record.call_id,
-                name=record.tool,
-                arguments=json.dumps(record.effective_arguments),
-            )
-            outcome = CallOutcome(
-                request,
-                CallStatus.AUDIT_ERROR,
-                arguments=record.effective_arguments,
-                error=ErrorInfo(
-                    type="audit_unavailable",
-                    message=(
-                        f"the audit log cannot be written, so the call of approval {record.id} "
-                        f"was not run (resume it once the log is writable): {exc}"
-                    ),
-                ),
-                approval_id=record.id,
-            )
-        return dataclasses.replace(outcome, duration_ms=(time.perf_counter() - started) * 1000)
-
-    async def _run_approved(
-        self, record: ApprovalRecord, approvals: ApprovalStore, context: CallContext
-    ) -> CallOutcome:
-        request = ToolCallRequest(
-            id=record.call_id, name=record.tool, arguments=json.dumps(record.effective_arguments)
-        )
-        base = self._base_fields(request, context)
-        status = ApprovalStatus(record.status)
-        if status in (ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED, ApprovalStatus.ABANDONED):
-            expired = status is ApprovalStatus.EXPIRED
-            reason = record.note or f"a human did not approve this call ({status.value})"
-            error = ErrorInfo(type=f"approval_{status.value}", message=reason)
-            self.audit.write(
-                Event.APPROVAL_EXPIRED if expired else Event.APPROVAL_REJECTED,
-                {
-                    **base,
-                    Field.APPROVAL_ID: record.id,
-                    Field.STATUS: CallStatus.DENIED.value,
-                    Field.REASON: reason,
-                    Field.ERROR_TYPE: error.type,
-                },
-            )
-            return CallOutcome(
-                request,
-                CallStatus.DENIED,
-                arguments=record.effective_arguments,
-                error=error,
-                approval_id=record.id,
-            )
-        try:
-            claim = await asyncio.to_thread(approvals.claim_for_execution, record.id)
-        except AlreadyClaimed as exc:
-            return await self._claimed_elsewhere(request, approvals, exc.record)
-        try:
-            self.audit.write(
-                Event.APPROVAL_GRANTED,
-                {
-                    **base,
-                    Field.APPROVAL_ID: record.id,
-                    Field.APPROVAL_EDITED: record.arguments_edited,
-                    Field.ARGUMENTS: record.effective_arguments,
-                },
-            )
-            outcome = await self._run_claimed(request, record, context, base)
-        except AuditWriteError:
-            # Raised only before the tool ran (`execute` keeps a failure after it
-            # in the outcome): give the claim back so the call can be resumed later.
-            await asyncio.to_thread(approvals.unclaim, record.id, claim.token)
-            raise
-        except BaseException:  # cancelled mid-call: it may have run; an operator decides
-            approvals.forget_claim(record.id)
-            raise
-        outcome = dataclasses.replace(outcome, approval_id=record.id)
-        await asyncio.to_thread(approvals.mark_executed, record.id, claim.token, outcome.to_dict())
-        return outcome
-
-    async def _claimed_elsewhere(
-        self, request: ToolCallRequest, approvals: ApprovalStore, record: ApprovalRecord
-    ) -> CallOutcome:
-        """Another resume claimed this call: its stored outcome, once a live claimant is done."""
-        if record.outcome is None and record.status in (
-            ApprovalStatus.APPROVED,
-            ApprovalStatus.EXECUTING,
-        ):
-            tool = self.registry.get(record.tool)
-            # The claimant gives up on the call by its own backstop (see `execute`).
-            wait_s = CLAIM_WAIT_MARGIN_S + TIMEOUT_GRACE_S + (tool.timeout_s if tool else 60.0)
-            wait_s += float(getattr(self.executor, "sandbox_wait_s", 0.0) or 0.0)
-            record = await asyncio.to_thread(approvals.wait_for_claim, record.id, wait_s)
-        holder = None
-        if record.outcome is None:
-            holder = await asyncio.to_thread(approvals.claim_holder, record.id)
-        return _outcome_from_record(request, record, holder)
-
-    async def _run_claimed(
-        self,
-        request: ToolCallRequest,
-        record: ApprovalRecord,
-        context: CallContext,
-        base: dict[str, Any],
-    ) -> CallOutcome:
-        tool = self.registry.get(record.tool)
-        if tool is None:
-            return self._rejected(
-                Rejection(
-                    request,
-                    CallStatus.UNKNOWN_TOOL,
-                    ErrorInfo(
-                        type="unknown_tool", message=f"tool {record.tool!r} no longer exists"
-                    ),
-                ),
-                base,
-            )
-        checked = self.gate.validate(request, tool, record.effective_arguments)
-        if isinstance(checked, Rejection):
-            return self._rejected(checked, base)
-        decision = self.policy.decide_approved(tool.name, checked.arguments, context)
-        self._record_decision(decision, base, approved=True)
-        if decision.decision != "allow":
-            return self._denied(request, checked.arguments, decision, base)
-        granted = dataclasses.replace(context, grants=frozenset(decision.grants))
-        return await self.execute(checked, granted, base, decision)
-
-
-def _outcome_from_record(
-    request: ToolCallRequest, record: ApprovalRecord, holder: int | None = None
-) -> CallOutcome:
-    """The stored outcome of an approval that was already claimed.
-
-    Without one: `running_elsewhere` while a live process (`holder`, a pid)
-    still runs it, else `interrupted` (its claimant is gone, or an operator
-    abandoned it).
-    """
-    stored = record.outcome if isinstance(record.outcome, dict) else None
-    if stored is None and holder is not None:
-        return CallOutcome(
-            request,
-            CallStatus.SANDBOX_ERROR,
-            arguments=record.effective_arguments,
-            error=ErrorInfo(
-                type="running_elsewhere",
-                message=(
-                    f"approval {record.id} is being run by another process (pid {holder}); it is "
-                    f"not run here, and its outcome will be in `agentrt approvals show {record.id}`"
-                ),
-            ),
-            approval_id=record.id,
-        )
-    if stored is None:
-        if record.status is ApprovalStatus.APPROVED:  # the other claimant gave it back unrun
-            return CallOutcome(
-                request,
-                CallStatus.SANDBOX_ERROR,
-                arguments=record.effective_arguments,
-                error=ErrorInfo(
-                    type="not_run",
-                    message=(
-                        f"approval {record.id} was claimed by another process, which gave it "
-                        f"back without running it; resume again to run it"
-                    ),
-                ),
-                approval_id=record.id,
-            )
-        how = (
-            "was abandoned by an operator"
-            if record.status is ApprovalStatus.ABANDONED
-            else "was claimed by a process that stopped before recording an outcome"
-        )
-        return CallOutcome(
-            request,
-            CallStatus.SANDBOX_ERROR,
-            arguments=record.effective_arguments,
-            error=ErrorInfo(
-                type="interrupted",
-                message=(
-                    f"approval {record.id} {how}: it may have run, so it is not run again; "
-                    f"an operator must check it (agentrt approvals show {record.id})"
-                ),
-            ),
-            approval_id=record.id,
-        )
-    error = stored.get("error")
-    return CallOutcome(
-        request,
-        CallStatus(stored.get("status", CallStatus.SANDBOX_ERROR.value)),
-        arguments=record.effective_arguments,
-        result=stored.get("result"),
-        error=ErrorInfo(type=error.get("type", "error"), message=error.get("message", ""))
-        if isinstance(error, dict)
-        else None,
-        approval_id=record.id,
-    )

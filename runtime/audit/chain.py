@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 import structlog
 
-from runtime.audit.events import Event, Field
+from runtime.audit.events import audit_recovered, write
 from runtime.audit.records import (
     FORMAT_VERSION,
     GENESIS_HASH,
@@ -198,7 +198,7 @@ class HashChainSink:
         )
         self._thread.start()
         if recovery:
-            self.write(Event.AUDIT_RECOVERED, recovery)
+            write(self, audit_recovered(**recovery))
 
     # -- public -------------------------------------------------------------
 
@@ -218,6 +218,13 @@ class HashChainSink:
     def set_redact_paths(self, redact_paths: Iterable[str]) -> None:
         """Replace the policy redaction paths (e.g. after a policy reload)."""
         self._redactor = self._redactor.with_redact_paths(redact_paths)
+
+    def add_redact_paths(self, redact_paths: Iterable[str]) -> None:
+        """Also redact `redact_paths` (a policy's `audit.redact`), keeping the current ones."""
+        current = self._redactor.redact_paths
+        added = tuple(path for path in redact_paths if path not in current)
+        if added:
+            self._redactor = self._redactor.with_redact_paths((*current, *added))
 
     def write(self, event: str, fields: Mapping[str, Any]) -> None:
         """Redact, chain and append one record.
@@ -321,7 +328,8 @@ class HashChainSink:
         return fd
 
     def _resume(self) -> dict[str, Any]:
-        """Continue the existing chain; returns the fields of a recovery record, if any."""
+        """Continue the existing chain; returns the facts of a recovery record, if any
+        (the arguments of `events.audit_recovered`)."""
         segments = segments_of(self.path)
         self._segment_n = (segment_number(segments[-1]) or 0) if segments else 0
         recovery: dict[str, Any] = {}
@@ -341,9 +349,9 @@ class HashChainSink:
                     torn = handle.read()
                 os.truncate(candidate, good_end)
                 recovery = {
-                    Field.RECOVERY_REASON: "torn_tail",
-                    Field.RECOVERY_DROPPED_BYTES: len(torn),
-                    Field.RECOVERY_DROPPED_SHA256: hashlib.sha256(torn).hexdigest(),
+                    "reason": "torn_tail",
+                    "dropped_bytes": len(torn),
+                    "dropped_sha256": hashlib.sha256(torn).hexdigest(),
                 }
             if last is None:
                 continue
@@ -376,9 +384,9 @@ class HashChainSink:
             # `verify` reports the truncation as a problem regardless.
             recovery.update(
                 {
-                    Field.RECOVERY_REASON: "behind_checkpoint",
-                    Field.RECOVERY_CHECKPOINT_SEQ: self._cp_seq,
-                    Field.RECOVERY_RESUMED_SEQ: self._seq,
+                    "reason": "behind_checkpoint",
+                    "checkpoint_seq": self._cp_seq,
+                    "resumed_seq": self._seq,
                 }
             )
             self._cp_seq = self._seq

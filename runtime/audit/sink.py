@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 
 class AuditWriteError(RuntimeError):
@@ -28,6 +28,24 @@ class AuditSink(Protocol):
     def write(self, event: str, fields: Mapping[str, Any]) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RedactingSink(Protocol):
+    """A sink that redacts argument paths a policy names (`audit: {redact: [...]}`).
+
+    The pipeline hands it its policy's paths when it is built, so a library
+    user who passes a policy and a sink never stores those values in clear.
+    """
+
+    def add_redact_paths(self, redact_paths: Iterable[str]) -> None: ...
+
+
+def wire_policy_redaction(audit: AuditSink, policy: object) -> None:
+    """Give `audit` the redaction paths `policy` declares, when both support it."""
+    paths = tuple(getattr(policy, "redact_paths", ()) or ())
+    if paths and isinstance(audit, RedactingSink):
+        audit.add_redact_paths(paths)
 
 
 class NullAuditSink:

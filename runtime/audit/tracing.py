@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from runtime.audit.events import Field, is_call_end
@@ -177,7 +177,9 @@ class TracingSink:
         inner_redactor = getattr(inner, "redactor", None)
         if redactor is None and isinstance(inner_redactor, Redactor):
             redactor = inner_redactor
+        self._inherits_redactor = redactor is inner_redactor
         self._tracer = ToolTracer(redactor, tracer_provider)
+        self._tracer_provider = tracer_provider
         self._open: dict[str, ToolSpan] = {}
         self._lock = threading.Lock()
 
@@ -201,6 +203,16 @@ class TracingSink:
                 return
         span.set_fields(fields)
         span.end()
+
+    def add_redact_paths(self, redact_paths: Iterable[str]) -> None:
+        """Pass a policy's redaction paths to the inner sink (and to spans sharing its redactor)."""
+        add = getattr(self._inner, "add_redact_paths", None)
+        if add is None:
+            return
+        add(redact_paths)
+        inner_redactor = getattr(self._inner, "redactor", None)
+        if self._inherits_redactor and isinstance(inner_redactor, Redactor):
+            self._tracer = ToolTracer(inner_redactor, self._tracer_provider)
 
     def close(self) -> None:
         with self._lock:

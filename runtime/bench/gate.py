@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from runtime.arguments import ArgumentGate, ArgumentsAccepted
-from runtime.audit.events import Event, Field
+from runtime.audit import events
 from runtime.audit.sink import AuditSink
 from runtime.calls import CallContext, ToolCallRequest
 from runtime.policy.decision import PolicyEngine
@@ -67,14 +67,8 @@ def bench_gate_stages(
         if policy is not None:
             policy.decide(accepted.tool.name, accepted.arguments, context)
         if audit is not None:
-            audit.write(
-                Event.TOOL_VALIDATED,
-                {
-                    Field.TOOL_NAME: accepted.tool.name,
-                    Field.TOOL_CALL_ID: request.id,
-                    Field.ARGUMENTS: accepted.arguments,
-                },
-            )
+            call = events.call_fields(accepted.tool.name, request.id, context)
+            events.write(audit, events.tool_validated(call, accepted.arguments))
 
     # Warm caches (validator compilation, policy regexes) before timing.
     for _ in range(200):

@@ -2,10 +2,11 @@
 
 Approving only changes the stored state; the run that asked resumes through
 the library (`ApprovalStore.claim_for_execution`), which runs the call once.
-Edited arguments (`approve ID --args JSON`) are re-checked against the policy
-(`--policy DIR`, default the shipped default policy) as an approved call, and against the
-tool's JSON Schema when `--module M` names the module that defines the tool;
-the resumed run validates them again before executing.
+Edited arguments (`approve ID --args JSON`) are re-checked
+(`runtime.approvals.recheck`) against the policy (`--policy DIR`, default the
+shipped default policy) as an approved call, and through the `ArgumentGate`
+(the tool's JSON Schema) when `--module M` names the module that defines the
+tool; the resumed run validates them again before executing.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import argparse
 import datetime
 import json
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-_DEFAULT_DB = ".agentrt/approvals.db"
+_DEFAULT_DB = ".agentrt/approvals.db"  # runtime.approvals.store.DEFAULT_APPROVALS_DB
 
 
 def register(subparsers: Any) -> None:
@@ -69,7 +69,7 @@ def register(subparsers: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from runtime.policy.approvals import ApprovalStore
+    from runtime.approvals.store import ApprovalStore
 
     return ApprovalStore(Path(args.db))
 
@@ -90,7 +90,7 @@ def _when(ts: float | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from runtime.policy.approvals import ApprovalError
+    from runtime.approvals.store import ApprovalError
 
     try:
         records = _store(args).list(status=args.status, run_id=args.run)
@@ -111,7 +111,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from runtime.policy.approvals import ApprovalError
+    from runtime.approvals.store import ApprovalError
 
     try:
         _print_record(_store(args).get(args.id))
@@ -120,70 +120,37 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_validator(module_name: str) -> Any:
-    """A function (tool, arguments) → None that raises on schema errors."""
-    import importlib
-    import importlib.util
-
-    import jsonschema
-
-    from runtime.tools import ToolRegistry
-
-    if module_name.endswith(".py") or "/" in module_name:
-        spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
-        if spec is None or spec.loader is None:
-            raise ValueError(f"cannot import {module_name}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(module_name)
-    registry = ToolRegistry.from_module(module)
-
-    def validate(tool: str, arguments: Mapping[str, Any]) -> None:
-        found = registry.get(tool)
-        if found is None:
-            raise ValueError(f"module {module_name} defines no tool {tool!r}")
-        errors = sorted(
-            jsonschema.Draft202012Validator(found.parameters).iter_errors(dict(arguments)),
-            key=lambda e: list(e.absolute_path),
-        )
-        if errors:
-            details = "; ".join(
-                f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors
-            )
-            raise ValueError(f"edited arguments do not match {tool}'s schema: {details}")
-
-    return validate
-
-
 def _approve(args: argparse.Namespace) -> int:
+    from runtime.approvals.recheck import EditedArgumentsInvalid, approval_recheck
+    from runtime.approvals.store import ApprovalError, ApprovalRecheckFailed
+    from runtime.arguments import ArgumentGate
+    from runtime.cli.gate_options import UsageError, build_policy, load_registry
     from runtime.cli.policy_cmd import parse_json_object
-    from runtime.policy.approvals import ApprovalError, ApprovalRecheckFailed, policy_recheck
-    from runtime.policy.loader import PolicyLoadError, default_policy_dir, load_policies
+    from runtime.policy.engine import PolicySet
     from runtime.policy.ratelimit import InMemoryRateLimitStore
 
     edited = None
     recheck = None
     try:
-        if args.args is not None:
-            edited = parse_json_object(args.args)
-            policy_dir = args.policy or default_policy_dir()
-            policy = load_policies(policy_dir, rate_limits=InMemoryRateLimitStore())
-            validate = _load_validator(args.module) if args.module else None
-            recheck = policy_recheck(policy, validate)
-        elif args.policy is not None:
-            policy = load_policies(args.policy, rate_limits=InMemoryRateLimitStore())
-            recheck = policy_recheck(policy)
+        if args.args is not None or args.policy is not None:
+            edited = parse_json_object(args.args) if args.args is not None else None
+            policy = build_policy(args.policy)
+            if isinstance(policy, PolicySet):  # a re-check consumes no real budget
+                policy = PolicySet(
+                    policy.policies, rate_limits=InMemoryRateLimitStore(), sources=policy.sources
+                )
+            gate = ArgumentGate(load_registry(args.module)) if args.module else None
+            recheck = approval_recheck(policy, gate)
         record = _store(args).approve(
             args.id, by=args.by, note=args.note, arguments=edited, recheck=recheck
         )
     except ApprovalRecheckFailed as exc:
         print(json.dumps({"error": str(exc), "decision": exc.decision.to_dict()}, indent=2))
         return 1
-    except (ApprovalError, PolicyLoadError) as exc:
-        return _fail("approve", exc)
-    except (ValueError, ImportError) as exc:
+    except (EditedArgumentsInvalid, UsageError, ValueError) as exc:
         return _fail("approve", exc, 2)
+    except ApprovalError as exc:
+        return _fail("approve", exc)
     if edited is not None and not args.module:
         print(
             "note: edited arguments will be validated against the tool's schema when the "
@@ -195,7 +162,7 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
-    from runtime.policy.approvals import ApprovalError
+    from runtime.approvals.store import ApprovalError
 
     try:
         _print_record(_store(args).reject(args.id, by=args.by, reason=args.reason))
@@ -205,7 +172,7 @@ def _reject(args: argparse.Namespace) -> int:
 
 
 def _abandon(args: argparse.Namespace) -> int:
-    from runtime.policy.approvals import ApprovalError
+    from runtime.approvals.store import ApprovalError
 
     try:
         _print_record(_store(args).abandon(args.id, by=args.by, reason=args.reason))

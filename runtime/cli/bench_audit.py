@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime.audit.events import Event, Field
+from runtime.audit import events
+from runtime.audit.events import Event
 from runtime.stats import percentile
 
 __all__ = ["bench_audit", "register"]
@@ -28,26 +29,40 @@ _STATUSES = ("ok",) * 16 + ("denied", "invalid_arguments", "tool_error", "timeou
 
 
 def _fields(index: int) -> dict[str, Any]:
-    """A realistic `execution.finished`-sized record, varied by `index`."""
-    status = _STATUSES[index % len(_STATUSES)]
+    """A realistic `execution.finished`-sized record (with its decision), varied by `index`."""
+    from runtime.calls import CallContext, CallStatus, ExecutionResult
+    from runtime.policy.decision import PolicyDecision
+
+    status = CallStatus(_STATUSES[index % len(_STATUSES)])
+    context = CallContext(
+        tenant=f"tenant-{index % 7}",
+        agent="support-bot",
+        conversation_id=f"conv-{index // 20:08x}",
+        run_id=f"run-{index // 100:08x}",
+        principal="user-42",
+    )
+    call = events.call_fields(
+        _TOOLS[index % len(_TOOLS)],
+        f"call_{index:012x}",
+        context,
+        model_name="smollm2-135m-instruct",
+    )
+    denied = status is CallStatus.DENIED
+    decision = PolicyDecision(
+        decision="deny" if denied else "allow",
+        rule_ids=("deny-external-email",) if denied else ("allow-default",),
+        policy_sha256="3f" * 32,
+    )
+    result = ExecutionResult(
+        status=status,
+        duration_ms=float(index % 250) + 0.25,
+        sandbox={"mode": "docker", "exit_code": 0},
+    )
+    arguments = {"query": f"weather in city {index % 1000}", "limit": 5}
     return {
-        Field.OPERATION_NAME: "execute_tool",
-        Field.TOOL_NAME: _TOOLS[index % len(_TOOLS)],
-        Field.TOOL_CALL_ID: f"call_{index:012x}",
-        Field.AGENT_NAME: "support-bot",
-        Field.CONVERSATION_ID: f"conv-{index // 20:08x}",
-        Field.REQUEST_MODEL: "smollm2-135m-instruct",
-        Field.TENANT: f"tenant-{index % 7}",
-        Field.PRINCIPAL: "user-42",
-        Field.RUN_ID: f"run-{index // 100:08x}",
-        Field.STATUS: status,
-        Field.DECISION: "deny" if status == "denied" else "allow",
-        Field.RULE_IDS: ["deny-external-email"] if status == "denied" else ["allow-default"],
-        Field.POLICY_SHA256: "3f" * 32,
-        Field.SANDBOX_MODE: "docker",
-        Field.DURATION_MS: float(index % 250) + 0.25,
-        Field.EXIT_CODE: 0,
-        Field.ARGUMENTS: {"query": f"weather in city {index % 1000}", "limit": 5},
+        **events.policy_decided(call, decision).fields,
+        **events.tool_validated(call, arguments).fields,
+        **events.execution_finished(call, result, "docker").fields,
     }
 
 

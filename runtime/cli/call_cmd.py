@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from runtime.calls import CallStatus, ToolCallRequest
 from runtime.cli.gate_options import (
     EXIT_NOT_AUDITED,
-    Stages,
     UsageError,
     add_gate_options,
     add_module_option,
@@ -30,8 +29,9 @@ from runtime.cli.gate_options import (
 )
 
 if TYPE_CHECKING:
+    from runtime.approvals.store import ApprovalStore
     from runtime.pipeline import CallOutcome, ToolCallPipeline
-    from runtime.policy.approvals import ApprovalStore
+    from runtime.stack import Stack
 
 
 def register(subparsers: Any) -> None:
@@ -65,17 +65,10 @@ def _handle(args: argparse.Namespace) -> int:
     return asyncio.run(_call(stages, args))
 
 
-async def _call(stages: Stages, args: argparse.Namespace) -> int:
-    from runtime.pipeline import ToolCallPipeline
-    from runtime.policy.approvals import ApprovalError
+async def _call(stages: Stack, args: argparse.Namespace) -> int:
+    from runtime.approvals.store import ApprovalError
 
-    pipeline = ToolCallPipeline(
-        stages.registry,
-        stages.executor,
-        policy=stages.policy,
-        audit=stages.audit,
-        agent_name=stages.context.agent,
-    )
+    pipeline = stages.pipeline()
     try:
         if args.resume:
             if stages.approvals is None:
@@ -91,15 +84,10 @@ async def _call(stages: Stages, args: argparse.Namespace) -> int:
             context = dataclasses.replace(stages.context, run_id=request.id)
             outcome = await pipeline.process(request, context)
             if outcome.status is CallStatus.PENDING_APPROVAL and stages.approvals is not None:
-                record = stages.approvals.create(
-                    call_id=request.id,
-                    tool=request.name,
-                    arguments=outcome.arguments or {},
-                    decision=outcome.decision,  # type: ignore[arg-type]
-                    context=context,
-                    run_id=request.id,
-                )
-                outcome = dataclasses.replace(outcome, approval_id=record.id)
+                from runtime.approvals.resume import pause
+
+                ids = await pause(stages.approvals, [outcome], context, run_id=request.id)
+                outcome = dataclasses.replace(outcome, approval_id=ids[request.id])
     finally:
         problem = await stages.finish()
     if problem is not None and outcome.status is CallStatus.AUDIT_ERROR:
@@ -123,7 +111,8 @@ async def _resume(
     Raises:
         ApprovalError: No such approval, or it is still pending.
     """
-    from runtime.policy.approvals import ApprovalError, ApprovalStatus
+    from runtime.approvals.resume import run_approved
+    from runtime.approvals.store import ApprovalError, ApprovalStatus
 
     record = approvals.get(approval_id)
     if record.status is ApprovalStatus.PENDING:
@@ -132,4 +121,4 @@ async def _resume(
             f"(`agentrt approvals approve {record.id}` or `... reject {record.id}`)",
             record.status,
         )
-    return await pipeline.run_approved(record, approvals, record.call_context())
+    return await run_approved(pipeline, record, approvals, record.call_context())

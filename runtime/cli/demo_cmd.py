@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime.cli.gate_options import UsageError, build_stages, fail_usage
+from runtime.cli.gate_options import UsageError, audit_target, build_policy, fail_usage
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
     )
     add_embedded_model_options(parser)
     add_model_timeout_option(parser)
-    parser.set_defaults(handler=_handle, context=[], allow_unsandboxed=False, workspace=None)
+    parser.set_defaults(handler=_handle)
 
 
 @dataclasses.dataclass
@@ -146,30 +146,31 @@ def paths_shown(answers: list[dict[str, Any]]) -> dict[str, bool]:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from runtime.demo import demo_workspace
+
     try:
-        return asyncio.run(_demo(args))
+        with demo_workspace() as workspace:  # removed however the demo ends
+            return asyncio.run(_demo(args, workspace))
     except UsageError as exc:
         return fail_usage(str(exc))
 
 
-async def _demo(args: argparse.Namespace) -> int:
+async def _demo(args: argparse.Namespace, workspace: Path) -> int:
     from rich.console import Console
 
-    from runtime.agent import Agent, RunLimits
+    from runtime.agent import RunLimits
     from runtime.cli.prompt_options import prompt_from_args, settings_from_args
-    from runtime.demo import DEMO_REQUESTS, SYSTEM_PROMPT, prepare_workspace, scripted_demo_model
+    from runtime.demo import DEMO_REQUESTS, SYSTEM_PROMPT, demo_stack, scripted_demo_model
     from runtime.model.client import OpenAICompatibleClient
     from runtime.model.local_server import (
         LocalModelServer,
         LocalServerError,
         local_server_available,
     )
+    from runtime.stack import StackError
     from runtime.testing import ScriptedServer
 
     console = Console()
-    workspace = Path(tempfile.mkdtemp(prefix="agentrt-demo-workspace-"))
-    prepare_workspace(workspace)
-    args.workspace = str(workspace)
     if args.policy is None:  # shipped inside the package: found from a wheel install too
         from runtime.policy.loader import default_policy_dir
 
@@ -183,49 +184,66 @@ async def _demo(args: argparse.Namespace) -> int:
                 f"{problem.message}\n(scripts/demo.sh sets Docker up; or run the demo with "
                 f"--sandbox inprocess, which runs the built-in tools in this process)"
             )
-    stages = build_stages(args, pool_size=3)
-    if args.max_tokens is None:
-        args.max_tokens = 160  # small local models run on; the demo keeps turns short
-    settings, answer_settings = settings_from_args(args)
-    choice = prompt_from_args(args, stages.registry, default_system=SYSTEM_PROMPT)
-
+    try:
+        stages = demo_stack(
+            workspace,
+            policy=build_policy(args.policy),
+            sandbox=args.sandbox or "docker",
+            audit_log=audit_target(args.audit_log),
+            tenant=args.tenant,
+            agent=args.agent,
+            module=args.module,
+        )
+    except StackError as exc:
+        raise UsageError(str(exc)) from None
     server: ScriptedServer | None = None
     local: LocalModelServer | None = None
-    if args.base_url:
-        base_url, model = args.base_url, args.model or "default"
-        console.print(f"[bold]model[/]: {model} at {base_url}")
-    elif args.scripted or not local_server_available():
-        if not args.scripted:
-            console.print(
-                "[yellow]the embedded model server is not installed (scripts/demo.sh installs "
-                "it); using the scripted test server[/]"
-            )
-        server = ScriptedServer(handler=scripted_demo_model, model="scripted-demo").start()
-        base_url, model = server.base_url, server.model
-        console.print(
-            "[bold]model[/]: the scripted test server replaying a tool-calling model "
-            "(a deterministic tour of every path through the gate)"
-        )
-    else:
-        from runtime.cli.embedded_model import describe, embedded_server
+    try:
+        if args.max_tokens is None:
+            args.max_tokens = 160  # small local models run on; the demo keeps turns short
+        settings, answer_settings = settings_from_args(args)
+        choice = prompt_from_args(args, stages.registry, default_system=SYSTEM_PROMPT)
 
-        local = embedded_server(
-            args, log_path=Path(tempfile.gettempdir()) / "agentrt-demo-model.log"
-        )
-        console.print("[dim]starting the embedded model server (llama.cpp, SmolLM2-135M)…[/]")
-        try:
-            await asyncio.to_thread(local.start)
-        except LocalServerError as exc:
-            raise UsageError(str(exc)) from None
-        base_url, model = local.base_url, local.model_alias
-        console.print(
-            f"[bold]model[/]: {describe(local)} at {base_url}, served by llama.cpp on this machine"
-        )
-        if local.adapter is None:
+        if args.base_url:
+            base_url, model = args.base_url, args.model or "default"
+            console.print(f"[bold]model[/]: {model} at {base_url}")
+        elif args.scripted or not local_server_available():
+            if not args.scripted:
+                console.print(
+                    "[yellow]the embedded model server is not installed (scripts/demo.sh installs "
+                    "it); using the scripted test server[/]"
+                )
+            server = ScriptedServer(handler=scripted_demo_model, model="scripted-demo").start()
+            base_url, model = server.base_url, server.model
             console.print(
-                "[dim]the bare 135M model rarely calls a tool; the general adapter (the default "
-                "without --base) or `agentrt finetune` on your tools fixes that[/]"
+                "[bold]model[/]: the scripted test server replaying a tool-calling model "
+                "(a deterministic tour of every path through the gate)"
             )
+        else:
+            from runtime.cli.embedded_model import describe, embedded_server
+
+            local = embedded_server(
+                args, log_path=Path(tempfile.gettempdir()) / "agentrt-demo-model.log"
+            )
+            console.print("[dim]starting the embedded model server (llama.cpp, SmolLM2-135M)…[/]")
+            try:
+                await asyncio.to_thread(local.start)
+            except LocalServerError as exc:
+                raise UsageError(str(exc)) from None
+            base_url, model = local.base_url, local.model_alias
+            console.print(
+                f"[bold]model[/]: {describe(local)} at {base_url}, served by llama.cpp on this machine"
+            )
+            if local.adapter is None:
+                console.print(
+                    "[dim]the bare 135M model rarely calls a tool; the general adapter (the default "
+                    "without --base) or `agentrt finetune` on your tools fixes that[/]"
+                )
+    except BaseException:  # nothing ran yet: close what was opened, leave no server behind
+        await stages.finish()
+        if server is not None:
+            server.stop()
+        raise
     console.print(
         f"[bold]sandbox[/]: {stages.executor.name}   [bold]policy[/]: {args.policy or 'none (allow all)'}"
         f"   [bold]workspace[/]: {workspace}"
@@ -234,17 +252,13 @@ async def _demo(args: argparse.Namespace) -> int:
         base_url, model, api_key=args.api_key, stream=args.stream, timeout=args.model_timeout
     )
     live = _LiveCalls(console)
-    agent = Agent(
+    agent = stages.agent(
         client,
-        stages.registry,
         prompt=choice.prompt,
         retrieval=choice.retrieval,
         settings=settings,
         answer_settings=answer_settings,
         limits=RunLimits(max_turns=args.max_turns),
-        executor=stages.executor,
-        policy=stages.policy,
-        audit=stages.audit,
         name=args.agent,
         observer=live,
     )

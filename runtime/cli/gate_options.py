@@ -1,29 +1,24 @@
 """Options shared by the sub-commands that put calls through the gate (`call`, `run`, `demo`).
 
 Each option maps onto one stage: `--module` (tools), `--policy` (decide),
-`--sandbox` (execute), `--audit-log` (record). `build_stages` constructs them.
+`--sandbox` (execute), `--audit-log` (record). `build_stages` only parses
+them into `runtime.stack.build_stack`, which builds the stages.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.audit.sink import AuditSink
-from runtime.calls import CallContext
-from runtime.cli.policy_cmd import context_from_mapping
-from runtime.module_loader import ModuleLoadError, load_module
-from runtime.sandbox.executor import ToolExecutor
-from runtime.tools import ToolDefinitionError, ToolRegistry
-
 if TYPE_CHECKING:
-    from runtime.policy.approvals import ApprovalStore
-    from runtime.policy.engine import PolicySet
+    from runtime.audit.sink import AuditSink
+    from runtime.policy.decision import PolicyEngine
+    from runtime.stack import Stack
+    from runtime.tools import ToolRegistry
 
 DEFAULT_AUDIT_LOG = ".agentrt/audit/audit.jsonl"
 DEFAULT_APPROVALS_DB = ".agentrt/approvals.db"
@@ -94,14 +89,13 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_registry(spec: str) -> ToolRegistry:
+    """The tools of `--module`; a module that cannot be read is a usage error."""
+    from runtime.stack import StackError, build_registry
+
     try:
-        module = load_module(spec)
-        registry = ToolRegistry.from_module(module)
-    except (ModuleLoadError, ToolDefinitionError) as exc:
+        return build_registry(spec)
+    except StackError as exc:
         raise UsageError(str(exc)) from None
-    if not len(registry):
-        raise UsageError(f"module {spec!r} defines no @tool functions")
-    return registry
 
 
 def parse_context(pairs: list[str]) -> dict[str, Any]:
@@ -114,147 +108,77 @@ def parse_context(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
-@dataclasses.dataclass
-class Stages:
-    """The constructed stages a command composes into a pipeline or agent."""
-
-    registry: ToolRegistry
-    executor: ToolExecutor
-    policy: PolicySet | None
-    audit: AuditSink | None
-    context: CallContext
-    approvals: ApprovalStore | None = None
-
-    async def aclose(self) -> None:
-        await self.executor.aclose()
-        if self.audit is not None:
-            self.audit.close()
-        if self.approvals is not None:
-            self.approvals.close()
-
-    async def finish(self) -> str | None:
-        """Close every stage; return why the audit log could not be closed, if it could not.
-
-        Closing signs the log's final checkpoint, the last write a full disk
-        can refuse. The command has already done its work by then: it prints
-        that work and reports this, rather than dying with a traceback.
-        """
-        from runtime.audit.sink import AuditWriteError
-
-        try:
-            await self.executor.aclose()
-        finally:
-            problem = None
-            try:
-                if self.audit is not None:
-                    self.audit.close()
-            except AuditWriteError as exc:
-                problem = f"the audit log could not be closed: {exc}"
-            finally:
-                if self.approvals is not None:
-                    self.approvals.close()
-        return problem
-
-
-def build_executor(
-    kind: str | None,
-    *,
-    allow_unsandboxed: bool,
-    pool_size: int = 0,
-    workspace: str | None = None,
-) -> ToolExecutor:
-    """Docker by default; in-process only when asked for (trusted tools).
-
-    A Docker problem (daemon down, image missing) is not refused here: each
-    call then ends in `sandbox_error` with a message saying how to fix it.
-    """
-    if kind == "inprocess":
-        from runtime.sandbox.executor import InProcessExecutor
-
-        if workspace is not None:
-            os.environ["AGENTRT_WORKSPACE"] = str(Path(workspace).resolve())
-        return InProcessExecutor(allow_sandbox_only=allow_unsandboxed)
-    from runtime.sandbox.docker_executor import DockerExecutor
-    from runtime.sandbox.hardening import SandboxConfigError
-    from runtime.tools import Mount
-
-    mounts = []
-    if workspace is not None:
-        mounts.append(Mount(source=str(Path(workspace).resolve()), target="/workspace"))
-    try:
-        return DockerExecutor(pool_size=pool_size, mounts=mounts)
-    except SandboxConfigError as exc:
-        raise UsageError(str(exc)) from None
-
-
-#: `--policy none`: the explicit opt-out of the policy stage.
+#: `--policy none` / `--audit-log none`: the explicit opt-outs.
 NO_POLICY = "none"
 
 
-def build_policy(directory: str | None) -> PolicySet | None:
-    """Load the policy set, refusing to start on any problem (never run with fewer rules).
+def build_policy(flag: str | None) -> PolicyEngine:
+    """`--policy`: the shipped default policy, a directory or file, or `none` (`allow_all()`).
 
-    `None` (no `--policy`) means the shipped default policy; only an explicit
-    `none` turns the stage off. A directory that does not exist is an error,
-    never "allow".
+    A directory that does not exist is an error, never "allow".
     """
-    from runtime.policy.loader import PolicyLoadError, default_policy_dir, load_policies
+    from runtime.policy.decision import allow_all
+    from runtime.stack import StackError
+    from runtime.stack import build_policy as load
 
-    if directory is not None and directory.lower() == NO_POLICY:
-        return None
-    source = Path(directory) if directory is not None else default_policy_dir()
-    if not source.exists():
-        raise UsageError(
-            f"policy directory {source} does not exist (give an existing directory or "
-            f"file, or --policy none to run without a policy)"
-        )
+    if flag is not None and flag.lower() == NO_POLICY:
+        return allow_all()
     try:
-        return load_policies(source)
-    except PolicyLoadError as exc:
+        return load(flag)
+    except StackError as exc:
         raise UsageError(str(exc)) from None
 
 
-def build_audit(path: str | None, policy: PolicySet | None) -> AuditSink | None:
-    """The hash-chained audit log (default `.agentrt/audit/audit.jsonl`); 'none' disables it."""
-    if path is not None and path.lower() == "none":
-        return None
-    from runtime.audit.chain import HashChainSink, default_audit_log_path
-    from runtime.audit.sink import AuditWriteError
+def build_audit(flag: str | None, policy: PolicyEngine | None) -> AuditSink | None:
+    """`--audit-log`: the default hash-chained log, a path, or `none`."""
+    from runtime.stack import StackError
+    from runtime.stack import build_audit as open_log
 
-    target = Path(path) if path else default_audit_log_path()
     try:
-        return HashChainSink(target, redact_paths=policy.redact_paths if policy else ())
-    except AuditWriteError as exc:
-        raise UsageError(f"cannot open the audit log {target}: {exc}") from None
+        return open_log(audit_target(flag), policy)
+    except StackError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def build_stages(args: argparse.Namespace, *, pool_size: int = 0) -> Stages:
-    """Construct every stage from the command line.
+def audit_target(flag: str | None) -> str | None:
+    """`--audit-log` as `build_stack` takes it: `none` → None, unset → the default log."""
+    from runtime.stack import DEFAULT_AUDIT
+
+    if flag is not None and flag.lower() == "none":
+        return None
+    return flag or DEFAULT_AUDIT
+
+
+def build_stages(args: argparse.Namespace, *, pool_size: int = 0) -> Stack:
+    """Parse the gate flags into `runtime.stack.build_stack`.
 
     Args:
         pool_size: Warm sandbox containers per tool config: 0 for a one-shot
             command, a few for agent runs.
     """
-    registry = load_registry(args.module)
+    from runtime.stack import StackError, build_stack
+
     policy = build_policy(getattr(args, "policy", None))
     values = parse_context(getattr(args, "context", []))
-    values.update(
-        {k: getattr(args, k, None) for k in ("tenant", "agent") if getattr(args, k, None)}
-    )
-    context = context_from_mapping(values)
-    audit = build_audit(getattr(args, "audit_log", None), policy)
-    executor = build_executor(
-        getattr(args, "sandbox", None),
-        allow_unsandboxed=getattr(args, "allow_unsandboxed", False),
-        pool_size=pool_size,
-        workspace=getattr(args, "workspace", None),
-    )
-    approvals = None
-    if policy is not None and getattr(args, "approvals_db", None):
-        from runtime.policy.approvals import ApprovalStore
-
-        approvals = ApprovalStore(args.approvals_db)
-    return Stages(registry, executor, policy, audit, context, approvals)
+    try:
+        return build_stack(
+            args.module,
+            policy=policy,
+            sandbox=getattr(args, "sandbox", None) or "docker",
+            workspace=getattr(args, "workspace", None),
+            allow_unsandboxed=getattr(args, "allow_unsandboxed", False),
+            pool_size=pool_size,
+            audit_log=audit_target(getattr(args, "audit_log", None)),
+            approvals_db=getattr(args, "approvals_db", None) or None,
+            tenant=getattr(args, "tenant", None),
+            agent=getattr(args, "agent", None),
+            context=values,
+        )
+    except StackError as exc:
+        close = getattr(policy, "close", None)
+        if close is not None:
+            close()
+        raise UsageError(str(exc)) from None
 
 
 def print_json(payload: Any) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.cli.embedded_model import add_embedded_model_options, embedded_server
 from runtime.cli.gate_options import (
@@ -34,6 +34,9 @@ from runtime.cli.prompt_options import (
     settings_from_args,
 )
 from runtime.model.client import DEFAULT_TIMEOUT_S, DEFAULT_TURN_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from runtime.stack import Stack
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -151,9 +154,9 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 async def _run(
-    args: argparse.Namespace, stages: Any, settings: tuple[Any, Any], choice: Any
+    args: argparse.Namespace, stages: Stack, settings: tuple[Any, Any], choice: Any
 ) -> int:
-    from runtime.agent import Agent, ResumeError, RunLimits, RunStatus
+    from runtime.agent import ResumeError, RunLimits, RunStatus
     from runtime.model.client import OpenAICompatibleClient
 
     client = OpenAICompatibleClient(
@@ -165,19 +168,14 @@ async def _run(
     )
     try:
         try:
-            agent = Agent(
+            agent = stages.agent(
                 client,
-                stages.registry,
                 prompt=choice.prompt,
                 retrieval=choice.retrieval,
                 settings=settings[0],
                 answer_settings=settings[1],
                 limits=RunLimits(max_turns=args.max_turns),
-                executor=stages.executor,
-                policy=stages.policy,
-                audit=stages.audit,
                 name=stages.context.agent or "agentrt-run",
-                approvals=stages.approvals,
                 audit_conversation=args.audit_conversation,
             )
         except ValueError as exc:  # the flags were checked above; anything else it refuses

@@ -1,4 +1,6 @@
-"""Allowlist policies: the decide stage of the gate, rate limits and approvals.
+"""Allowlist policies: the decide stage of the gate and its rate limits.
+
+Approvals live in `runtime.approvals`.
 
 Imported lazily so `import runtime` does not load YAML or SQLite code.
 """
@@ -12,15 +14,12 @@ _LAZY = {
     "PolicyDecision": "runtime.policy.decision",
     "PolicyEngine": "runtime.policy.decision",
     "AllowAllPolicy": "runtime.policy.decision",
+    "NoPolicy": "runtime.policy.decision",
+    "allow_all": "runtime.policy.decision",
     "PolicySet": "runtime.policy.engine",
     "load_policies": "runtime.policy.loader",
     "default_policy_dir": "runtime.policy.loader",
     "PolicyLoadError": "runtime.policy.loader",
-    "ApprovalStore": "runtime.policy.approvals",
-    "ApprovalStatus": "runtime.policy.approvals",
-    "AlreadyClaimed": "runtime.policy.approvals",
-    "PendingCall": "runtime.policy.approvals",
-    "policy_recheck": "runtime.policy.approvals",
     "InMemoryRateLimitStore": "runtime.policy.ratelimit",
     "SQLiteRateLimitStore": "runtime.policy.ratelimit",
 }

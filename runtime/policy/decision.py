@@ -70,12 +70,39 @@ class PolicyEngine(Protocol):
         limits still apply; approval rules count as satisfied."""
         ...
 
+    def preview(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        context: CallContext,
+        *,
+        approved: bool = False,
+    ) -> PolicyDecision:
+        """Decide without consuming anything (rate-limit budget): for `policy
+        explain` and the re-check of arguments a human edited before approving."""
+        ...
 
-ALLOW_ALL = PolicyDecision(decision="allow", rule_ids=("no-policy",), reason="no policy configured")
+
+ALLOW_ALL = PolicyDecision(
+    decision="allow",
+    rule_ids=("no-policy",),
+    reason="allowed: no policy rules (allow_all() runs every call that validates)",
+)
+NO_POLICY = PolicyDecision(
+    decision="deny",
+    rule_ids=("no-policy",),
+    reason=(
+        "no policy is configured, so no tool runs: give the agent a policy "
+        "(load_policies(DIR)), or policy=allow_all() to run every valid call"
+    ),
+)
 
 
 class AllowAllPolicy:
-    """The policy used when none is configured: everything that validates may run."""
+    """Every call that validates may run: the explicit opt-out of the policy stage.
+
+    Build it with `allow_all()`; nothing chooses it for you.
+    """
 
     def decide(
         self, tool: str, arguments: Mapping[str, Any], context: CallContext
@@ -86,3 +113,49 @@ class AllowAllPolicy:
         self, tool: str, arguments: Mapping[str, Any], context: CallContext
     ) -> PolicyDecision:
         return ALLOW_ALL
+
+    def preview(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        context: CallContext,
+        *,
+        approved: bool = False,
+    ) -> PolicyDecision:
+        return ALLOW_ALL
+
+
+class NoPolicy:
+    """What a pipeline or agent built without a policy uses: it denies every call.
+
+    Safe by default: forgetting the policy stops tools instead of allowing them.
+    """
+
+    def decide(
+        self, tool: str, arguments: Mapping[str, Any], context: CallContext
+    ) -> PolicyDecision:
+        return NO_POLICY
+
+    def decide_approved(
+        self, tool: str, arguments: Mapping[str, Any], context: CallContext
+    ) -> PolicyDecision:
+        return NO_POLICY
+
+    def preview(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        context: CallContext,
+        *,
+        approved: bool = False,
+    ) -> PolicyDecision:
+        return NO_POLICY
+
+
+def allow_all() -> AllowAllPolicy:
+    """A policy that allows every call that passes the argument gate.
+
+    Pass it explicitly (`Agent(..., policy=allow_all())`) for trusted tools in
+    tests and notebooks: an agent without a policy runs no tool at all.
+    """
+    return AllowAllPolicy()

@@ -10,8 +10,9 @@ import pytest
 
 from runtime import CallStatus, tool
 from runtime.agent import Agent, ResumeError, RunStatus
+from runtime.approvals.resume import run_approved
+from runtime.approvals.store import ApprovalStatus, ApprovalStore
 from runtime.model import OpenAICompatibleClient
-from runtime.policy.approvals import ApprovalStatus, ApprovalStore
 from runtime.policy.loader import load_policies
 from runtime.policy.ratelimit import InMemoryRateLimitStore
 from runtime.testing import ScriptedReply, ScriptedServer
@@ -143,8 +144,8 @@ async def test_a_second_process_resuming_the_same_approval_does_not_run_it_again
         store.approve(paused.approval_ids[0])
         record = store.get(paused.approval_ids[0])
         # Two pipelines (as two processes would) race for the same approved call.
-        first = await agent.pipeline.run_approved(record, store, record.call_context())
-        second = await agent.pipeline.run_approved(record, store, record.call_context())
+        first = await run_approved(agent.pipeline, record, store, record.call_context())
+        second = await run_approved(agent.pipeline, record, store, record.call_context())
     assert first.status is CallStatus.OK and second.status is CallStatus.OK
     assert second.result == first.result
     assert executed == [{"order": "B", "amount": 500.0}]

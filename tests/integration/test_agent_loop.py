@@ -11,6 +11,7 @@ import pytest
 from runtime import CallStatus, tool
 from runtime.agent import Agent, RunLimits, RunStatus
 from runtime.model import OpenAICompatibleClient, RetryPolicy
+from runtime.policy.decision import allow_all
 from runtime.testing import ScriptedReply, ScriptedServer
 
 FAST_RETRY = RetryPolicy(attempts=2, base_delay_s=0.001, max_delay_s=0.01)
@@ -44,6 +45,7 @@ def agent_for(server: ScriptedServer, tools: list[Any], **kwargs: Any) -> Agent:
     client = OpenAICompatibleClient(
         server.base_url, server.model, retry=FAST_RETRY, stream=kwargs.pop("stream", False)
     )
+    kwargs.setdefault("policy", allow_all())  # trusted test tools: the explicit opt-out
     return Agent(client, tools, **kwargs)
 
 
@@ -225,7 +227,7 @@ async def test_dead_model_server_is_a_status_not_a_crash() -> None:
     server = ScriptedServer().start()
     url = server.base_url
     server.stop()
-    agent = Agent(OpenAICompatibleClient(url, "m", retry=FAST_RETRY), [add])
+    agent = Agent(OpenAICompatibleClient(url, "m", retry=FAST_RETRY), [add], policy=allow_all())
     result = await agent.run("hi")
     assert result.status is RunStatus.MODEL_ERROR
     assert result.error is not None and result.error.startswith("connection:")

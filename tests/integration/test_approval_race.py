@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.policy.decision import allow_all
 from runtime import tool
 
 HERE = Path(__file__).parent
@@ -143,11 +144,13 @@ def test_the_loser_of_two_live_resumes_gets_the_winners_outcome(tmp_path: Path) 
 async def test_a_claimant_past_its_limits_is_running_elsewhere_and_a_dead_one_interrupted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import runtime.approvals.resume
     import runtime.pipeline
     from runtime import CallContext, CallStatus, ToolRegistry, tool
+    from runtime.approvals.resume import run_approved
+    from runtime.approvals.store import ApprovalStore
     from runtime.pipeline import ToolCallPipeline
-    from runtime.policy.approvals import ApprovalStore
-    from runtime.policy.decision import PolicyDecision
+    from runtime.policy.decision import PolicyDecision, allow_all
     from runtime.sandbox.executor import InProcessExecutor
 
     ran: list[str] = []
@@ -159,7 +162,7 @@ async def test_a_claimant_past_its_limits_is_running_elsewhere_and_a_dead_one_in
         return "refunded"
 
     monkeypatch.setattr(runtime.pipeline, "TIMEOUT_GRACE_S", 0.0)
-    monkeypatch.setattr(runtime.pipeline, "CLAIM_WAIT_MARGIN_S", 0.05)
+    monkeypatch.setattr(runtime.approvals.resume, "CLAIM_WAIT_MARGIN_S", 0.05)
     winner = ApprovalStore(tmp_path / "approvals.db")
     record = winner.create(
         call_id="c1",
@@ -172,13 +175,13 @@ async def test_a_claimant_past_its_limits_is_running_elsewhere_and_a_dead_one_in
     winner.approve(record.id)
     winner.claim_for_execution(record.id)  # ... and keeps running it
     loser = ApprovalStore(tmp_path / "approvals.db")  # as a second process would
-    pipeline = ToolCallPipeline(ToolRegistry([refund]), InProcessExecutor())
-    busy = await pipeline.run_approved(loser.get(record.id), loser, CallContext())
+    pipeline = ToolCallPipeline(ToolRegistry([refund]), InProcessExecutor(), policy=allow_all())
+    busy = await run_approved(pipeline, loser.get(record.id), loser, CallContext())
     assert busy.status is CallStatus.SANDBOX_ERROR and busy.error is not None
     assert busy.error.type == "running_elsewhere"
     assert f"another process (pid {os.getpid()})" in busy.error.message
     winner.close()  # the claimant dies without an outcome
-    gone = await pipeline.run_approved(loser.get(record.id), loser, CallContext())
+    gone = await run_approved(pipeline, loser.get(record.id), loser, CallContext())
     assert gone.error is not None and gone.error.type == "interrupted"
     assert "stopped before recording an outcome" in gone.error.message
     assert ran == []

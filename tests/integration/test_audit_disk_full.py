@@ -21,6 +21,7 @@ import pytest
 
 from runtime import CallContext, CallStatus, ToolCallRequest, ToolRegistry
 from runtime.agent import Agent, RunStatus
+from runtime.approvals.resume import run_approved
 from runtime.audit.chain import HashChainSink
 from runtime.audit.events import Event
 from runtime.audit.sink import AuditWriteError
@@ -28,6 +29,7 @@ from runtime.cli.gate_options import EXIT_NOT_AUDITED
 from runtime.model import OpenAICompatibleClient, RetryPolicy
 from runtime.module_loader import load_module
 from runtime.pipeline import ToolCallPipeline
+from runtime.policy.decision import allow_all
 from runtime.sandbox.executor import InProcessExecutor
 from runtime.testing import ScriptedReply, ScriptedServer
 
@@ -113,7 +115,9 @@ async def test_a_call_that_ran_is_reported_as_run_when_its_record_cannot_be_writ
 ) -> None:
     module = load_module(str(pay_module))
     sink = _sink(disk / "audit.jsonl")
-    pipeline = ToolCallPipeline(ToolRegistry.from_module(module), InProcessExecutor(), audit=sink)
+    pipeline = ToolCallPipeline(
+        ToolRegistry.from_module(module), InProcessExecutor(), audit=sink, policy=allow_all()
+    )
     args = json.dumps({"to": "bob", "ledger": str(disk / "ledger")})
     outcome = await pipeline.process(ToolCallRequest("c1", "pay", args), CallContext())
     with pytest.raises(AuditWriteError):
@@ -138,7 +142,7 @@ async def test_an_agent_run_stops_and_names_the_call_that_ran_unaudited(
     args = {"to": "bob", "ledger": str(disk / "ledger")}
     with ScriptedServer([ScriptedReply.call("pay", args)]) as server:
         client = OpenAICompatibleClient(server.base_url, server.model, retry=RetryPolicy(1))
-        agent = Agent(client, ToolRegistry.from_module(module), audit=sink)
+        agent = Agent(client, ToolRegistry.from_module(module), audit=sink, policy=allow_all())
         result = await agent.run("pay bob")
         await client.aclose()
         asked = len(server.requests)
@@ -195,7 +199,7 @@ class _NoGrants(HashChainSink):
 async def test_an_approved_call_whose_grant_cannot_be_recorded_is_not_run_and_stays_approved(
     tmp_path: Path, pay_module: Path
 ) -> None:
-    from runtime.policy.approvals import ApprovalStatus, ApprovalStore
+    from runtime.approvals.store import ApprovalStatus, ApprovalStore
     from runtime.policy.decision import PolicyDecision
 
     module = load_module(str(pay_module))
@@ -211,16 +215,16 @@ async def test_an_approved_call_whose_grant_cannot_be_recorded_is_not_run_and_st
     store.approve(record.id)
     registry = ToolRegistry.from_module(module)
     refusing = _NoGrants(tmp_path / "refusing.jsonl")
-    pipeline = ToolCallPipeline(registry, InProcessExecutor(), audit=refusing)
-    outcome = await pipeline.run_approved(store.get(record.id), store, CallContext())
+    pipeline = ToolCallPipeline(registry, InProcessExecutor(), audit=refusing, policy=allow_all())
+    outcome = await run_approved(pipeline, store.get(record.id), store, CallContext())
     refusing.close()
     assert outcome.status is CallStatus.AUDIT_ERROR and outcome.error is not None
     assert "was not run (resume it once the log is writable)" in outcome.error.message
     assert module.PAID == []
     assert store.get(record.id).status is ApprovalStatus.APPROVED  # the claim was given back
     working = HashChainSink(tmp_path / "working.jsonl")
-    pipeline = ToolCallPipeline(registry, InProcessExecutor(), audit=working)
-    again = await pipeline.run_approved(store.get(record.id), store, CallContext())
+    pipeline = ToolCallPipeline(registry, InProcessExecutor(), audit=working, policy=allow_all())
+    again = await run_approved(pipeline, store.get(record.id), store, CallContext())
     working.close()
     store.close()
     assert again.status is CallStatus.OK and module.PAID == ["bob"]

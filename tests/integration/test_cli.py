@@ -288,3 +288,29 @@ def test_eval_with_a_missing_adapter_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     empty = agentrt("eval", "--data", str(data), "--limit", "1", "--local", f"t={tmp_path}/empty")
     assert_refused(empty, 2, "holds no adapter.gguf")
+
+
+# -- the demo
+
+
+def test_the_demo_leaves_no_workspace_behind(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    audit = tmp_path / "audit.jsonl"
+    done = agentrt(
+        "demo", "--scripted", "--sandbox", "inprocess", "--audit-log", str(audit), "--json",
+        env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["audit_ok"] and all(summary["shown"].values())
+    notes = next(a for a in summary["answers"] if "notes.txt" in a["request"])
+    assert "Demo notes" in notes["answer"]  # the run read its workspace ...
+    assert not list(temp.glob("agentrt-demo-workspace-*"))  # ... and removed it
+    refused = agentrt(
+        "demo", "--scripted", "--sandbox", "inprocess", "--policy", str(tmp_path / "nope"),
+        env=env,
+    )  # fmt: skip
+    assert_refused(refused, 2, "does not exist")
+    assert not list(temp.glob("agentrt-demo-workspace-*"))

@@ -22,6 +22,7 @@ from runtime.audit.chain import HashChainSink
 from runtime.audit.events import Event, Field
 from runtime.model import ModelError, OpenAICompatibleClient, RetryPolicy, SamplingSettings
 from runtime.model.client import DEFAULT_TURN_TIMEOUT_S
+from runtime.policy.decision import allow_all
 from runtime.testing import ScriptedReply, ScriptedServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +118,7 @@ async def test_a_malformed_reply_ends_the_run_with_model_error_and_run_finished(
     sink = HashChainSink(tmp_path / "audit.jsonl")
     with ScriptedServer([reply]) as server:
         client = OpenAICompatibleClient(server.base_url, server.model, stream=stream, retry=ONE_TRY)
-        result = await Agent(client, [transfer], audit=sink).run("pay x")
+        result = await Agent(client, [transfer], audit=sink, policy=allow_all()).run("pay x")
         await client.aclose()
     sink.close()
     assert result.status is RunStatus.MODEL_ERROR
@@ -145,7 +146,7 @@ async def test_a_stream_cut_before_its_finish_reason_runs_none_of_its_calls(
         client = OpenAICompatibleClient(
             server.base_url, server.model, stream=True, retry=FAST_RETRY
         )
-        result = await Agent(client, [transfer], audit=sink).run("pay x")
+        result = await Agent(client, [transfer], audit=sink, policy=allow_all()).run("pay x")
         await client.aclose()
         asked = len(server.requests)
     sink.close()
@@ -244,7 +245,7 @@ async def test_a_silent_server_ends_the_run_with_model_error(tmp_path: Path) -> 
     sink = HashChainSink(tmp_path / "audit.jsonl")
     with ScriptedServer([ScriptedReply.hang()]) as server:
         client = OpenAICompatibleClient(server.base_url, server.model, timeout=0.3, retry=ONE_TRY)
-        result = await Agent(client, [transfer], audit=sink).run("pay x")
+        result = await Agent(client, [transfer], audit=sink, policy=allow_all()).run("pay x")
         await client.aclose()
     sink.close()
     assert result.status is RunStatus.MODEL_ERROR
@@ -298,7 +299,7 @@ async def test_a_client_that_raises_anything_ends_the_run_with_model_error(
     tmp_path: Path,
 ) -> None:
     sink = HashChainSink(tmp_path / "audit.jsonl")
-    result = await Agent(_BrokenClient(), [transfer], audit=sink).run("pay x")
+    result = await Agent(_BrokenClient(), [transfer], audit=sink, policy=allow_all()).run("pay x")
     sink.close()
     assert result.status is RunStatus.MODEL_ERROR
     assert result.error is not None and "AttributeError" in result.error

@@ -11,6 +11,7 @@ from runtime import CallStatus, tool
 from runtime.agent import Agent, RunStatus
 from runtime.model import OpenAICompatibleClient, SamplingSettings
 from runtime.model.settings import SettingsError
+from runtime.policy.decision import allow_all
 from runtime.prompting import Prompt, PromptError, PromptTemplate
 from runtime.testing import ScriptedReply, ScriptedServer
 
@@ -45,6 +46,7 @@ def _reset() -> None:
 
 
 def agent_for(server: ScriptedServer, **kwargs: Any) -> Agent:
+    kwargs.setdefault("policy", allow_all())  # a trusted test tool: the explicit opt-out
     return Agent(OpenAICompatibleClient(server.base_url, server.model), [lookup], **kwargs)
 
 

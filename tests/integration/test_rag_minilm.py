@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from runtime.cli import main as cli_main
+from runtime.policy.decision import allow_all
 from runtime.rag import MiniLMEmbedder, RagIndex
 
 pytest.importorskip("numpy")
@@ -129,6 +130,7 @@ async def test_agent_context_mode_puts_the_planted_passage_before_the_request(
             [],
             system_prompt="Answer from the documentation.",
             retrieval=RetrievalContext(index, k=2),
+            policy=allow_all(),
         )
         result = await agent.run(question)
         unrelated = await agent.run("quarterly revenue of semiconductor manufacturers")
@@ -156,6 +158,7 @@ async def test_agent_tool_mode_runs_search_docs_on_the_host(index: RagIndex) -> 
             OpenAICompatibleClient(server.base_url, server.model),
             [search_docs_tool(index, k=2)],
             executor=executor,
+            policy=allow_all(),
         )
         result = await agent.run(question)
     await executor.aclose()

@@ -22,6 +22,7 @@ from runtime.audit.chain import HashChainSink
 from runtime.audit.verify import verify
 from runtime.model import OpenAICompatibleClient, RetryPolicy, SamplingSettings
 from runtime.model.local_server import LocalModelServer, local_server_available
+from runtime.policy.decision import allow_all
 from runtime.sandbox.docker_executor import DockerExecutor, probe_docker
 from runtime.sandbox.executor import InProcessExecutor
 from tests.conftest import docker_unavailable
@@ -84,6 +85,7 @@ async def test_a_forced_call_is_gated_run_in_a_container_and_answered(
         audit=audit,
         limits=RunLimits(max_turns=3),
         name="e2e",
+        policy=allow_all(),
     )
     result = await agent.run("Send a ping.")
     await client.aclose()
@@ -138,6 +140,7 @@ async def test_whatever_the_untuned_model_proposes_is_gated_and_audited(
         executor=CountingExecutor(),
         audit=audit,
         limits=RunLimits(max_turns=2),
+        policy=allow_all(),
     )
     prompts = [
         "Read the file notes.txt",
@@ -198,6 +201,7 @@ async def test_a_model_server_killed_mid_run_gives_a_clear_error(tmp_path: Path)
         [stop_the_model],
         settings=SamplingSettings(tool_choice="stop_the_model", max_tokens=32),
         executor=InProcessExecutor(),
+        policy=allow_all(),
     )
     try:
         result = await agent.run("stop the model")
@@ -230,6 +234,7 @@ async def test_few_shot_think_first_prompt_is_accepted_and_reasoning_kept_out(
         answer_settings=SamplingSettings.preset("balanced", max_tokens=48),
         executor=InProcessExecutor(),
         limits=RunLimits(max_turns=2),
+        policy=allow_all(),
     )
     agent.settings = agent.settings.updated(max_tokens=48)
     try:

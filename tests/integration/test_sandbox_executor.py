@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 
 from runtime.calls import CallContext, CallStatus, ToolCallRequest
+from runtime.policy.decision import allow_all
 from runtime.sandbox.hardening import LABEL_EXECUTOR, LABEL_OWNER, default_image
 from runtime.sandbox.reaper import owner_id
 
@@ -525,7 +526,7 @@ async def test_calls_waiting_for_a_container_are_not_the_tools_timeout(
     # queued behind one-at-a-time cold starts wait longer than that.
     monkeypatch.setattr(runtime.pipeline, "TIMEOUT_GRACE_S", 0.0)
     async with DockerExecutor(pool_size=0, start_concurrency=1) as ex:
-        pipeline = ToolCallPipeline(ToolRegistry([tools.sleepy]), ex)
+        pipeline = ToolCallPipeline(ToolRegistry([tools.sleepy]), ex, policy=allow_all())
         outcomes = await asyncio.gather(
             *(
                 pipeline.process(ToolCallRequest(f"c{i}", "sleepy", '{"seconds": 0}'), CTX)
@@ -544,7 +545,7 @@ async def test_no_container_within_the_wait_is_a_sandbox_error_not_a_timeout(
     from runtime.tools import ToolRegistry
 
     async with DockerExecutor(pool_size=0, start_concurrency=1, sandbox_wait_s=0.05) as ex:
-        pipeline = ToolCallPipeline(ToolRegistry([tools.add]), ex)
+        pipeline = ToolCallPipeline(ToolRegistry([tools.add]), ex, policy=allow_all())
         outcomes = await asyncio.gather(
             *(
                 pipeline.process(ToolCallRequest(f"w{i}", "add", '{"a": 1, "b": 2}'), CTX)

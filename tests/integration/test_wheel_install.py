@@ -67,8 +67,13 @@ for line in lines:
 """
 
 
+def _clean_env() -> dict[str, str]:
+    """The caller's environment without AGENTRT_* and PYTHON* (a PYTHONPATH would import a checkout)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AGENTRT_", "PYTHON"))}
+
+
 def _agentrt(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTRT_", "PYTHON"))}
+    env = _clean_env()
     return subprocess.run(
         [str(venv / "bin" / "agentrt"), *args],
         capture_output=True,
@@ -86,7 +91,7 @@ def test_an_installed_cli_decides_with_the_shipped_policy(installed: Path, tmp_p
     assert where.returncode == 0
     shown = subprocess.run(
         [str(installed / "bin" / "python"), "-c", "import runtime; print(runtime.__file__)"],
-        capture_output=True, text=True, cwd=tmp_path, check=True,
+        capture_output=True, text=True, cwd=tmp_path, check=True, env=_clean_env(),
     ).stdout  # fmt: skip
     assert str(installed) in shown and str(ROOT) not in shown  # the wheel, not this checkout
 
@@ -125,7 +130,7 @@ def test_an_installed_cli_refuses_a_missing_policy_and_opts_out_only_when_told(
         [str(installed / "bin" / "python"), "-c",
          "from runtime.policy.loader import default_policy_dir as d; "
          "print(sorted(p.name for p in d().rglob('*.yaml')))"],
-        capture_output=True, text=True, cwd=tmp_path, check=True,
+        capture_output=True, text=True, cwd=tmp_path, check=True, env=_clean_env(),
     ).stdout  # fmt: skip
     assert "default.yaml" in shipped and "payments.yaml" in shipped  # examples and tests ship too
 

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from runtime import CallContext, CallStatus, ToolCallRequest, ToolRegistry, tool
+from runtime.approvals.resume import run_approved
+from runtime.approvals.store import ApprovalStore
 from runtime.audit.chain import HashChainSink
 from runtime.audit.events import CALL_END_EVENTS, Event, Field
 from runtime.audit.query import iter_records
 from runtime.cli import main
 from runtime.pipeline import CallOutcome, ToolCallPipeline
-from runtime.policy.approvals import ApprovalStore
 from runtime.policy.loader import load_policies
 from runtime.policy.ratelimit import InMemoryRateLimitStore
 from runtime.sandbox.executor import InProcessExecutor
@@ -226,7 +227,7 @@ async def test_a_resumed_approval_ends_once_more_with_its_final_status(
         approvals.approve(records[0].id, by="alice")
         approvals.reject(records[1].id, by="bob", reason="not today")
         done = [
-            await pipeline.run_approved(approvals.get(r.id), approvals, context) for r in records
+            await run_approved(pipeline, approvals.get(r.id), approvals, context) for r in records
         ]
     approvals.close()
     assert [o.status for o in done] == [CallStatus.OK, CallStatus.DENIED]

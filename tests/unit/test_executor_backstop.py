@@ -16,6 +16,7 @@ import runtime.pipeline
 from runtime import CallContext, CallStatus, ToolCallRequest, ToolRegistry, tool
 from runtime.calls import ExecutionResult
 from runtime.pipeline import ToolCallPipeline
+from runtime.policy.decision import allow_all
 from runtime.tools import Tool
 
 
@@ -52,7 +53,7 @@ async def test_an_executor_that_never_reports_is_abandoned_truthfully(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(runtime.pipeline, "TIMEOUT_GRACE_S", 0.1)
-    pipeline = ToolCallPipeline(ToolRegistry([quick]), _StuckExecutor())
+    pipeline = ToolCallPipeline(ToolRegistry([quick]), _StuckExecutor(), policy=allow_all())
     outcome = await pipeline.process(ToolCallRequest("c1", "quick", "{}"), CallContext())
     assert outcome.status is CallStatus.TIMEOUT
     assert outcome.error is not None and outcome.error.type == "executor_timeout"
@@ -66,7 +67,7 @@ async def test_the_backstop_allows_for_the_executors_declared_sandbox_wait(
 ) -> None:
     monkeypatch.setattr(runtime.pipeline, "TIMEOUT_GRACE_S", 0.1)
     executor = _StuckExecutor(sandbox_wait_s=0.4)
-    pipeline = ToolCallPipeline(ToolRegistry([quick]), executor)
+    pipeline = ToolCallPipeline(ToolRegistry([quick]), executor, policy=allow_all())
     task = asyncio.create_task(
         pipeline.process(ToolCallRequest("c1", "quick", "{}"), CallContext())
     )

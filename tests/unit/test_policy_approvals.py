@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from runtime.calls import CallContext
-from runtime.policy.approvals import (
+from runtime.approvals.recheck import EditedArgumentsInvalid, approval_recheck
+from runtime.approvals.store import (
     AlreadyClaimed,
     ApprovalError,
     ApprovalExpired,
@@ -20,8 +20,9 @@ from runtime.policy.approvals import (
     ApprovalStatus,
     ApprovalStore,
     PendingCall,
-    policy_recheck,
 )
+from runtime.arguments import ArgumentGate
+from runtime.calls import CallContext
 from runtime.policy.decision import PolicyDecision
 from runtime.policy.engine import PolicySet
 from runtime.policy.model import PolicyFile
@@ -295,7 +296,7 @@ def _payments_policy() -> PolicySet:
 
 def test_edit_then_approve_rechecks_the_policy(store: ApprovalStore) -> None:
     approval_id = pending(store)
-    recheck = policy_recheck(_payments_policy())
+    recheck = approval_recheck(_payments_policy())
     with pytest.raises(ApprovalRecheckFailed) as info:
         store.approve(approval_id, arguments={"amount": 9000, "currency": "EUR"}, recheck=recheck)
     assert info.value.decision.rule_ids == ("deny-huge",)
@@ -312,17 +313,24 @@ def test_edit_then_approve_rechecks_the_policy(store: ApprovalStore) -> None:
     assert record.recheck_decision is not None and record.recheck_decision["decision"] == "allow"
 
 
-def test_edit_then_approve_runs_the_validator(store: ApprovalStore) -> None:
+def test_edit_then_approve_validates_through_the_argument_gate(store: ApprovalStore) -> None:
+    from runtime import ToolRegistry, tool
+
+    @tool
+    def issue_refund(amount: float, currency: str) -> str:
+        """Refund an amount."""
+        return "ok"
+
     approval_id = pending(store)
-
-    def validate(tool: str, arguments: Any) -> None:
-        if not isinstance(arguments.get("amount"), int | float):
-            raise ValueError("amount must be a number")
-
-    with pytest.raises(ValueError):
-        store.approve(
-            approval_id,
-            arguments={"amount": "lots"},
-            recheck=policy_recheck(_payments_policy(), validate),
-        )
+    recheck = approval_recheck(_payments_policy(), ArgumentGate(ToolRegistry([issue_refund])))
+    with pytest.raises(EditedArgumentsInvalid) as info:
+        store.approve(approval_id, arguments={"amount": "lots", "currency": "EUR"}, recheck=recheck)
+    assert info.value.error.type == "schema" and "amount" in str(info.value)
     assert store.get(approval_id).status == ApprovalStatus.PENDING
+    unknown = approval_recheck(_payments_policy(), ArgumentGate(ToolRegistry([])))
+    with pytest.raises(EditedArgumentsInvalid, match="no tool 'issue_refund'"):
+        store.approve(approval_id, arguments={"amount": 1, "currency": "EUR"}, recheck=unknown)
+    approved = store.approve(
+        approval_id, arguments={"amount": 120, "currency": "EUR"}, recheck=recheck
+    )
+    assert approved.status == ApprovalStatus.APPROVED

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from runtime.approvals.store import ApprovalStatus, ApprovalStore
 from runtime.calls import CallContext
 from runtime.cli import main
-from runtime.policy.approvals import ApprovalStatus, ApprovalStore
 from runtime.policy.decision import PolicyDecision
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,3 +188,30 @@ def test_approvals_edit_then_approve(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert record.status == ApprovalStatus.APPROVED
     assert record.effective_arguments == {"code": "print(2)"}
     assert record.decided_by == "alice"
+
+
+def test_approvals_edit_checks_the_schema_through_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "a.db"
+    approval_id = _seed(db)
+    module = tmp_path / "my_tools.py"  # a path, read by the same loader as `--module` elsewhere
+    module.write_text(
+        "from runtime import tool\n\n"
+        "@tool\n"
+        "def run_python(code: str) -> str:\n"
+        '    """Run code."""\n'
+        "    return code\n"
+    )
+    base = ["approvals", "--db", str(db), "approve", approval_id, "--module", str(module)]
+    policies = ["--policy", str(REPO / "runtime" / "policies")]
+    assert main([*base, *policies, "--args", '{"code": 5}']) == 2
+    err = capsys.readouterr().err
+    assert "schema" in err and "code" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert ApprovalStore(db).get(approval_id).status == ApprovalStatus.PENDING
+    missing = ["approvals", "--db", str(db), "approve", approval_id, "--module", "no/such.py"]
+    assert main([*missing, "--args", '{"code": "print(1)"}']) == 2
+    assert "no such tool module file" in capsys.readouterr().err
+    assert main([*base, *policies, "--args", '{"code": "print(3)"}']) == 0
+    assert ApprovalStore(db).get(approval_id).effective_arguments == {"code": "print(3)"}

@@ -1,14 +1,11 @@
-"""The values of the approval flow: statuses, records, errors and the re-check hook.
-
-`runtime.policy.approvals` stores them; callers import them from there.
-"""
+"""The values of the approval flow: statuses, records, errors and the re-check hook."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from runtime.calls import CallContext
 from runtime.policy.decision import PolicyDecision
@@ -135,30 +132,5 @@ class ExecutionClaim:
 
 #: Re-validates and re-decides arguments at approval time. Receives the record
 #: and the arguments that would run; raises to refuse (e.g. schema errors) or
-#: returns the policy decision, which must be `allow`.
+#: returns the policy decision, which must be `allow`. `approval_recheck` builds one.
 Recheck = Callable[[ApprovalRecord, Mapping[str, Any]], PolicyDecision]
-
-
-class _Previewer(Protocol):
-    def preview(
-        self, tool: str, arguments: Mapping[str, Any], context: CallContext, *, approved: bool
-    ) -> PolicyDecision: ...
-
-
-def policy_recheck(
-    policy: _Previewer, validate: Callable[[str, Mapping[str, Any]], object] | None = None
-) -> Recheck:
-    """A `Recheck` that validates (optional) and re-decides as approved, consuming nothing.
-
-    Args:
-        policy: A `PolicySet` (anything with its `preview`).
-        validate: Called with (tool, arguments); raises when they do not
-            match the tool's schema.
-    """
-
-    def recheck(record: ApprovalRecord, arguments: Mapping[str, Any]) -> PolicyDecision:
-        if validate is not None:
-            validate(record.tool, arguments)
-        return policy.preview(record.tool, arguments, record.call_context(), approved=True)
-
-    return recheck

@@ -48,8 +48,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runtime.calls import CallContext
-from runtime.policy.approval_records import (
+from runtime.approvals.records import (
     AlreadyClaimed,
     ApprovalError,
     ApprovalExpired,
@@ -60,8 +59,8 @@ from runtime.policy.approval_records import (
     ExecutionClaim,
     PendingCall,
     Recheck,
-    policy_recheck,
 )
+from runtime.calls import CallContext
 from runtime.policy.decision import PolicyDecision
 
 __all__ = [
@@ -77,7 +76,6 @@ __all__ = [
     "ExecutionClaim",
     "PendingCall",
     "Recheck",
-    "policy_recheck",
 ]
 
 DEFAULT_APPROVALS_DB = Path(".agentrt/approvals.db")
@@ -118,7 +116,7 @@ class ApprovalStore:
 
     def __init__(
         self,
-        path: str | Path = DEFAULT_APPROVALS_DB,
+        path: str | os.PathLike[str] = DEFAULT_APPROVALS_DB,
         *,
         clock: Callable[[], float] = time.time,
         default_timeout_s: float = DEFAULT_TIMEOUT_S,
