@@ -14,7 +14,8 @@ call the model writes is well-formed by construction:
 
 So the name is always one of the offered tools, every required argument is
 present, enums and types hold, and no unknown argument appears (JSON Schema's
-`additionalProperties` absent counts as false here, as in llama.cpp). What the
+`additionalProperties` absent counts as false here, as in llama.cpp). Patterns,
+string lengths and long item counts are left to the gate. What the
 grammar cannot do is choose: which tool, whether to call one at all, and which
 values from the request — that is still the model's (and the fine-tuning's)
 job, and the argument gate still validates every call (formats, ranges and
@@ -58,13 +59,41 @@ def _function(tool: Mapping[str, Any]) -> Mapping[str, Any]:
     return inner if isinstance(inner, Mapping) else tool
 
 
+# What the grammar leaves to the argument gate. llama-cpp-python 0.3's converter
+# turns `\\d{5}` in a `pattern` into a wrong literal, and a `maxLength` of 500
+# into 500 nested optional characters, which can take the server down.
+_LEFT_TO_THE_GATE = ("pattern", "minLength", "maxLength")
+_MAX_ITEMS_SPELLED_OUT = 8
+
+
+def _loosened(schema: Any) -> Any:
+    """`schema` without the constraints the grammar should not spell out."""
+    if isinstance(schema, list):
+        return [_loosened(item) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _LEFT_TO_THE_GATE and not isinstance(value, Mapping):
+            continue
+        if key in ("minItems", "maxItems") and isinstance(value, int):
+            if (
+                value > _MAX_ITEMS_SPELLED_OUT
+                or ("maxItems" in schema
+                and (schema["maxItems"] > _MAX_ITEMS_SPELLED_OUT))
+            ):
+                continue
+        out[key] = value if key in ("enum", "const", "examples", "default") else _loosened(value)
+    return out
+
+
 def _arguments_rule(converter: Any, schema: Any, rule_name: str) -> str:
     """The converter's rule for one tool's parameters; any JSON object if it cannot say."""
     from llama_cpp.llama_grammar import PRIMITIVE_RULES
 
     if isinstance(schema, Mapping) and schema:
         try:
-            resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "tool")
+            resolved = converter.resolve_refs(json.loads(json.dumps(_loosened(schema))), "tool")
             name: str = converter.visit(resolved, rule_name)
             return name
         except Exception as exc:

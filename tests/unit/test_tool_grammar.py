@@ -145,3 +145,35 @@ def test_the_embedded_server_decodes_under_the_grammar_unless_told_not_to() -> N
     assert "--tool_grammar" not in default.command()
     assert free.command()[-2:] == ["--tool_grammar", "off"]
     assert "--tool_grammar" not in LocalModelServer(tool_grammar=True).command()
+
+
+def test_patterns_lengths_and_long_item_counts_are_left_to_the_gate() -> None:
+    # llama-cpp-python's converter spells `\d{5}` after a literal as a wrong literal,
+    # and maxLength 500 as 500 nested optional characters (a server-killing grammar).
+    tools = [
+        _tool(
+            "book",
+            {
+                "type": "object",
+                "properties": {
+                    "hotel_id": {"type": "string", "pattern": "^HTL-\\d{5}$"},
+                    "notes": {"anyOf": [{"type": "string", "maxLength": 500}, {"type": "null"}]},
+                    "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 50},
+                    "pair": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
+                },
+                "required": ["hotel_id"],
+            },
+        )
+    ]
+    grammar = tool_call_grammar(tools)
+    assert "HTL-" not in grammar and len(grammar) < 4000, len(grammar)
+    rules = _rules(grammar)
+    assert rules["tool0-args-hotel-id-kv"].endswith(" string")
+    # a short, fixed item count is still spelled out
+    assert "tool0-args-pair" in grammar and rules["tool0-args-pair"].count("integer") >= 2
+    LlamaGrammar.from_string(grammar, verbose=False)
