@@ -76,13 +76,10 @@ def _loosened(schema: Any) -> Any:
     for key, value in schema.items():
         if key in _LEFT_TO_THE_GATE and not isinstance(value, Mapping):
             continue
-        if key in ("minItems", "maxItems") and isinstance(value, int):
-            if (
-                value > _MAX_ITEMS_SPELLED_OUT
-                or ("maxItems" in schema
-                and (schema["maxItems"] > _MAX_ITEMS_SPELLED_OUT))
-            ):
-                continue
+        counts = (schema.get("minItems", 0), schema.get("maxItems", 0))
+        long_count = any(isinstance(c, int) and c > _MAX_ITEMS_SPELLED_OUT for c in counts)
+        if key in ("minItems", "maxItems") and long_count:
+            continue
         out[key] = value if key in ("enum", "const", "examples", "default") else _loosened(value)
     return out
 
