@@ -64,6 +64,7 @@ def _function(tool: Mapping[str, Any]) -> Mapping[str, Any]:
 # into 500 nested optional characters, which can take the server down.
 _LEFT_TO_THE_GATE = ("pattern", "minLength", "maxLength")
 _MAX_ITEMS_SPELLED_OUT = 8
+_MAX_GRAMMAR_CHARS = 200_000  # beyond this, serve unconstrained (the gate still checks)
 
 
 def _loosened(schema: Any) -> Any:
@@ -152,4 +153,7 @@ def tool_call_grammar(
             "root ::= calls" if tool_choice == "required" else f"root ::= calls | {_REPLY_RULE}"
         )
     grammar: str = converter.format_grammar()  # type: ignore[no-untyped-call]
-    return "\n".join([*reversed(rules), grammar]) + "\n"
+    text = "\n".join([*reversed(rules), grammar]) + "\n"
+    if len(text) > _MAX_GRAMMAR_CHARS:
+        raise ToolGrammarError(f"the tools' grammar is too large ({len(text)} characters)")
+    return text
