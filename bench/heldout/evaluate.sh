@@ -38,7 +38,7 @@ for m in "${modules[@]}"; do
     esac
   done
   echo "==> $m: evaluate ${MODELS}"
-  agentrt eval --data "bench/heldout/$m.items.jsonl" "${targets[@]}" --no-predictions \
+  agentrt eval --data "bench/heldout/$m.items.jsonl" "${targets[@]}" \
     --out "bench/results/heldout_$m${SUFFIX:-}.json" --table "bench/results/heldout_$m${SUFFIX:-}.md" \
     --title "held-out $m"
 done
