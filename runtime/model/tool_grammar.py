@@ -14,8 +14,9 @@ call the model writes is well-formed by construction:
 
 So the name is always one of the offered tools, every required argument is
 present, enums and types hold, and no unknown argument appears (JSON Schema's
-`additionalProperties` absent counts as false here, as in llama.cpp). Patterns,
-string lengths and long item counts are left to the gate. What the
+`additionalProperties` absent counts as false here, as in llama.cpp), and
+`pattern`s (dates, ids) are followed; string lengths and long repeats are left
+to the gate. What the
 grammar cannot do is choose: which tool, whether to call one at all, and which
 values from the request — that is still the model's (and the fine-tuning's)
 job, and the argument gate still validates every call (formats, ranges and
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -59,10 +61,47 @@ def _function(tool: Mapping[str, Any]) -> Mapping[str, Any]:
     return inner if isinstance(inner, Mapping) else tool
 
 
-# What the grammar leaves to the argument gate. llama-cpp-python 0.3's converter
-# turns `\\d{5}` in a `pattern` into a wrong literal, and a `maxLength` of 500
-# into 500 nested optional characters, which can take the server down.
-_LEFT_TO_THE_GATE = ("pattern", "minLength", "maxLength")
+# What the grammar leaves to the argument gate: a `maxLength` of 500 would be
+# 500 nested optional characters, a grammar that can take the server down.
+_LEFT_TO_THE_GATE = ("minLength", "maxLength")
+_ESCAPES = {"d": "0-9", "w": "A-Za-z0-9_", "s": " \\t"}
+_LONG_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+def _pattern(pattern: str) -> str | None:
+    """`pattern` in the form llama-cpp-python's converter reads correctly, or None.
+
+    Its regex reader takes `\\d` for a literal (`^HTL-\\d{5}$` became the literal
+    "HTL-\\dHTL-\\d..."), so `\\d`, `\\w` and `\\s` are spelled as classes; a
+    pattern with a repeat over 16 is left to the gate.
+    """
+    if any(int(n or 0) > 16 for pair in _LONG_REPEAT.findall(pattern) for n in pair):
+        return None
+    out: list[str] = []
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escaped = pattern[index + 1]
+            if escaped in _ESCAPES:
+                body = _ESCAPES[escaped]
+                out.append(body if in_class else f"[{body}]")
+            elif escaped.isupper() and escaped.lower() in _ESCAPES:
+                return None  # \D, \W, \S: negated classes, left to the gate
+            else:
+                out.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
 _MAX_ITEMS_SPELLED_OUT = 8
 _MAX_GRAMMAR_CHARS = 200_000  # beyond this, serve unconstrained (the gate still checks)
 
@@ -76,6 +115,11 @@ def _loosened(schema: Any) -> Any:
     out = {}
     for key, value in schema.items():
         if key in _LEFT_TO_THE_GATE and not isinstance(value, Mapping):
+            continue
+        if key == "pattern" and isinstance(value, str):
+            readable = _pattern(value)
+            if readable is not None:
+                out[key] = readable
             continue
         counts = (schema.get("minItems", 0), schema.get("maxItems", 0))
         long_count = any(isinstance(c, int) and c > _MAX_ITEMS_SPELLED_OUT for c in counts)

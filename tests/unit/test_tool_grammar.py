@@ -147,9 +147,10 @@ def test_the_embedded_server_decodes_under_the_grammar_unless_told_not_to() -> N
     assert "--tool_grammar" not in LocalModelServer(tool_grammar=True).command()
 
 
-def test_patterns_lengths_and_long_item_counts_are_left_to_the_gate() -> None:
-    # llama-cpp-python's converter spells `\d{5}` after a literal as a wrong literal,
-    # and maxLength 500 as 500 nested optional characters (a server-killing grammar).
+def test_patterns_are_followed_and_lengths_and_long_counts_left_to_the_gate() -> None:
+    # llama-cpp-python's converter reads `\d` as a literal (`^HTL-\d{5}$` became
+    # "HTL-\dHTL-\d..."), and spells maxLength 500 as 500 nested optional
+    # characters (a server-killing grammar).
     tools = [
         _tool(
             "book",
@@ -157,6 +158,8 @@ def test_patterns_lengths_and_long_item_counts_are_left_to_the_gate() -> None:
                 "type": "object",
                 "properties": {
                     "hotel_id": {"type": "string", "pattern": "^HTL-\\d{5}$"},
+                    "day": {"type": "string", "pattern": "^\\d{4}-\\d{2}-\\d{2}$"},
+                    "code": {"type": "string", "pattern": "^\\D{1,40}$"},
                     "notes": {"anyOf": [{"type": "string", "maxLength": 500}, {"type": "null"}]},
                     "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 50},
                     "pair": {
@@ -171,9 +174,13 @@ def test_patterns_lengths_and_long_item_counts_are_left_to_the_gate() -> None:
         )
     ]
     grammar = tool_call_grammar(tools)
-    assert "HTL-" not in grammar and len(grammar) < 4000, len(grammar)
+    assert "\\d" not in grammar and len(grammar) < 4000, len(grammar)
     rules = _rules(grammar)
-    assert rules["tool0-args-hotel-id-kv"].endswith(" string")
+    assert rules["tool0-args-hotel-id"].startswith('"\\"" "HTL" "-" ')
+    assert rules["tool0-args-hotel-id"].count("tool0-args-hotel-id-1") == 5
+    assert rules["tool0-args-hotel-id-1"] == "[0-9]"
+    assert rules["tool0-args-day-kv"].endswith(" tool0-args-day")
+    assert rules["tool0-args-code-kv"].endswith(" string")  # a negated class: the gate checks it
     # a short, fixed item count is still spelled out
-    assert "tool0-args-pair" in grammar and rules["tool0-args-pair"].count("integer") >= 2
+    assert rules["tool0-args-pair"].count("integer") >= 2
     LlamaGrammar.from_string(grammar, verbose=False)
