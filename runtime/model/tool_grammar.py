@@ -103,6 +103,7 @@ def _pattern(pattern: str) -> str | None:
 
 
 _MAX_ITEMS_SPELLED_OUT = 8
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
 _MAX_GRAMMAR_CHARS = 200_000  # beyond this, serve unconstrained (the gate still checks)
 
 
@@ -112,8 +113,12 @@ def _loosened(schema: Any) -> Any:
         return [_loosened(item) for item in schema]
     if not isinstance(schema, Mapping):
         return schema
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            # names of properties, not keywords: a parameter may be called "pattern"
+            out[key] = {name: _loosened(sub) for name, sub in value.items()}
+            continue
         if key in _LEFT_TO_THE_GATE and not isinstance(value, Mapping):
             continue
         if key == "pattern" and isinstance(value, str):
@@ -126,7 +131,20 @@ def _loosened(schema: Any) -> Any:
         if key in ("minItems", "maxItems") and long_count:
             continue
         out[key] = value if key in ("enum", "const", "examples", "default") else _loosened(value)
-    return out
+    return _with_described_shape(out)
+
+
+def _with_described_shape(schema: dict[str, Any]) -> dict[str, Any]:
+    """A plain string whose description fixes its shape ("Day, YYYY-MM-DD", "24-hour
+    HH:MM") is decoded in that shape: the description is the tool's contract too."""
+    if schema.get("type") != "string" or {"format", "pattern", "enum", "const"} & set(schema):
+        return schema
+    description = str(schema.get("description") or "")
+    if "YYYY-MM-DD" in description and "HH" not in description:
+        return {**schema, "format": "date"}
+    if re.search(r"\bHH:MM\b", description) and "YYYY" not in description:
+        return {**schema, "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+    return schema
 
 
 def _arguments_rule(converter: Any, schema: Any, rule_name: str) -> str:

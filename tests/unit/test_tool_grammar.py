@@ -184,3 +184,26 @@ def test_patterns_are_followed_and_lengths_and_long_counts_left_to_the_gate() ->
     # a short, fixed item count is still spelled out
     assert rules["tool0-args-pair"].count("integer") >= 2
     LlamaGrammar.from_string(grammar, verbose=False)
+
+
+def test_parameter_names_are_not_keywords_and_described_shapes_are_decoded() -> None:
+    tools = [
+        _tool(
+            "grep",
+            {
+                "type": "object",
+                "properties": {
+                    "pattern": {"type": "string", "description": "What to look for."},
+                    "maxLength": {"type": "integer"},
+                    "day": {"type": "string", "description": "Day of the reminder, YYYY-MM-DD."},
+                    "at": {"type": "string", "description": "Time of day, 24-hour HH:MM."},
+                },
+                "required": ["pattern", "maxLength", "day", "at"],
+            },
+        )
+    ]
+    rules = _rules(tool_call_grammar(tools))
+    assert rules["tool0-args-pattern-kv"].endswith(" string")
+    assert rules["tool0-args-maxLength-kv"].endswith(" integer")
+    assert rules["tool0-args-day"] == "date-string"
+    assert "[0-5]" in rules["tool0-args-at"]
