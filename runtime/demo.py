@@ -98,7 +98,7 @@ def demo_stack(
         workspace=workspace,
         pool_size=3,
         audit_log=audit_log,
-        approvals_db=None,  # the demo's policy asks no human
+        approvals_db=None,  # no approvals in the demo: a held call ends its run pending
         tenant=tenant,
         agent=agent,
     )

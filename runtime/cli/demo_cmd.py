@@ -136,8 +136,8 @@ def paths_shown(answers: list[dict[str, Any]]) -> dict[str, bool]:
     return {
         "a call ran in the sandbox": any("ok" in item["calls"] for item in answers),
         "the gate rejected a call and the model corrected it": corrected,
-        "the policy denied a call (never executed)": any(
-            "denied" in item["calls"] for item in answers
+        "the policy denied a call or held it for a human (never executed)": any(
+            {"denied", "pending_approval"} & set(item["calls"]) for item in answers
         ),
         "a request answered without a tool": any(
             not item["calls"] and item["status"] == "completed" for item in answers
@@ -319,5 +319,6 @@ async def _demo(args: argparse.Namespace, workspace: Path) -> int:
         verified_ok = False
     if args.json:
         print(json.dumps({"answers": answers, "shown": shown, "audit_ok": verified_ok}))
-    completed = all(item["status"] == "completed" for item in answers)
-    return 0 if completed and verified_ok else 1
+    # A run the policy paused for a human ended as it should: the demo takes no approvals.
+    finished = all(item["status"] in ("completed", "pending_approval") for item in answers)
+    return 0 if finished and verified_ok else 1
