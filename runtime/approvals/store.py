@@ -63,20 +63,7 @@ from runtime.approvals.records import (
 from runtime.calls import CallContext
 from runtime.policy.decision import PolicyDecision
 
-__all__ = [
-    "DEFAULT_APPROVALS_DB",
-    "AlreadyClaimed",
-    "ApprovalError",
-    "ApprovalExpired",
-    "ApprovalNotFound",
-    "ApprovalRecheckFailed",
-    "ApprovalRecord",
-    "ApprovalStatus",
-    "ApprovalStore",
-    "ExecutionClaim",
-    "PendingCall",
-    "Recheck",
-]
+__all__ = ["DEFAULT_APPROVALS_DB", "ApprovalStore"]
 
 DEFAULT_APPROVALS_DB = Path(".agentrt/approvals.db")
 DEFAULT_TIMEOUT_S = 900.0

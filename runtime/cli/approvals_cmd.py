@@ -90,7 +90,7 @@ def _when(ts: float | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from runtime.approvals.store import ApprovalError
+    from runtime.approvals import ApprovalError
 
     try:
         records = _store(args).list(status=args.status, run_id=args.run)
@@ -111,7 +111,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from runtime.approvals.store import ApprovalError
+    from runtime.approvals import ApprovalError
 
     try:
         _print_record(_store(args).get(args.id))
@@ -121,8 +121,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
+    from runtime.approvals import ApprovalError, ApprovalRecheckFailed
     from runtime.approvals.recheck import EditedArgumentsInvalid, approval_recheck
-    from runtime.approvals.store import ApprovalError, ApprovalRecheckFailed
     from runtime.arguments import ArgumentGate
     from runtime.cli.gate_options import UsageError, build_policy, load_registry
     from runtime.cli.policy_cmd import parse_json_object
@@ -162,7 +162,7 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
-    from runtime.approvals.store import ApprovalError
+    from runtime.approvals import ApprovalError
 
     try:
         _print_record(_store(args).reject(args.id, by=args.by, reason=args.reason))
@@ -172,7 +172,7 @@ def _reject(args: argparse.Namespace) -> int:
 
 
 def _abandon(args: argparse.Namespace) -> int:
-    from runtime.approvals.store import ApprovalError
+    from runtime.approvals import ApprovalError
 
     try:
         _print_record(_store(args).abandon(args.id, by=args.by, reason=args.reason))

@@ -66,7 +66,7 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 async def _call(stages: Stack, args: argparse.Namespace) -> int:
-    from runtime.approvals.store import ApprovalError
+    from runtime.approvals import ApprovalError
 
     pipeline = stages.pipeline()
     try:
@@ -111,8 +111,8 @@ async def _resume(
     Raises:
         ApprovalError: No such approval, or it is still pending.
     """
+    from runtime.approvals import ApprovalError, ApprovalStatus
     from runtime.approvals.resume import run_approved
-    from runtime.approvals.store import ApprovalError, ApprovalStatus
 
     record = approvals.get(approval_id)
     if record.status is ApprovalStatus.PENDING:

@@ -98,58 +98,48 @@ NO_POLICY = PolicyDecision(
 )
 
 
-class AllowAllPolicy:
+class _FixedPolicy:
+    """A policy whose every answer, for every call, is `DECISION`."""
+
+    DECISION: PolicyDecision
+
+    def decide(
+        self, tool: str, arguments: Mapping[str, Any], context: CallContext
+    ) -> PolicyDecision:
+        return self.DECISION
+
+    def decide_approved(
+        self, tool: str, arguments: Mapping[str, Any], context: CallContext
+    ) -> PolicyDecision:
+        return self.DECISION
+
+    def preview(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        context: CallContext,
+        *,
+        approved: bool = False,
+    ) -> PolicyDecision:
+        return self.DECISION
+
+
+class AllowAllPolicy(_FixedPolicy):
     """Every call that validates may run: the explicit opt-out of the policy stage.
 
     Build it with `allow_all()`; nothing chooses it for you.
     """
 
-    def decide(
-        self, tool: str, arguments: Mapping[str, Any], context: CallContext
-    ) -> PolicyDecision:
-        return ALLOW_ALL
-
-    def decide_approved(
-        self, tool: str, arguments: Mapping[str, Any], context: CallContext
-    ) -> PolicyDecision:
-        return ALLOW_ALL
-
-    def preview(
-        self,
-        tool: str,
-        arguments: Mapping[str, Any],
-        context: CallContext,
-        *,
-        approved: bool = False,
-    ) -> PolicyDecision:
-        return ALLOW_ALL
+    DECISION = ALLOW_ALL
 
 
-class NoPolicy:
+class NoPolicy(_FixedPolicy):
     """What a pipeline or agent built without a policy uses: it denies every call.
 
     Safe by default: forgetting the policy stops tools instead of allowing them.
     """
 
-    def decide(
-        self, tool: str, arguments: Mapping[str, Any], context: CallContext
-    ) -> PolicyDecision:
-        return NO_POLICY
-
-    def decide_approved(
-        self, tool: str, arguments: Mapping[str, Any], context: CallContext
-    ) -> PolicyDecision:
-        return NO_POLICY
-
-    def preview(
-        self,
-        tool: str,
-        arguments: Mapping[str, Any],
-        context: CallContext,
-        *,
-        approved: bool = False,
-    ) -> PolicyDecision:
-        return NO_POLICY
+    DECISION = NO_POLICY
 
 
 def allow_all() -> AllowAllPolicy:

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from runtime.approvals.recheck import EditedArgumentsInvalid, approval_recheck
-from runtime.approvals.store import (
+from runtime.approvals import (
     AlreadyClaimed,
     ApprovalError,
     ApprovalExpired,
@@ -21,6 +20,7 @@ from runtime.approvals.store import (
     ApprovalStore,
     PendingCall,
 )
+from runtime.approvals.recheck import EditedArgumentsInvalid, approval_recheck
 from runtime.arguments import ArgumentGate
 from runtime.calls import CallContext
 from runtime.policy.decision import PolicyDecision
