@@ -7,7 +7,8 @@
 #    natural requests synthesised from their schemas; the catalog tools that do what a
 #    held-out tool in bench/heldout does are left out (runtime.finetune.general.HELD_OUT_LOOKALIKES)
 # 2. LoRA on the bundled SmolLM2-135M (r=16, alpha=32, all linear layers), one pass with a
-#    45-minute time budget on 2 CPU cores
+#    55-minute time budget on 2 CPU cores; each example sees the SIMILAR (default 2) requests
+#    of its module most like it before it (runtime.prompting.similar_requests), as served
 # 3. ship: float16 safetensors + GGUF, manifest with the data hash, seed and commands
 #    (runtime.finetune.adapter_export.ship_adapter); the eval figures are added by
 #    bench/heldout/evaluate.sh
@@ -15,12 +16,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${1:-/tmp/agentrt-general}"
 SEED="${SEED:-0}"
-BUDGET="${BUDGET:-2700}"
+BUDGET="${BUDGET:-3300}"
+SIMILAR="${SIMILAR:-2}"
 mkdir -p "$WORK"
 cd "$ROOT"
 SYNTH=(agentrt dataset synth --general 100 --seed "$SEED" --out "$WORK/general.jsonl")
 TRAIN=(agentrt finetune "$WORK/general.jsonl" --out "$WORK/adapter" --time-budget "$BUDGET"
-       --epochs 1 --batch-size 8 --lr 1e-3 --seed "$SEED")
+       --epochs 1 --batch-size 8 --lr 1e-3 --seed "$SEED" --similar-requests "$SIMILAR")
 echo "==> ${SYNTH[*]}"
 "${SYNTH[@]}"
 echo "==> ${TRAIN[*]}"
@@ -46,6 +48,9 @@ manifest = {
         "examples": sum(1 for _ in data.open()),
     },
     "seed": log["config"]["seed"],
+    "similar_requests": json.loads((work / "adapter" / "agentrt_adapter.json").read_text()).get(
+        "similar_requests", 0
+    ),
     "train": {"command": train, **{k: v for k, v in log["result"].items() if k != "losses"}},
     "rebuild": "bench/finetune/build_general_adapter.sh",
 }

@@ -202,7 +202,14 @@ async def _demo(args: argparse.Namespace, workspace: Path) -> int:
         if args.max_tokens is None:
             args.max_tokens = 160  # small local models run on; the demo keeps turns short
         settings, answer_settings = settings_from_args(args)
-        choice = prompt_from_args(args, stages.registry, default_system=SYSTEM_PROMPT)
+        adapter = None
+        if not (args.base_url or args.scripted or not local_server_available()):
+            from runtime.cli.embedded_model import embedded_adapter
+
+            adapter = embedded_adapter(args)  # its manifest says which prompt it was trained on
+        choice = prompt_from_args(
+            args, stages.registry, default_system=SYSTEM_PROMPT, adapter=adapter
+        )
 
         if args.base_url:
             base_url, model = args.base_url, args.model or "default"

@@ -122,6 +122,14 @@ def _adapter_path(spec: str, adapter: str) -> Path:
     return path
 
 
+def _trained_similar(target: Any) -> int:
+    """The similar requests a local adapter was trained to see (its manifest), so
+    the default variant asks it the way `run` and `demo` serve it."""
+    from runtime.model.adapters import similar_requests_of
+
+    return similar_requests_of(getattr(target, "adapter", None))
+
+
 def _items(args: argparse.Namespace) -> list[Any]:
     from runtime.finetune.eval_runner import load_bfcl, read_items
 
@@ -165,7 +173,7 @@ def _eval(args: argparse.Namespace) -> int:
         targets = _targets(args)
         items = _items(args)
         variants = [parse_variant(spec) for spec in args.variant] or [
-            Variant(label=t.label, target=t.label) for t in targets
+            Variant(label=t.label, target=t.label, similar=_trained_similar(t)) for t in targets
         ]
         check_variants(targets, variants, items)
         if args.concurrency < 1:

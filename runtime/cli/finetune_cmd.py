@@ -43,6 +43,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--init-adapter", type=Path, metavar="DIR",
                         help="continue from this adapter (e.g. the shipped general adapter: "
                         "'general'); its rank and targets are kept")  # fmt: skip
+    parser.add_argument(
+        "--similar-requests",
+        type=int,
+        default=0,
+        metavar="K",
+        help="show each example its K nearest same-tool requests before it "
+        "(serve the adapter with the same K: see README, Similar requests)",
+    )
     parser.add_argument("--no-gguf", action="store_true", help="skip the GGUF adapter export")
     parser.add_argument("--save-base", type=Path, metavar="DIR",
                         help="also save the dequantised base as a HF dir (for vLLM)")  # fmt: skip
@@ -67,6 +75,13 @@ def _finetune(args: argparse.Namespace) -> int:
     except (DatasetFormatError, OSError) as exc:
         print(f"agentrt finetune: {exc}", file=sys.stderr)
         return 2
+    if args.similar_requests < 0:
+        print("agentrt finetune: --similar-requests must be 0 or more", file=sys.stderr)
+        return 2
+    if args.similar_requests:
+        from runtime.finetune.similar import with_similar_requests
+
+        examples = with_similar_requests(examples, args.similar_requests)
     targets = args.target_modules
     config = TrainConfig(
         rank=args.rank,
@@ -121,6 +136,7 @@ def _finetune(args: argparse.Namespace) -> int:
         manifest={
             "tools": tools,
             "init_adapter": str(init) if init is not None else None,
+            "similar_requests": args.similar_requests,
             "train": {k: v for k, v in result.to_dict().items() if k != "losses"},
         },
     )

@@ -76,6 +76,13 @@ def add_prompt_options(parser: argparse.ArgumentParser) -> None:
         help="inject passages before the request, or offer a search_docs tool",
     )
     group.add_argument("--rag-k", type=int, default=4, help="passages per query")
+    group.add_argument(
+        "--similar-requests",
+        type=int,
+        metavar="K",
+        help="show the K synthesised requests most like each request before it "
+        "(default: what the embedded adapter was trained with; 0 for none)",
+    )
     group.add_argument("--rag-min-score", type=float, default=0.3, help="cosine threshold")
 
 
@@ -122,10 +129,16 @@ class PromptChoice:
 
 
 def prompt_from_args(
-    args: argparse.Namespace, registry: Any, *, default_system: str | None = None
+    args: argparse.Namespace,
+    registry: Any,
+    *,
+    default_system: str | None = None,
+    adapter: Path | None = None,
 ) -> PromptChoice:
     """Build the `Prompt` (and retrieval) the flags ask for.
 
+    `adapter` is the embedded model's adapter, whose manifest says how many
+    similar requests it was trained to see (`--similar-requests` overrides).
     In `--rag-mode tool` the `search_docs` tool is added to `registry`. A
     `--tool-choice` naming none of the tools is refused here, before any
     server starts.
@@ -154,7 +167,7 @@ def prompt_from_args(
         prompt.bind(registry.openai_schemas())  # fail here, with a usage error
     except PromptError as exc:
         raise UsageError(str(exc)) from None
-    retrieval = None
+    retrieval: Any = None
     if args.rag:
         from runtime.rag import RagIndex, RetrievalContext, search_docs_tool
 
@@ -166,6 +179,21 @@ def prompt_from_args(
                 retrieval = RetrievalContext(index, k=args.rag_k, min_score=args.rag_min_score)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--rag {args.rag}: {exc}") from None
+    similar = getattr(args, "similar_requests", None)
+    if similar is None:
+        from runtime.model.adapters import similar_requests_of
+
+        similar = similar_requests_of(adapter)
+    if similar < 0:
+        raise UsageError("--similar-requests must be 0 or more")
+    if similar:
+        if retrieval is not None:
+            raise UsageError(
+                "--similar-requests and --rag context cannot both go before the request"
+            )
+        from runtime.finetune.similar import bank_for_tools
+
+        retrieval = bank_for_tools(registry.openai_schemas(), k=similar)
     tool_choice = getattr(args, "tool_choice", None)
     if tool_choice:
         from runtime.agent import check_tool_choice

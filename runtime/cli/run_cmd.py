@@ -131,7 +131,9 @@ def _handle(args: argparse.Namespace) -> int:
             )
         stages = build_stages(args, pool_size=2)
         try:
-            choice = prompt_from_args(args, stages.registry)
+            choice = prompt_from_args(
+                args, stages.registry, adapter=local.adapter if local is not None else None
+            )
         except UsageError:
             asyncio.run(stages.aclose())  # close the audit log cleanly: nothing ran
             raise

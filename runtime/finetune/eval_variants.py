@@ -17,6 +17,7 @@ Spec syntax (`agentrt eval --variant`):
     LABEL[:key=value,key=value...]
     keys: target=LABEL  examples=FILE  template=FILE  think=1  tools_in_prompt=1
           preset=precise|balanced|creative  rag=INDEX_FILE  rag_k=N  rag_min_score=X
+          similar=K  (the K synthesised requests most like each item, before it)
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ _KEYS = {
     "rag",
     "rag_k",
     "rag_min_score",
+    "similar",
 }
 
 
@@ -80,6 +82,8 @@ class Variant:
         rag: A retrieval index file; its passages go before the request.
         rag_k: Passages per request.
         rag_min_score: Cosine threshold for a passage.
+        similar: Show the K worked requests most like each item, synthesised
+            from the item's tools (`runtime.finetune.similar`); 0 for none.
     """
 
     label: str
@@ -89,6 +93,7 @@ class Variant:
     rag: Path | None = None
     rag_k: int = 4
     rag_min_score: float = 0.3
+    similar: int = 0
 
     def sampling(self, max_tokens: int) -> SamplingSettings:
         """The settings every request of this variant is sent with."""
@@ -108,6 +113,7 @@ class Variant:
             "tools_in_prompt": prompt.tools_in_prompt,
             "preset": self.preset or "greedy",
             "rag": str(self.rag) if self.rag else None,
+            "similar": self.similar,
         }
 
 
@@ -147,6 +153,7 @@ def parse_variant(spec: str) -> Variant:
         rag=Path(values["rag"]) if "rag" in values else None,
         rag_k=int(values.get("rag_k", 4)),
         rag_min_score=float(values.get("rag_min_score", 0.3)),
+        similar=int(values.get("similar", 0)),
     )
 
 
@@ -177,12 +184,24 @@ class _Prepared:
         self.settings = variant.sampling(max_tokens)
         self._builders: dict[str, RequestBuilder] = {}
         self.retrieval: ContextProvider | None = None
+        self._banks: dict[str, ContextProvider] = {}
         if variant.rag is not None:
             from runtime.rag import RagIndex, RetrievalContext
 
             self.retrieval = RetrievalContext(
                 RagIndex.load(variant.rag), k=variant.rag_k, min_score=variant.rag_min_score
             )
+
+    def retrieval_for(self, tools: Sequence[Mapping[str, Any]]) -> ContextProvider | None:
+        """The variant's context for items offering `tools`."""
+        if not self.variant.similar:
+            return self.retrieval
+        from runtime.finetune.similar import bank_for_tools
+
+        key = json.dumps(tools, sort_keys=True)
+        if key not in self._banks:
+            self._banks[key] = bank_for_tools(tools, k=self.variant.similar)
+        return self._banks[key]
 
     def builder(self, tools: Sequence[Mapping[str, Any]]) -> RequestBuilder:
         key = json.dumps(tools, sort_keys=True)
@@ -220,7 +239,7 @@ async def predict_variant(
             # The agent's own request building: the same prompt composition,
             # tools rendering and request fields as `Agent` sends.
             builder = prepared.builder(item.tools)
-            history = await builder.opening(item.messages, prepared.retrieval)
+            history = await builder.opening(item.messages, prepared.retrieval_for(item.tools))
             request = builder.next(history, prepared.settings)
             started = time.perf_counter()
             try:
@@ -278,6 +297,10 @@ def check_variants(
             )
         if variant.rag is not None and not variant.rag.exists():
             raise ValueError(f"variant {variant.label!r}: no index at {variant.rag}")
+        if variant.similar < 0 or (variant.similar and variant.rag is not None):
+            raise ValueError(
+                f"variant {variant.label!r}: similar=K needs K >= 0 and cannot be combined with rag"
+            )
         for tools in tool_sets.values():
             RequestBuilder(variant.prompt, tools)
 
@@ -441,4 +464,6 @@ def _levers(described: Mapping[str, Any]) -> str:
         parts.append(f"preset {described['preset']}")
     if described.get("rag"):
         parts.append("RAG")
+    if described.get("similar"):
+        parts.append(f"{described['similar']} similar requests")
     return ", ".join(parts) or "zero-shot"

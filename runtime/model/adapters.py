@@ -18,7 +18,13 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GeneralAdapterError", "general_adapter_dir", "general_adapter_gguf", "manifest"]
+__all__ = [
+    "GeneralAdapterError",
+    "general_adapter_dir",
+    "general_adapter_gguf",
+    "manifest",
+    "similar_requests_of",
+]
 
 MANIFEST_FILE = "agentrt_adapter.json"
 GGUF_FILE = "adapter.gguf"
@@ -63,3 +69,19 @@ def general_adapter_gguf(*, verify: bool = False) -> Path:
         if actual != expected:
             raise GeneralAdapterError(f"{path} does not match its manifest (sha256 {actual})")
     return path
+
+
+def similar_requests_of(adapter: Path | None) -> int:
+    """How many similar worked requests the adapter was trained to see before a
+    request (`agentrt finetune --similar-requests K`), from the manifest next to
+    `adapter` (a GGUF file or an adapter directory); 0 without one."""
+    if adapter is None:
+        return 0
+    folder = adapter if adapter.is_dir() else adapter.parent
+    path = folder / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    value = data.get("similar_requests", 0) if isinstance(data, dict) else 0
+    return value if isinstance(value, int) and value > 0 else 0
