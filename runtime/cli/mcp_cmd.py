@@ -18,9 +18,12 @@ from runtime.cli.gate_options import (
     add_module_option,
     build_stages,
     fail_usage,
+    print_json,
+    warn_refused_mcp_tools,
 )
 
 if TYPE_CHECKING:
+    from runtime.mcp.toolset import McpToolset, ServerReport
     from runtime.stack import Stack
 
 
@@ -52,6 +55,31 @@ def register(subparsers: Any) -> None:
     add_gate_options(serve)
     serve.set_defaults(handler=_serve)
 
+    pin = actions.add_parser(
+        "pin",
+        help="list each server's tools and pin their definitions in the lock file",
+        description=(
+            "Starts each server of FILE (stdio ones in the Docker sandbox), lists its tools and "
+            "writes the SHA-256 of each definition (name, description, input schema) to the "
+            "lock file next to FILE (mcp.yaml -> mcp.lock). At start-up only pinned, unchanged "
+            "tools are offered. Exit 1 when a server could not be listed (its pins are kept)."
+        ),
+    )
+    pin.add_argument("file", metavar="FILE", help="MCP servers file (YAML)")
+    pin.add_argument("--workspace", metavar="DIR", help="for servers with workspace: true")
+    pin.add_argument("--json", action="store_true", help="print a JSON report")
+    pin.set_defaults(handler=_pin)
+
+    diff = actions.add_parser(
+        "diff",
+        help="show which tools changed, appeared or vanished since they were pinned",
+        description="Exit 0 when every server publishes exactly its pins, 1 otherwise.",
+    )
+    diff.add_argument("file", metavar="FILE", help="MCP servers file (YAML)")
+    diff.add_argument("--workspace", metavar="DIR", help="for servers with workspace: true")
+    diff.add_argument("--json", action="store_true", help="print a JSON report")
+    diff.set_defaults(handler=_diff)
+
 
 def _serve(args: argparse.Namespace) -> int:
     from runtime.mcp import McpUnavailable, require_sdk
@@ -64,10 +92,75 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(_serve_stdio(stack))
 
 
+def _pin(args: argparse.Namespace) -> int:
+    return _with_toolset(args, pin=True)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    return _with_toolset(args, pin=False)
+
+
+def _with_toolset(args: argparse.Namespace, *, pin: bool) -> int:
+    from runtime.mcp import McpUnavailable, require_sdk
+
+    try:
+        require_sdk()
+    except McpUnavailable as exc:
+        return fail_usage(str(exc))
+    from runtime.mcp.config import McpConfigError
+    from runtime.mcp.pins import LockError
+    from runtime.mcp.toolset import McpToolset
+
+    try:
+        toolset = McpToolset.from_file(args.file, workspace=args.workspace)
+    except (McpConfigError, LockError) as exc:
+        return fail_usage(str(exc))
+    return asyncio.run(_pin_or_diff(toolset, args, pin=pin))
+
+
+async def _pin_or_diff(toolset: McpToolset, args: argparse.Namespace, *, pin: bool) -> int:
+    from runtime.mcp.config import lock_path
+    from runtime.mcp.toolset import live_reports, pinned_lock
+
+    try:
+        reports = await live_reports(toolset)
+    finally:
+        await toolset.aclose()
+    failed = any(r.error is not None for r in reports)
+    changed = any(not c.offered for r in reports for c in r.checks)
+    if pin:
+        pinned_lock(toolset, reports).write(lock_path(args.file))
+    if args.json:
+        print_json({"lock": str(lock_path(args.file)), "servers": [r.to_dict() for r in reports]})
+    else:
+        for report in reports:
+            _print_report(report, pin=pin)
+        if pin:
+            print(f"wrote {lock_path(args.file)}")
+    return 1 if failed or (changed and not pin) else 0
+
+
+def _print_report(report: ServerReport, *, pin: bool) -> None:
+    if report.error is not None:
+        print(f"{report.server_id}: not listed: {report.error}")
+        return
+    for check in report.checks:
+        qualified = f"{report.server_id}.{check.name}"
+        if check.state == "pinned":
+            print(f"  = {qualified}" if not pin else f"  pinned {qualified} (unchanged)")
+        elif pin:
+            verb = {"new": "pinned", "changed": "re-pinned", "removed": "dropped"}[check.state]
+            print(f"  {verb} {qualified}")
+        else:
+            mark = {"new": "+", "changed": "~", "removed": "-"}[check.state]
+            print(f"  {mark} {qualified}: {check.reason}")
+
+
 async def _serve_stdio(stack: Stack) -> int:
     from runtime.mcp.serve import serve_stdio
 
     try:
+        warn_refused_mcp_tools(await stack.open())
         await serve_stdio(stack)
     finally:
         problem = await stack.finish()
