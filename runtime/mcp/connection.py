@@ -225,6 +225,7 @@ class McpConnection:
             async with asyncio.timeout(timeout):
                 self._session = await asyncio.shield(ready)
         except TimeoutError:
+            ready.cancel()  # what the abandoned start reports later is not wanted
             await self._failed(kill=True)
             raise McpServerError(
                 "start_timeout",
