@@ -51,6 +51,12 @@ rules:
   - id: allow-fixture
     effect: allow
     tools: ["fx.*"]
+  - id: whoami-with-network
+    effect: allow
+    tools: [fx.whoami]
+    grants: [network]
+    when:
+      context.net: {equals: "yes"}
   - id: deny-secrets
     effect: deny
     tools: ["fx.*"]
@@ -102,7 +108,9 @@ def workdir() -> Iterator[Path]:
     assert mcp_containers() == [], "an MCP server container was left behind"
 
 
-def write_config(workdir: Path, *, call_timeout: int = 20, start_timeout: int = 30) -> Path:
+def write_config(
+    workdir: Path, *, call_timeout: int = 20, start_timeout: int = 30, network: bool = False
+) -> Path:
     config = workdir / "mcp.yaml"
     config.write_text(
         f"""
@@ -119,6 +127,7 @@ servers:
     mounts: [{{source: "{workdir / "srv"}", target: /srv}}]
     start_timeout_s: {start_timeout}
     call_timeout_s: {call_timeout}
+    network: {"true" if network else "false"}
 """
     )
     return config
@@ -153,11 +162,11 @@ async def opened(workdir: Path, config: Path) -> AsyncIterator[tuple[Stack, list
         await stack.aclose()
 
 
-async def call(stack: Stack, tool: str, arguments: dict[str, Any]) -> Any:
+async def call(stack: Stack, tool: str, arguments: dict[str, Any], **extra: str) -> Any:
     request = ToolCallRequest(
         id=f"c-{secrets.token_hex(4)}", name=tool, arguments=json.dumps(arguments)
     )
-    return await stack.pipeline().process(request, CallContext(run_id=request.id))
+    return await stack.pipeline().process(request, CallContext(run_id=request.id, extra=extra))
 
 
 def audit(workdir: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -336,6 +345,20 @@ async def test_a_server_that_hangs_on_start_is_timed_out(workdir: Path) -> None:
         assert refused.status is CallStatus.UNKNOWN_TOOL
         assert "did not finish starting" in refused.error.message
         assert len(mcp_containers()) == 1  # only the time server's
+
+
+async def test_network_only_when_asked_and_granted(workdir: Path) -> None:
+    pin(write_config(workdir))
+    async with opened(workdir, write_config(workdir, network=True)) as (stack, _):
+        plain = await call(stack, "fx.whoami", {})
+        granted = await call(stack, "fx.whoami", {}, net="yes")
+    assert plain.status is CallStatus.OK and granted.status is CallStatus.OK
+    assert plain.result["interfaces"] == ["lo"]  # asked, but this call was not granted it
+    assert "eth0" in granted.result["interfaces"]
+    assert plain.execution.sandbox["container_id"] != granted.execution.sandbox["container_id"]
+    async with opened(workdir, write_config(workdir, network=False)) as (stack, _):
+        refused = await call(stack, "fx.whoami", {}, net="yes")
+    assert refused.result["interfaces"] == ["lo"]  # granted, but the file does not ask
 
 
 def test_the_servers_file_is_strict(workdir: Path) -> None:
