@@ -229,13 +229,14 @@ class ArgumentGate:
         tool = self.registry.get(request.name)
         if tool is None:
             known = ", ".join(self.registry.names) or "(none)"
+            refusal = self.registry.refusal(request.name)
+            message = (
+                f"tool {request.name!r} is refused: {refusal}"
+                if refusal is not None
+                else f"there is no tool named {request.name!r}; valid tools: {known}"
+            )
             return Rejection(
-                request,
-                CallStatus.UNKNOWN_TOOL,
-                ErrorInfo(
-                    type="unknown_tool",
-                    message=f"there is no tool named {request.name!r}; valid tools: {known}",
-                ),
+                request, CallStatus.UNKNOWN_TOOL, ErrorInfo(type="unknown_tool", message=message)
             )
         try:
             arguments = parse_strict_json(request.arguments, self.limits)

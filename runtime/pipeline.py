@@ -159,13 +159,17 @@ class ToolCallPipeline:
 
     def call_fields(self, request: ToolCallRequest, context: CallContext) -> dict[str, Any]:
         """The identity fields every audit record of this call starts with."""
-        return events.call_fields(
+        fields = events.call_fields(
             request.name,
             request.id,
             context,
             agent_name=self.agent_name,
             model_name=self.model_name,
         )
+        tool = self.registry.get(request.name)
+        if tool is not None:
+            fields.update(tool.audit_fields())
+        return fields
 
     def record(self, record: Record) -> None:
         """Write one audit record (raises `AuditWriteError` when the log refuses it)."""

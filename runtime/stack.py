@@ -34,6 +34,7 @@ from runtime.tools import Tool, ToolRegistry
 if TYPE_CHECKING:
     from runtime.agent import Agent
     from runtime.approvals.store import ApprovalStore
+    from runtime.mcp.toolset import McpToolset, ServerReport
     from runtime.model.client import ModelClient
     from runtime.pipeline import ToolCallPipeline
 
@@ -204,6 +205,21 @@ class Stack:
     audit: AuditSink | None
     context: CallContext
     approvals: ApprovalStore | None = None
+    mcp: McpToolset | None = None
+
+    async def open(self) -> list[ServerReport]:
+        """Start what must run before the first call: list the MCP servers' tools.
+
+        Each server's pinned, unchanged tools join the registry as
+        `SERVER.TOOL`; changed, new or unpinned ones are refused with a reason
+        (a call to them ends `unknown_tool`). Without `mcp` this does nothing.
+
+        Returns:
+            One report per MCP server: its tools' standing, or why it did not start.
+        """
+        if self.mcp is None:
+            return []
+        return await self.mcp.register(self.registry)
 
     def agent(self, model: ModelClient, **options: Any) -> Agent:
         """An `Agent` over these stages; `options` are `Agent`'s other arguments."""
@@ -285,6 +301,7 @@ def build_stack(
     agent: str | None = None,
     principal: str | None = None,
     context: Mapping[str, Any] | None = None,
+    mcp: str | os.PathLike[str] | None = None,
 ) -> Stack:
     """Build every stage of the gate from plain arguments, safe choices by default.
 
@@ -306,6 +323,10 @@ def build_stack(
         agent: The agent's name (policy scopes, audit).
         principal: The end user on whose behalf the agent acts.
         context: Extra values policies read as `context.<name>`.
+        mcp: An MCP servers file: their pinned tools join the registry as
+            `SERVER.TOOL` when the stack is opened (`await stack.open()`), and
+            calls to them are forwarded to the servers (stdio ones run in the
+            Docker sandbox). Needs the `mcp` extra.
 
     Raises:
         StackError: A stage cannot be built; nothing is left open.
@@ -318,6 +339,7 @@ def build_stack(
     )
     audit = build_audit(audit_log, engine)
     try:
+        toolset = _load_mcp(mcp, workspace) if mcp is not None else None
         executor = build_executor(
             sandbox,
             allow_unsandboxed=allow_unsandboxed,
@@ -333,4 +355,28 @@ def build_stack(
         from runtime.approvals.store import ApprovalStore
 
         approvals = ApprovalStore(approvals_db)
-    return Stack(registry, executor, engine, audit, call_context(values), approvals)
+    if toolset is not None:
+        from runtime.mcp.toolset import McpExecutor
+
+        executor = McpExecutor(executor, toolset)
+    return Stack(registry, executor, engine, audit, call_context(values), approvals, toolset)
+
+
+def _load_mcp(mcp: str | os.PathLike[str], workspace: str | os.PathLike[str] | None) -> McpToolset:
+    """The MCP servers file and its pins, for `build_stack(mcp=...)`."""
+    from runtime.mcp import McpUnavailable, require_sdk
+
+    try:
+        require_sdk()
+    except McpUnavailable as exc:
+        raise StackError(str(exc)) from None
+    from runtime.mcp.config import McpConfigError
+    from runtime.mcp.pins import LockError
+    from runtime.mcp.toolset import McpToolset
+
+    try:
+        return McpToolset.from_file(
+            mcp, workspace=str(workspace) if workspace is not None else None
+        )
+    except (McpConfigError, LockError) as exc:
+        raise StackError(str(exc)) from None

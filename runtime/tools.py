@@ -331,6 +331,10 @@ class Tool:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
+    def audit_fields(self) -> dict[str, Any]:
+        """Extra identity fields every audit record of a call to this tool carries."""
+        return {}
+
     def openai_schema(self) -> dict[str, Any]:
         """The entry for this tool in an OpenAI `tools` array."""
         return function_entry(self.name, self.description, self.parameters)
@@ -558,8 +562,27 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._refused: dict[str, str] = {}
         for item in tools:
             self.add(item)
+
+    def refuse(self, name: str, reason: str) -> None:
+        """Record that a tool `name` exists elsewhere but is not offered, and why.
+
+        A call to it ends `unknown_tool` with `reason` (e.g. an MCP tool whose
+        definition changed since it was pinned).
+        """
+        self._tools.pop(name, None)
+        self._refused[name] = reason
+
+    def refusal(self, name: str) -> str | None:
+        """Why a tool that is not offered was refused, if it was."""
+        return self._refused.get(name)
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """Every refused tool name with its reason."""
+        return dict(self._refused)
 
     def add(self, item: Tool) -> None:
         if not isinstance(item, Tool):
@@ -571,6 +594,7 @@ class ToolRegistry:
                 f"and {item.module_name}.{item.fn.__name__}); rename one with @tool(name=...)"
             )
         self._tools[item.name] = item
+        self._refused.pop(item.name, None)
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)

@@ -67,6 +67,8 @@ setup_docker() {
     command -v mmdebstrap >/dev/null || apt_install mmdebstrap || true
     say "building the sandbox image (agentrt sandbox build-image; cached layers make a rebuild seconds)"
     "$VENV/bin/agentrt" sandbox build-image
+    say "building the MCP server image (agentrt sandbox build-image --with mcp-server-time)"
+    "$VENV/bin/agentrt" sandbox build-image --with mcp-server-time
   fi
 }
 

@@ -133,6 +133,10 @@ class Field:
     STDOUT: Final = "agentrt.tool.stdout"
     STDERR: Final = "agentrt.tool.stderr"
 
+    # A tool from an MCP server: which server, and the pinned definition's digest.
+    MCP_SERVER: Final = "agentrt.mcp.server"
+    MCP_PIN_SHA256: Final = "agentrt.mcp.pin_sha256"
+
     # The sandbox.
     SANDBOX_MODE: Final = "agentrt.sandbox.mode"
     SANDBOX_CONTAINER_ID: Final = "agentrt.sandbox.container_id"

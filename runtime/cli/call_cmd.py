@@ -26,6 +26,7 @@ from runtime.cli.gate_options import (
     fail_usage,
     print_json,
     warn_not_audited,
+    warn_refused_mcp_tools,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ async def _call(stages: Stack, args: argparse.Namespace) -> int:
 
     pipeline = stages.pipeline()
     try:
+        warn_refused_mcp_tools(await stages.open())
         if args.resume:
             if stages.approvals is None:
                 return fail_usage("--resume needs --policy (the approvals come from it)")

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from runtime.audit.sink import AuditSink
+    from runtime.mcp.toolset import ServerReport
     from runtime.policy.decision import PolicyEngine
     from runtime.stack import Stack
     from runtime.tools import ToolRegistry
@@ -85,6 +88,13 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         default=None,
         help=f"append audit records here (default: {DEFAULT_AUDIT_LOG}; 'none' disables)",
+    )
+    parser.add_argument(
+        "--mcp",
+        metavar="FILE",
+        default=None,
+        help="MCP servers file: their pinned tools join as SERVER.TOOL behind the same gate "
+        "(pin them first with `agentrt mcp pin FILE`; needs pip install 'agent-runtime[mcp]')",
     )
 
 
@@ -173,6 +183,7 @@ def build_stages(args: argparse.Namespace, *, pool_size: int = 0) -> Stack:
             tenant=getattr(args, "tenant", None),
             agent=getattr(args, "agent", None),
             context=values,
+            mcp=getattr(args, "mcp", None),
         )
     except StackError as exc:
         close = getattr(policy, "close", None)
@@ -197,6 +208,16 @@ EXIT_NOT_AUDITED = 3
 
 def warn_not_audited(problem: str) -> None:
     sys.stderr.write(f"agentrt: warning: not fully audited: {problem}\n")
+
+
+def warn_refused_mcp_tools(reports: Iterable[ServerReport]) -> None:
+    """One stderr line per MCP server that did not start or tool that is refused (`--mcp`)."""
+    for report in reports:
+        if report.error is not None:
+            sys.stderr.write(f"agentrt: warning: MCP server {report.server_id}: {report.error}\n")
+        for check in report.checks:
+            if not check.offered:
+                sys.stderr.write(f"agentrt: warning: {check.reason}\n")
 
 
 def existing_dir(value: str) -> Path:

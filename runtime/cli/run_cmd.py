@@ -26,6 +26,7 @@ from runtime.cli.gate_options import (
     fail_usage,
     print_json,
     warn_not_audited,
+    warn_refused_mcp_tools,
 )
 from runtime.cli.prompt_options import (
     add_prompt_options,
@@ -169,6 +170,7 @@ async def _run(
         timeout=args.model_timeout,
     )
     try:
+        warn_refused_mcp_tools(await stages.open())
         try:
             agent = stages.agent(
                 client,

@@ -36,6 +36,15 @@ def register(subparsers: Any) -> None:
     )
     build.add_argument("--mirror", help="Debian mirror for the offline base")
     build.add_argument("--no-cache", action="store_true", help="ignore Docker's layer cache")
+    build.add_argument(
+        "--with",
+        dest="with_packages",
+        nargs="+",
+        metavar="PKG",
+        help="derive an image with these Python MCP server packages (e.g. mcp-server-time) from "
+        "the sandbox image: the host downloads their wheels with pip, the build installs them "
+        "with its network off (default tag: agentrt-sandbox-mcp:latest)",
+    )
     build.add_argument("--json", action="store_true", help="print a JSON report")
     build.set_defaults(handler=_build_image)
 
@@ -58,6 +67,8 @@ def _build_image(args: argparse.Namespace) -> int:
     from runtime.sandbox.hardening import default_image
     from runtime.sandbox.image import ImageBuildError, build_image
 
+    if args.with_packages:
+        return _build_mcp_image(args)
     try:
         report = build_image(
             args.tag or default_image(),
@@ -66,6 +77,27 @@ def _build_image(args: argparse.Namespace) -> int:
             rebuild_base=args.rebuild_base,
             dockerfile=args.dockerfile,
             mirror=args.mirror,
+            no_cache=args.no_cache,
+        )
+    except ImageBuildError as exc:
+        print(f"agentrt sandbox build-image: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(f"built {report.tag} on {report.base} in {report.seconds['total']:g} s")
+    return 0
+
+
+def _build_mcp_image(args: argparse.Namespace) -> int:
+    from runtime.sandbox.image import ImageBuildError
+    from runtime.sandbox.mcp_image import DEFAULT_MCP_IMAGE, build_mcp_image
+
+    try:
+        report = build_mcp_image(
+            args.with_packages,
+            tag=args.tag or DEFAULT_MCP_IMAGE,
+            base=args.base,
             no_cache=args.no_cache,
         )
     except ImageBuildError as exc:

@@ -268,8 +268,6 @@ def host_config(config: SandboxConfig, *, channel_dir: str) -> dict[str, Any]:
         config: The resolved settings.
         channel_dir: Host directory holding the worker's unix socket.
     """
-    limits = config.limits
-    memory = parse_size(limits.memory)
     mounts = [
         _mount(BindMount(str(runtime_dir()), f"{LIB_DIR}/runtime")),
         # read-only still lets the worker connect(): sockets ignore the mount's ro flag
@@ -278,32 +276,52 @@ def host_config(config: SandboxConfig, *, channel_dir: str) -> dict[str, Any]:
     if config.module.mount is not None:
         mounts.append(_mount(config.module.mount))
     mounts.extend(_mount(m) for m in config.mounts)
-    return {
-        "Mounts": mounts,
-        "NetworkMode": "bridge" if config.network else "none",
-        "ReadonlyRootfs": True,
-        "Tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={parse_size(limits.tmpfs_size)},mode=1777"},
-        "IpcMode": "none",  # no /dev/shm: /tmp stays the only writable place
-        "Memory": memory,
-        "MemorySwap": memory,  # equal: no swap, so the limit bites as an OOM kill
-        "NanoCpus": int(limits.cpus * 1e9),
-        "PidsLimit": limits.pids_limit,
-        "CapDrop": ["ALL"],
-        "SecurityOpt": ["no-new-privileges"],  # Docker's default seccomp stays on
-        "Ulimits": [
-            {"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile},
-            {"Name": "fsize", "Soft": limits.fsize_bytes, "Hard": limits.fsize_bytes},
-            {"Name": "cpu", "Soft": limits.cpu_seconds, "Hard": limits.cpu_seconds},
-            {"Name": "core", "Soft": 0, "Hard": 0},
-        ],
-        "Init": True,
-        "LogConfig": {
-            "Type": "json-file",
-            "Config": {"max-size": limits.log_max_size, "max-file": "1"},
-        },
-        "Privileged": False,
-        "AutoRemove": False,  # removal races with reading the exit state; remove explicitly
-    }
+    return {"Mounts": mounts, **hardened_host_config(config.limits, network=config.network)}
+
+
+def hardened_host_config(
+    limits: SandboxLimits, *, network: bool, mounts: tuple[BindMount, ...] = ()
+) -> dict[str, Any]:
+    """The `HostConfig` hardening every sandbox container gets (tool workers, MCP servers).
+
+    Args:
+        limits: Memory, CPU, pids, tmpfs and ulimit settings.
+        network: Whether network access was both asked for and allowed.
+        mounts: Bind mounts to add (`Mounts` is left out when there are none).
+    """
+    memory = parse_size(limits.memory)
+    hardened: dict[str, Any] = {"Mounts": [_mount(m) for m in mounts]} if mounts else {}
+    hardened.update(
+        {
+            "NetworkMode": "bridge" if network else "none",
+            "ReadonlyRootfs": True,
+            "Tmpfs": {
+                "/tmp": f"rw,nosuid,nodev,noexec,size={parse_size(limits.tmpfs_size)},mode=1777"
+            },
+            "IpcMode": "none",  # no /dev/shm: /tmp stays the only writable place
+            "Memory": memory,
+            "MemorySwap": memory,  # equal: no swap, so the limit bites as an OOM kill
+            "NanoCpus": int(limits.cpus * 1e9),
+            "PidsLimit": limits.pids_limit,
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],  # Docker's default seccomp stays on
+            "Ulimits": [
+                {"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile},
+                {"Name": "fsize", "Soft": limits.fsize_bytes, "Hard": limits.fsize_bytes},
+                {"Name": "cpu", "Soft": limits.cpu_seconds, "Hard": limits.cpu_seconds},
+                {"Name": "core", "Soft": 0, "Hard": 0},
+            ],
+            "Init": True,
+            "LogConfig": {
+                "Type": "json-file",
+                "Config": {"max-size": limits.log_max_size, "max-file": "1"},
+            },
+            "Privileged": False,
+            # removal races with reading the exit state; remove explicitly
+            "AutoRemove": False,
+        }
+    )
+    return hardened
 
 
 def container_spec(

@@ -110,8 +110,21 @@ def _platform_tags(arch: str) -> list[str]:
     return [*tags, f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
 
 
-def download_wheels(dest: Path, *, arch: str, say: Callable[[str], None] = _say) -> list[str]:
-    """pip-download the core dependencies (and pip itself) for CPython 3.11 on Linux.
+def download_wheels(
+    dest: Path,
+    *,
+    arch: str,
+    requirements: list[str] | None = None,
+    say: Callable[[str], None] = _say,
+) -> list[str]:
+    """pip-download requirements (and pip itself) as wheels for CPython 3.11 on Linux.
+
+    Args:
+        dest: Directory for the wheels and `requirements.txt`.
+        arch: The engine's architecture (`x86_64`, `aarch64`).
+        requirements: What to download; by default the runtime's core dependencies.
+            A package also installed on this host is pinned to the host's version.
+        say: Progress messages.
 
     Returns:
         The requirement lines written to `dest/requirements.txt`.
@@ -120,7 +133,7 @@ def download_wheels(dest: Path, *, arch: str, say: Callable[[str], None] = _say)
         ImageBuildError: pip failed (no index reachable, a version without a wheel).
     """
     dest.mkdir(parents=True, exist_ok=True)
-    requirements = core_requirements()
+    requirements = list(requirements) if requirements is not None else core_requirements()
     (dest / "requirements.txt").write_text("\n".join(requirements) + "\n")
     pins = Path(tempfile.mkdtemp(prefix="agentrt-pins-")) / "constraints.txt"
     pins.write_text("\n".join(host_pins()) + "\n")
@@ -137,7 +150,7 @@ def download_wheels(dest: Path, *, arch: str, say: Callable[[str], None] = _say)
         *[arg for tag in _platform_tags(arch) for arg in ("--platform", tag)],
         "-c", str(pins), "-r", str(dest / "requirements.txt"), f"pip=={pip_version}",
     ]  # fmt: skip
-    say(f"downloading {len(requirements)} core requirements as wheels (pinned to this host)")
+    say(f"downloading {len(requirements)} requirement(s) as wheels (pinned to this host)")
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     shutil.rmtree(pins.parent, ignore_errors=True)
     if done.returncode != 0:
@@ -321,7 +334,14 @@ def build_image(
 
 
 def _docker_build(
-    client: Any, context: Path, tag: str, base: str, no_cache: bool, say: Callable[[str], None]
+    client: Any,
+    context: Path,
+    tag: str,
+    base: str,
+    no_cache: bool,
+    say: Callable[[str], None],
+    *,
+    labels: dict[str, str] | None = None,
 ) -> str:
     image_id = ""
     stream = client.api.build(
@@ -333,7 +353,7 @@ def _docker_build(
         forcerm=True,
         pull=False,
         nocache=no_cache,
-        labels={IMAGE_LABEL: "1"},
+        labels={IMAGE_LABEL: "1", **(labels or {})},
         decode=True,
     )
     for chunk in stream:
