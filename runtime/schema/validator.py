@@ -38,9 +38,9 @@ def _evolve(self: Any, **changes: Any) -> Any:
     cls = type(self)
     schema = changes.setdefault("schema", self.schema)
     evolved = _DIALECTS.get(jsonschema.validators.validator_for(schema, default=cls), cls)
-    for field in attrs.fields(cls):
-        if field.init and field.alias not in changes:
-            changes[field.alias] = getattr(self, field.name)
+    for name, alias in _INIT_FIELDS[cls]:
+        if alias not in changes:
+            changes[alias] = getattr(self, name)
     return evolved(**changes)
 
 
@@ -65,6 +65,11 @@ _DRAFTS = (
 )
 _DIALECTS: dict[Any, Any] = {draft: _dialect(draft) for draft in _DRAFTS}
 _DIALECTS.update({cls: cls for cls in list(_DIALECTS.values())})
+# (attribute, constructor argument) of each class's fields, as `evolve` copies them
+_INIT_FIELDS = {
+    cls: [(field.name, field.alias) for field in attrs.fields(cls) if field.init]
+    for cls in _DIALECTS.values()
+}
 
 
 def validator_class(schema: Schema) -> type[Validator]:
