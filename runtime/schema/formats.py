@@ -11,6 +11,7 @@ Every check passes values that are not strings, as the specification says.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -76,23 +77,24 @@ def is_date_time(instance: object) -> bool:
 # RFC 5321 4.1.2 (ASCII) and RFC 6531 3.3 (any non-ASCII character too)
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
 _UTF8_NON_ASCII = r"\x80-\ud7ff\ue000-\U0010ffff"
-_LOCAL_RE = re.compile(
-    rf'[{_ATEXT}]+(?:\.[{_ATEXT}]+)*|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
-)
-_IDN_LOCAL_RE = re.compile(
+_LOCAL = rf'[{_ATEXT}]+(?:\.[{_ATEXT}]+)*|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
+_IDN_LOCAL = (
     rf"[{_ATEXT}{_UTF8_NON_ASCII}]+(?:\.[{_ATEXT}{_UTF8_NON_ASCII}]+)*"
     rf'|"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_UTF8_NON_ASCII}]|\\[\x20-\x7e])*"'
 )
+# compiled on first use: the classes spanning all of Unicode take milliseconds
+_regex = functools.cache(re.compile)
 
 
 def _mailbox(
-    instance: object, local_re: re.Pattern[str], checker: jsonschema.FormatChecker, host: str
+    instance: object, local_syntax: str, checker: jsonschema.FormatChecker, host: str
 ) -> bool:
     """RFC 5321 4.1.2 `Mailbox`, its domain checked as the `host` format."""
     if not isinstance(instance, str):
         return True
-    local, at, domain = instance.rpartition("@")
-    if not at or local_re.fullmatch(local) is None or len(local.encode("utf-8")) > 64:
+    local_part, at, domain = instance.rpartition("@")
+    syntax_ok = at and _regex(local_syntax).fullmatch(local_part) is not None
+    if not syntax_ok or len(local_part.encode("utf-8")) > 64:
         return False
     if domain.startswith("[") and domain.endswith("]"):
         literal = domain[1:-1]
@@ -111,7 +113,7 @@ def is_regex(instance: object) -> bool:
 
 
 # RFC 3987 2.2: the characters an IRI may hold where a URI holds percent-escapes
-_UCSCHAR = re.compile(
+_UCSCHAR = (
     "[\xa0-\ud7ff\uf900-\ufdcf\ufdf0-\uffef"
     "\U00010000-\U0001fffd\U00020000-\U0002fffd\U00030000-\U0003fffd"
     "\U00040000-\U0004fffd\U00050000-\U0005fffd\U00060000-\U0006fffd"
@@ -119,7 +121,7 @@ _UCSCHAR = re.compile(
     "\U000a0000-\U000afffd\U000b0000-\U000bfffd\U000c0000-\U000cfffd"
     "\U000d0000-\U000dfffd\U000e1000-\U000efffd]"
 )
-_IPRIVATE = re.compile("[\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd]")
+_IPRIVATE = "[\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd]"
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -136,8 +138,9 @@ def _as_uri(iri: str) -> str:
         end = iri.find("#", query_start)
         end = len(iri) if end == -1 else end
         head, query, tail = iri[:query_start], iri[query_start:end], iri[end:]
-    query = _IPRIVATE.sub(_escape, _UCSCHAR.sub(_escape, query))
-    return _UCSCHAR.sub(_escape, head) + query + _UCSCHAR.sub(_escape, tail)
+    ucschar, iprivate = _regex(_UCSCHAR), _regex(_IPRIVATE)
+    query = iprivate.sub(_escape, ucschar.sub(_escape, query))
+    return ucschar.sub(_escape, head) + query + ucschar.sub(_escape, tail)
 
 
 def is_iri(instance: object) -> bool:
@@ -164,12 +167,12 @@ def strict_format_checker(base: jsonschema.FormatChecker) -> jsonschema.FormatCh
         "regex": (is_regex, EcmaRegexError),
         "date": (is_date, ()),
         "date-time": (is_date_time, ()),
-        "email": (lambda value: _mailbox(value, _LOCAL_RE, base, "hostname"), ()),
+        "email": (lambda value: _mailbox(value, _LOCAL, base, "hostname"), ()),
     }
     if "idn-hostname" in base.checkers:
         replacements["time"] = (is_time, ())
         replacements["idn-email"] = (
-            lambda value: _mailbox(value, _IDN_LOCAL_RE, base, "idn-hostname"),
+            lambda value: _mailbox(value, _IDN_LOCAL, base, "idn-hostname"),
             (),
         )
         replacements["iri"] = (is_iri, ())
