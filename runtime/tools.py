@@ -2,8 +2,9 @@
 
 The JSON Schema of a tool's arguments comes from its type hints (through
 pydantic) and the parameter descriptions from its Google-style docstring. A
-signature that cannot be described in JSON fails when the module is imported,
-naming the parameter, rather than when a model first calls it.
+signature that cannot be described in JSON, or a schema the gate cannot read
+(a `pattern` that is not ECMA-262), fails when the module is imported, naming
+the parameter, rather than when a model first calls it.
 """
 
 from __future__ import annotations
