@@ -3,7 +3,8 @@
 `ArgumentGate.check` turns a `ToolCallRequest` into either an `ArgumentsAccepted`
 (the tool and its parsed arguments) or a `Rejection` with a status the caller
 can act on and messages that name the JSON path. Nothing is coerced: "5" is
-not 5.
+not 5. Schemas are read as the specification reads them (`runtime.schema`):
+a `pattern` is ECMA-262, so `^\\d{5}$` refuses `"12345\\n"` and `"١٢٣٤٥"`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import jsonschema
 from jsonschema.protocols import Validator
 
 from runtime.calls import CallStatus, ErrorInfo, ToolCallRequest
+from runtime.schema import schema_validator
 from runtime.tools import Tool, ToolRegistry
 
 __all__ = [
@@ -216,11 +218,7 @@ class ArgumentGate:
     def _validator(self, tool: Tool) -> Validator:
         validator = self._validators.get(tool.name)
         if validator is None:
-            cls = jsonschema.validators.validator_for(
-                tool.parameters, jsonschema.Draft202012Validator
-            )
-            cls.check_schema(tool.parameters)
-            validator = cls(tool.parameters, format_checker=cls.FORMAT_CHECKER)
+            validator = schema_validator(tool.parameters)
             self._validators[tool.name] = validator
         return validator
 

@@ -2,8 +2,9 @@
 
 The JSON Schema of a tool's arguments comes from its type hints (through
 pydantic) and the parameter descriptions from its Google-style docstring. A
-signature that cannot be described in JSON fails when the module is imported,
-naming the parameter, rather than when a model first calls it.
+signature that cannot be described in JSON, or a schema the gate cannot read
+(a `pattern` that is not ECMA-262), fails when the module is imported, naming
+the parameter, rather than when a model first calls it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from typing import Any, overload
 
 import jsonschema
 import pydantic
+from jsonschema.protocols import Validator
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+
+from runtime.schema import schema_validator
 
 __all__ = [
     "Mount",
@@ -149,12 +153,13 @@ def _parse_examples(
     tool_name: str,
     given: Iterable[ToolExample | Mapping[str, Any] | tuple[str, Mapping[str, Any]]],
     doc_lines: Iterable[str],
-    parameters: dict[str, Any],
+    validator: Validator,
 ) -> tuple[ToolExample, ...]:
     """Seed examples from `@tool(examples=...)` and the docstring's `Examples:` lines.
 
     A docstring line reads `request -> {"arg": value}`; lines without `->` are
-    ignored (prose). Every example's arguments must validate against the schema.
+    ignored (prose). Every example's arguments must pass `validator`, the
+    check the gate makes.
     """
     found: list[ToolExample] = []
     for item in given:
@@ -185,8 +190,7 @@ def _parse_examples(
         if not example.request.strip():
             raise ToolDefinitionError(f"tool {tool_name!r}: an example has an empty request")
         errors = sorted(
-            jsonschema.Draft202012Validator(parameters).iter_errors(example.arguments),
-            key=lambda e: list(e.path),
+            validator.iter_errors(example.arguments), key=lambda e: [str(p) for p in e.path]
         )
         if errors:
             raise ToolDefinitionError(
@@ -194,6 +198,17 @@ def _parse_examples(
                 f"match the schema: {errors[0].message}"
             )
     return tuple(found)
+
+
+def _validator(tool_name: str, parameters: dict[str, Any]) -> Validator:
+    """The gate's validator for `parameters`; a schema it cannot read fails the definition."""
+    try:
+        return schema_validator(parameters)
+    except jsonschema.SchemaError as exc:
+        reason = exc.message if exc.cause is None else str(exc.cause)  # the cause says more
+        raise ToolDefinitionError(
+            f"tool {tool_name!r}: its JSON Schema is invalid at {exc.json_path}: {reason}"
+        ) from None
 
 
 def _strip_titles(schema: Any) -> Any:
@@ -475,7 +490,7 @@ def _build_tool(
     parameters.setdefault("properties", {})
     parameters["additionalProperties"] = False
     module_name, module_file = _module_location(fn)
-    seeds = _parse_examples(tool_name, examples, doc.examples, parameters)
+    seeds = _parse_examples(tool_name, examples, doc.examples, _validator(tool_name, parameters))
     spec = (
         sandbox if isinstance(sandbox, SandboxSpec) else SandboxSpec.model_validate(sandbox or {})
     )

@@ -72,6 +72,33 @@ setup_docker() {
   fi
 }
 
+# The official JSON Schema Test Suite (JSON-Schema-Test-Suite), as the jsonschema
+# source distribution on PyPI ships it under json/: tests/conformance runs the
+# gate's validator on it. Pinned here, once; the test reads the .from stamp.
+SCHEMA_SUITE_SDIST="jsonschema==4.26.0"
+SCHEMA_SUITE="${AGENTRT_SCHEMA_SUITE:-$HOME/.cache/agentrt/json-schema-test-suite}"
+
+setup_schema_suite() {
+  export AGENTRT_SCHEMA_SUITE="$SCHEMA_SUITE"
+  if [ "$(cat "$SCHEMA_SUITE/.from" 2>/dev/null)" = "$SCHEMA_SUITE_SDIST" ]; then
+    say "JSON Schema Test Suite present ($SCHEMA_SUITE_SDIST sdist, $SCHEMA_SUITE)"
+    return 0
+  fi
+  say "fetching the JSON Schema Test Suite from the $SCHEMA_SUITE_SDIST source distribution"
+  local tmp
+  tmp="$(mktemp -d)"
+  "$VENV/bin/pip" download -q --no-deps --no-binary :all: -d "$tmp" "$SCHEMA_SUITE_SDIST" \
+    || die "pip could not download the $SCHEMA_SUITE_SDIST source distribution (is PyPI reachable?)"
+  tar -xzf "$tmp"/jsonschema-*.tar.gz -C "$tmp"
+  [ -d "$tmp"/jsonschema-*/json/tests/draft2020-12 ] \
+    || die "the $SCHEMA_SUITE_SDIST source distribution has no json/tests/draft2020-12"
+  rm -rf "$SCHEMA_SUITE"
+  mkdir -p "$(dirname "$SCHEMA_SUITE")"
+  mv "$tmp"/jsonschema-*/json "$SCHEMA_SUITE"
+  echo "$SCHEMA_SUITE_SDIST" > "$SCHEMA_SUITE/.from"
+  rm -rf "$tmp"
+}
+
 # llama-cpp-python builds from source (~8 minutes on 2 cores). It is built once
 # per machine into ~/.cache/agentrt/wheels with portable CPU flags: a native
 # build enables AMX/AVX-512 kernels that crash (SIGSEGV on any multi-token

@@ -31,7 +31,13 @@ Normalisation, so one address or path cannot hide behind another spelling:
   Percent-escapes, control characters, spaces and backslashes in a URL, and
   userinfo (`user@host`), make it `ERROR`.
 
-Regular expressions: Python's `re` has no timeout and holds the GIL while it
+Regular expressions are written in Python's syntax and read with ECMA-262's
+meaning, as a tool schema's `pattern` is (`compile_regex`): `\\d`, `\\w`, `\\b`
+are ASCII, `\\s` is ECMA-262's whitespace, `$` is the end of the value. Only
+`.` keeps Python's reach (everything but `\\n`), so a deny rule's `.*` spans
+`\\r` and U+2028.
+
+Python's `re` has no timeout and holds the GIL while it
 backtracks, so a timeout cannot be enforced from inside the process. Instead
 `compile_regex` refuses, at load, patterns whose backtracking can explode:
 backreferences, nested variable quantifiers (`(a+)+`) and quantified

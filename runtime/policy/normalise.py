@@ -247,18 +247,44 @@ _NOT_CATEGORIES = frozenset(
 )
 
 
+# ECMA-262's `\s` (its WhiteSpace and LineTerminator characters) and the rest
+# of Unicode, as character-class bodies for `re`.
+_ECMA_SPACE = r"\t-\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_ECMA_NON_SPACE = (
+    r"\x00-\x08\x0e-\x1f!-\x9f\xa1-\u167f\u1681-\u1fff\u200b-\u2027\u202a-\u202e"
+    r"\u2030-\u205e\u2060-\u2fff\u3001-\ufefe\uff00-\U0010ffff"
+)
+_REFUSED_FLAGS = {re.MULTILINE: "(?m)", re.VERBOSE: "(?x)"}  # and (?u), which re.ASCII refuses
+_WIDE_RANGE = 512  # a class range this wide is treated as "any character"
+
+
 def compile_regex(pattern: str) -> re.Pattern[str]:
     """Compile a policy regex after refusing patterns that can backtrack for ever.
+
+    The syntax is Python's (possessive quantifiers and atomic groups keep a
+    pattern safe), the meaning ECMA-262's, as in a tool schema's `pattern`:
+    `\\d`, `\\w` and `\\b` are ASCII, `\\s` is ECMA-262's whitespace, `$` is
+    the end of the value (never before a final newline), and `(?i)` folds
+    ASCII letters only. `(?m)`, `(?x)` and `(?u)` are refused.
 
     Raises:
         ValueError: The pattern does not compile or is unsafe; the message says
             how to rewrite it.
     """
     try:
-        compiled = re.compile(pattern)
-        parsed = _sre_parser.parse(pattern)
+        refused = _refused_flag(_sre_parser.parse(pattern))
+        ecma = _ecma_meaning(pattern)
+        compiled = re.compile(ecma, re.ASCII)
+        parsed = _sre_parser.parse(ecma, re.ASCII)
     except (re.error, RecursionError, OverflowError) as exc:
         raise ValueError(f"bad regex {pattern!r}: {exc}") from None
+    except ValueError:  # re.ASCII with an inline (?u)
+        refused = "(?u)"
+    if refused is not None:
+        raise ValueError(
+            f"bad regex {pattern!r}: {refused} is not supported; a policy regex is one line "
+            "matched as a whole"
+        )
     wild = _check_regex(parsed.data, in_repeat=False)
     if wild > 2:
         raise ValueError(
@@ -266,6 +292,76 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
             "two in a row can take polynomial time — use narrower classes or possessive ones"
         )
     return compiled
+
+
+def _refused_flag(parsed: Any) -> str | None:
+    """`(?m)` or `(?x)` if the pattern sets either, anywhere."""
+    flags = parsed.state.flags
+    stack = [parsed.data]
+    while stack:
+        for op, av in stack.pop():
+            if op is _sre.SUBPATTERN:
+                flags |= av[1]
+            stack.extend(_children(op, av))
+    return next((spelling for flag, spelling in _REFUSED_FLAGS.items() if flags & flag), None)
+
+
+def _children(op: Any, av: Any) -> list[Any]:
+    if op is _sre.SUBPATTERN:
+        return [av[3].data]
+    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT):
+        return [av[2].data]
+    if op is _sre.ATOMIC_GROUP:
+        return [av.data]
+    if op is _sre.BRANCH:
+        return [branch.data for branch in av[1]]
+    if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+        return [av[1].data]
+    if op is _sre.GROUPREF_EXISTS:
+        return [branch.data for branch in av[1:] if branch is not None]
+    return []
+
+
+def _ecma_meaning(pattern: str) -> str:
+    """`pattern` with `\\s`, `\\S` and `$` spelled out as ECMA-262 means them.
+
+    `re.ASCII` gives `\\d`, `\\w` and `\\b` their ECMA-262 meaning but makes
+    `\\s` ASCII-only; ECMA-262's `\\s` also covers U+00A0, U+2028, U+FEFF...
+    """
+    out: list[str] = []
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escape = pattern[index : index + 2]
+            if escape == r"\s":
+                escape = _ECMA_SPACE if in_class else f"[{_ECMA_SPACE}]"
+            elif escape == r"\S":
+                escape = _ECMA_NON_SPACE if in_class else f"[^{_ECMA_SPACE}]"
+            out.append(escape)
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            # a `^` and then a `]` right after the opening bracket are literal
+            start = index + 1 + pattern.startswith("^", index + 1)
+            start += pattern.startswith("]", start)
+            out.append(pattern[index:start])
+            index, in_class = start, True
+            continue
+        elif pattern.startswith("(?#", index):  # a comment, up to the first `)`
+            end = pattern.find(")", index)
+            end = len(pattern) if end == -1 else end + 1
+            out.append(pattern[index:end])
+            index = end
+            continue
+        elif char == "$":
+            char = r"\Z"
+        out.append(char)
+        index += 1
+    return "".join(out)
 
 
 def _is_variable(lo: int, hi: int) -> bool:
@@ -335,9 +431,11 @@ def _is_wild(items: Sequence[tuple[Any, Any]]) -> bool:
     op, av = items[0]
     if op in (_sre.ANY, _sre.NOT_LITERAL):
         return True
-    if op is _sre.IN:
+    if op is _sre.IN:  # `\\S` inside a class is a range over most of Unicode
         return any(
-            kind is _sre.NEGATE or (kind is _sre.CATEGORY and value in _NOT_CATEGORIES)
+            kind is _sre.NEGATE
+            or (kind is _sre.CATEGORY and value in _NOT_CATEGORIES)
+            or (kind is _sre.RANGE and value[1] - value[0] >= _WIDE_RANGE)
             for kind, value in av
         )
     if op is _sre.SUBPATTERN:
@@ -363,7 +461,7 @@ def _first_chars(items: Sequence[tuple[Any, Any]]) -> set[int] | None:
         for kind, value in av:
             if kind is _sre.LITERAL:
                 chars |= _cased(value)
-            elif kind is _sre.RANGE and value[1] - value[0] < 512:
+            elif kind is _sre.RANGE and value[1] - value[0] < _WIDE_RANGE:
                 chars |= set(range(value[0], value[1] + 1))
             else:  # NEGATE, CATEGORY, huge ranges: treat as anything
                 return None

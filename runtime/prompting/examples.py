@@ -21,6 +21,7 @@ import jsonschema
 
 from runtime.arguments import StrictJSONError, parse_strict_json
 from runtime.prompting.template import PromptError
+from runtime.schema import schema_validator
 
 __all__ = ["FewShotExamples", "load_examples"]
 
@@ -209,9 +210,12 @@ def _check_call(where: str, function: Mapping[str, Any], schemas: Mapping[str, A
         raise PromptError(f"{where}: calls unknown tool {name!r}; the agent's tools: {known}")
     arguments = json.loads(function["arguments"])
     schema = schemas[name]
-    validator_cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+    try:
+        validator = schema_validator(schema)  # the gate's reading of the schema
+    except jsonschema.SchemaError as exc:
+        raise PromptError(f"{where}: the schema of {name!r} is invalid: {exc.message}") from None
     errors = sorted(
-        validator_cls(schema).iter_errors(arguments), key=lambda e: list(e.absolute_path)
+        validator.iter_errors(arguments), key=lambda e: [str(p) for p in e.absolute_path]
     )
     if errors:
         first = errors[0]

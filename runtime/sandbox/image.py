@@ -34,6 +34,7 @@ _FALLBACK_REQUIREMENTS = (
     "openai>=1.40",
     "pydantic>=2.7,<3",
     "jsonschema[format-nongpl]>=4.22",
+    "regress>=2026.9.1",
     "docker>=7.0",
     "structlog>=24.1",
     "pyyaml>=6.0",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 import pydantic
@@ -142,3 +143,23 @@ def test_schema_violations_name_the_path(text: str, path: str, expected: str) ->
 def test_string_is_never_coerced_to_int() -> None:
     outcome = rejected('{"count": "5"}')
     assert '"5" (string)' in outcome.error.message
+
+
+@tool
+def send(zip_code: Annotated[str, pydantic.Field(pattern=r"^\d{5}$")]) -> str:
+    """Send a parcel."""
+    return zip_code
+
+
+@pytest.mark.parametrize("zip_code", ["12345\n", "߀߁߂߃߄", "١٢٣٤٥"])
+def test_patterns_are_ecma_262_not_python(zip_code: str) -> None:
+    # Python's `$` matches before a final newline and its `\d` any Unicode digit;
+    # JSON Schema's (ECMA-262's) do neither.
+    gate = ArgumentGate(ToolRegistry([send]))
+    arguments = json.dumps({"zip_code": zip_code})
+    outcome = gate.check(ToolCallRequest(id="c1", name="send", arguments=arguments))
+    assert isinstance(outcome, Rejection)
+    assert outcome.status is CallStatus.INVALID_ARGUMENTS
+    assert outcome.error.details[0].startswith("$.zip_code: ")
+    accepted = gate.check(ToolCallRequest(id="c2", name="send", arguments='{"zip_code": "12345"}'))
+    assert isinstance(accepted, ArgumentsAccepted)

@@ -20,7 +20,7 @@ from runtime.policy.conditions import (
     build_field_test,
 )
 from runtime.policy.model import UrlSpec
-from runtime.policy.normalise import EvalError, normalise_host, parse_url
+from runtime.policy.normalise import EvalError, compile_regex, normalise_host, parse_url
 
 CTX = CallContext(tenant="acme", agent="support-1", extra={"region": "eu"})
 
@@ -195,6 +195,70 @@ def test_regex_bomb_argument_is_cheap_and_fails_closed() -> None:
     assert run("regex", ".*a.*b", "a" * REGEX_MAX_INPUT) == FALSE
     assert run("regex", "[a-z0-9]+(?:-[a-z0-9]+)*+", "a-" * 511 + "!") == FALSE
     assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("value", ["12345\n", "߀߁߂߃߄", "١٢٣٤٥"])
+def test_regex_reads_digits_and_end_as_a_tool_schema_does(value: str) -> None:
+    assert run("regex", r"\d{5}$", value) == FALSE
+    assert run("regex", r"\d{5}", value) == FALSE
+    assert run("regex", r"\d{5}$", "12345") == TRUE
+
+
+# Patterns in the syntax Python and ECMA-262 share, against the characters where
+# their meanings part: each verdict must be ECMA-262's (a tool schema's `pattern`).
+SHARED_SYNTAX = [
+    r"\d+", r"\D+", r"\w+", r"\W+", r"\s+", r"\S+", r"[\s\S]*", r"[^\s]*", r"[a\S]*",
+    r"[^a\S]*", r"[\d_]+", r"[^\w]+", r"\bcat\b[\s\S]*", r"[\s\S]*\Bat", r"ab$", r"(?:ab|cd)+$",
+    r"[$]", r"[\u00e9\s]+",
+]  # fmt: skip
+PARTING_VALUES = [
+    "", "123", "߀", "١", "৪", "é", "a_1", "ａ", " ", "\xa0", "\ufeff", "\u2028", "\u3000",
+    "\x1c", "\x85", "\t\n", "ab", "ab\n", "cdab\n", "cat", "ßcat", "écat", "\u200b", "$", "x]",
+    "x\u1680", "\U0001f600",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("pattern", SHARED_SYNTAX)
+def test_regex_verdicts_are_ecma_262s(pattern: str) -> None:
+    import regress
+
+    ecma = regress.Regex(f"^(?:{pattern})$", flags="u")
+    for value in PARTING_VALUES:
+        expected = TRUE if ecma.find(value) is not None else FALSE
+        assert run("regex", pattern, value) == expected, (pattern, value)
+
+
+def test_regex_whitespace_is_ecma_262s_over_the_whole_bmp() -> None:
+    import regress
+
+    ecma = regress.Regex(r"^\s$", flags="u")
+    space, non_space = compile_regex(r"\s"), compile_regex(r"[\S]")
+    for code in [*range(0xD800), *range(0xE000, 0x10000), 0x10000, 0x10FFFF]:
+        char = chr(code)
+        assert (space.fullmatch(char) is not None) is (ecma.find(char) is not None), hex(code)
+        assert (non_space.fullmatch(char) is None) is (ecma.find(char) is not None), hex(code)
+
+
+def test_regex_class_with_a_leading_bracket_is_read_as_python_does() -> None:
+    assert run("regex", r"[]\s]+", "]\xa0") == TRUE  # Python's `]` first is literal
+    assert run("regex", r"[^]\S]", "\xa0") == TRUE
+
+
+def test_regex_dot_keeps_pythons_reach() -> None:
+    # ECMA-262's `.` stops at \r, U+2028 and U+2029; a deny rule's `.*` should not
+    assert run("regex", ".*secret.*", "a\rsecret") == TRUE
+    assert run("regex", ".*secret.*", "a\u2028secret") == TRUE
+
+
+@pytest.mark.parametrize("pattern", ["(?m)a$", "a(?m:$)", "(?x)a b", "(?u)a"])
+def test_regex_flags_that_change_the_reading_are_refused(pattern: str) -> None:
+    with pytest.raises(ValueError, match="bad regex"):
+        compile_regex(pattern)
+
+
+def test_regex_case_folding_is_ascii() -> None:
+    assert run("regex", "(?i)key", "KEY") == TRUE
+    assert run("regex", "(?i)key", "\u212aey") == FALSE  # KELVIN SIGN folds to k in Unicode
 
 
 # ----------------------------------------------------------------- numbers and scalars

@@ -173,3 +173,21 @@ def test_results_are_serialised() -> None:
         to_jsonable(object())
     with pytest.raises(TypeError, match="not JSON-serialisable"):
         to_jsonable(float("nan"))
+
+
+def test_a_pattern_that_is_not_ecma_262_fails_at_decoration() -> None:
+    with pytest.raises(ToolDefinitionError, match=r"\$\.properties\.code\.pattern: .*ECMA-262"):
+
+        @tool
+        def f(code: Annotated[str, pydantic.Field(pattern=r"^(?P<area>[0-9]{3})$")]) -> str:
+            """F."""
+            return code
+
+
+def test_examples_are_checked_as_the_gate_checks_calls() -> None:
+    with pytest.raises(ToolDefinitionError, match="does not match"):
+
+        @tool(examples=[("ship to ١٢٣٤٥", {"address": {"street": "Main", "zip_code": "١٢٣٤٥"}})])
+        def ship(address: Address) -> str:
+            """Ship a parcel."""
+            return address.zip_code
