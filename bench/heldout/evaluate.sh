@@ -9,7 +9,9 @@
 # Reports: bench/results/heldout_MODULE[SUFFIX].{json,md}. WORK (default /tmp/agentrt-heldout)
 # keeps the data and adapters; SKIP_TRAIN=1 re-evaluates existing adapters; BUDGET caps
 # training; MODELS picks the models (default "base general tuned"); SUFFIX names the reports;
-# INIT=none trains from the bare model instead of the general adapter; LR, EPOCHS as for finetune.
+# INIT=none trains from the bare model instead of the general adapter; LR, EPOCHS as for finetune;
+# SIMILAR=K worked requests per example (default: what the general adapter was trained with;
+# `agentrt eval` serves each adapter the way its manifest says).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${WORK:-/tmp/agentrt-heldout}"
@@ -26,8 +28,11 @@ for m in "${modules[@]}"; do
     echo "==> $m: fine-tune (init: ${INIT:-general}, time budget ${BUDGET}s)"
     init=()
     [ "${INIT:-general}" = none ] || init=(--init-adapter "${INIT:-general}")
+    # train with the worked requests the general adapter was trained (and is served) with
+    similar="${SIMILAR:-$(python -c 'from runtime.model.adapters import general_adapter_dir, similar_requests_of; print(similar_requests_of(general_adapter_dir()))')}"
     agentrt finetune "$WORK/$m.jsonl" "${init[@]}" \
-      --out "$WORK/$m-adapter" --epochs "${EPOCHS:-1}" --lr "${LR:-5e-4}" --time-budget "$BUDGET" --quiet
+      --out "$WORK/$m-adapter" --epochs "${EPOCHS:-1}" --lr "${LR:-5e-4}" --time-budget "$BUDGET" \
+      --similar-requests "$similar" --quiet
   fi
   targets=()
   for model in $MODELS; do
