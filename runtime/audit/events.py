@@ -57,6 +57,7 @@ __all__ = [
     "execution_finished",
     "execution_started",
     "is_call_end",
+    "mcp_tool_fields",
     "policy_decided",
     "run_finished",
     "run_started",
@@ -213,6 +214,11 @@ def call_fields(
     }
     fields.update({key: value for key, value in optional.items() if value is not None})
     return fields
+
+
+def mcp_tool_fields(server_id: str, pin_sha256: str) -> dict[str, Any]:
+    """What every record of a call to an MCP server's tool adds: the server and its pin."""
+    return {Field.MCP_SERVER: server_id, Field.MCP_PIN_SHA256: pin_sha256}
 
 
 # -- one builder per call event --------------------------------------------------

@@ -12,18 +12,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-from typing import Any
+from typing import Any, Protocol
 
 import mcp_types as types
 from mcp.server.lowlevel import Server
 
+from runtime.approvals import ApprovalStore
 from runtime.calls import CallContext, CallStatus, ToolCallRequest
-from runtime.pipeline import CallOutcome
-from runtime.stack import Stack
+from runtime.pipeline import CallOutcome, ToolCallPipeline
+from runtime.tools import ToolRegistry
 
 __all__ = ["GovernedMcpServer", "serve_stdio"]
 
 SERVER_NAME = "agentrt"
+
+
+class Stack(Protocol):
+    """What serving needs of `runtime.stack.Stack` (which depends on this package
+    for consumed MCP tools, so it is named structurally here)."""
+
+    registry: ToolRegistry
+    context: CallContext
+    approvals: ApprovalStore | None
+
+    def pipeline(self, **options: Any) -> ToolCallPipeline: ...
 
 
 class GovernedMcpServer:

@@ -29,7 +29,7 @@ import jsonschema
 import mcp_types as types
 import pydantic
 
-from runtime.audit.events import Field
+from runtime.audit.events import mcp_tool_fields
 from runtime.calls import CallContext, CallStatus, ErrorInfo, ExecutionResult
 from runtime.mcp.config import McpConfig, StdioServer, load_mcp_config, lock_path
 from runtime.mcp.connection import McpConnection, McpServerError
@@ -64,7 +64,7 @@ class McpTool(Tool):
     pin_sha256: str = ""
 
     def audit_fields(self) -> dict[str, Any]:
-        return {Field.MCP_SERVER: self.server_id, Field.MCP_PIN_SHA256: self.pin_sha256}
+        return mcp_tool_fields(self.server_id, self.pin_sha256)
 
     @classmethod
     def from_definition(
