@@ -12,6 +12,7 @@ agent = Agent(client, tools, prompt=Prompt(
 from runtime.prompting.compose import BoundPrompt, ContextProvider, Prompt, ReadTurn
 from runtime.prompting.examples import FewShotExamples, load_examples
 from runtime.prompting.request import ModelRequest, RequestBuilder
+from runtime.prompting.similar_requests import SimilarRequests
 from runtime.prompting.template import DEFAULT_ROLE, DEFAULT_TOOL_USE, PromptError, PromptTemplate
 from runtime.prompting.text_tools import render_tools_block, to_text_protocol
 from runtime.prompting.think import DEFAULT_THINK_INSTRUCTION, ThinkFirst, split_reasoning
@@ -29,6 +30,7 @@ __all__ = [
     "PromptTemplate",
     "ReadTurn",
     "RequestBuilder",
+    "SimilarRequests",
     "ThinkFirst",
     "load_examples",
     "render_tools_block",
