@@ -240,11 +240,12 @@ def _close_objects(schema: Any) -> None:
             _close_objects(item)
 
 
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     """Replace local `$ref`s with their definitions when none is recursive.
 
     Small local models fill flat schemas far better than `$ref` chains; a
-    recursive model keeps its `$defs`.
+    recursive model (or a `$ref` to a definition that is not there) keeps its
+    `$defs`.
     """
     defs = schema.get("$defs")
     if not defs:
@@ -269,7 +270,7 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
     try:
         return resolve(schema, ())  # type: ignore[no-any-return]
-    except RecursionError:
+    except (RecursionError, KeyError):
         return schema
 
 
@@ -485,7 +486,7 @@ def _build_tool(
             f"tool {tool_name!r}: cannot build a JSON Schema: {exc}"
         ) from None
 
-    parameters = _inline_refs(_strip_titles(schema))
+    parameters = inline_refs(_strip_titles(schema))
     _close_objects(parameters)
     parameters.setdefault("properties", {})
     parameters["additionalProperties"] = False

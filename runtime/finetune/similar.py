@@ -12,15 +12,19 @@ for still has them.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtime.finetune.dataset_format import Example
-from runtime.finetune.synth import SynthConfig, SynthesisError, Synthesizer
+from runtime.finetune.synth import SynthConfig, Synthesizer
 from runtime.finetune.tool_catalog import SpecModule, SpecTool
 from runtime.prompting.similar_requests import SimilarRequests, first_user_text
+from runtime.tools import inline_refs
 
 __all__ = ["bank_for_tools", "with_similar_requests"]
+
+log = logging.getLogger(__name__)
 
 
 def _tools_key(tools: Sequence[Mapping[str, Any]]) -> str:
@@ -32,29 +36,39 @@ def bank_for_tools(
 ) -> SimilarRequests:
     """Worked requests for OpenAI-style `tools`, synthesised from their schemas.
 
-    A tool whose schema no value satisfies leaves the bank without it (the
-    rest still synthesise); a set where nothing synthesises gives an empty
-    bank, which shows nothing.
+    Local `$ref`s are inlined first. A tool the synthesiser cannot handle (a
+    schema no value satisfies, parameters that are not a schema) is left out
+    with a logged warning and the rest still synthesise; a set where nothing
+    does gives an empty bank, which shows nothing. It never raises: worked
+    requests are a hint, and a run must not fail for want of one.
     """
-    specs = [
-        SpecTool(
-            str(t["function"]["name"]),
-            str(t["function"].get("description") or ""),
-            dict(t["function"].get("parameters") or {"type": "object", "properties": {}}),
+    specs = []
+    for entry in tools:
+        function = entry.get("function") if isinstance(entry, Mapping) else None
+        if not isinstance(function, Mapping):
+            continue
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(parameters, Mapping):
+            name = function.get("name")
+            log.warning("no worked requests for tool %s: its parameters are not a schema", name)
+            continue
+        specs.append(
+            SpecTool(
+                str(function.get("name", "")),
+                str(function.get("description") or ""),
+                inline_refs(dict(parameters)),
+            )
         )
-        for t in tools
-        if isinstance(t, Mapping) and isinstance(t.get("function"), Mapping)
-    ]
     config = SynthConfig(per_tool=per_tool, seed=seed, trajectory_ratio=0.0)
     try:
         examples = Synthesizer(SpecModule("bank", tuple(specs)), None, config).generate()
-    except (SynthesisError, ValueError, KeyError, TypeError):
+    except Exception:  # a bank is a hint: a tool it cannot phrase is left out, never fatal
         examples = []
-        for spec in specs:  # one bad schema must not empty the bank
+        for spec in specs:  # one tool the synthesiser cannot handle must not empty the bank
             try:
                 examples += Synthesizer(SpecModule("bank", (spec,)), None, config).generate()
-            except (SynthesisError, ValueError, KeyError, TypeError):
-                continue
+            except Exception as exc:
+                log.warning("no worked requests for tool %s: %s", spec.name, exc)
     return SimilarRequests.from_examples(examples, k=k)
 
 

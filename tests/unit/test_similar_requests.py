@@ -240,3 +240,57 @@ def test_eval_variant_lever() -> None:
     assert parse_variant("sim:similar=2").similar == 2
     assert parse_variant("plain").similar == 0
     assert parse_variant("sim:similar=2").describe()["similar"] == 2
+
+
+def _tool(name: str, parameters: Any, description: str = "Do a thing.") -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": parameters},
+    }
+
+
+def test_bank_for_tools_never_fails_a_run_on_odd_schemas(caplog: pytest.LogCaptureFixture) -> None:
+    nested_model = _tool(
+        "file_claim",
+        {
+            "type": "object",
+            "$defs": {
+                "Party": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}},
+                    "required": ["name"],
+                }
+            },
+            "properties": {"party": {"$ref": "#/$defs/Party"}},
+            "required": ["party"],
+        },
+    )
+    odd = [
+        _tool("ping", {"type": "object", "properties": {}}, description=""),
+        {"type": "function", "function": {"name": "no_schema"}},
+        _tool(
+            "pick",
+            {
+                "type": "object",
+                "properties": {"c": {"type": "string", "enum": [f"v{i}" for i in range(500)]}},
+                "required": ["c"],
+            },
+        ),
+        _tool(
+            "either",
+            {
+                "type": "object",
+                "properties": {"v": {"oneOf": [{"type": "string"}, {"type": "integer"}]}},
+                "required": ["v"],
+            },
+        ),
+        _tool("broken", "not a schema"),
+        _tool("dangling", {"type": "object", "properties": {"p": {"$ref": "#/$defs/Gone"}}}),
+    ]
+    bank = bank_for_tools([nested_model, *odd], k=2)
+    called = {name for shown in bank.bank for name, _ in shown.calls}
+    assert "file_claim" in called  # local $refs are inlined before synthesis
+    assert {"pick", "either"} <= called
+    assert "broken" not in called
+    assert "tool broken" in caplog.text
+    assert bank.messages_for("file a claim for Dana") != []
