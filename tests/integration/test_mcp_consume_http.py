@@ -120,9 +120,13 @@ async def call(stack: Stack, tool: str, arguments: dict[str, Any]) -> Any:
     return await stack.pipeline().process(request, CallContext(run_id=request.id))
 
 
-def calls_seen(tmp_path: Path) -> list[str]:
+def server_log(tmp_path: Path) -> list[str]:
     log = tmp_path / "calls.log"
     return log.read_text().splitlines() if log.exists() else []
+
+
+def calls_seen(tmp_path: Path) -> list[str]:
+    return [line for line in server_log(tmp_path) if not line.startswith("request ")]
 
 
 async def test_list_call_and_deny_through_the_servers_file(
@@ -141,11 +145,13 @@ async def test_list_call_and_deny_through_the_servers_file(
     assert "pinned glossary.lookup" in pinned.stdout
 
     monkeypatch.setenv(KEY_VARIABLE, key)
+    (tmp_path / "calls.log").unlink()
     stack = opened(tmp_path, config)
     try:
         reports = await stack.open()
         assert {r.server_id: r.error for r in reports} == {"glossary": None}
         assert {"glossary.lookup", "glossary.purge"} <= set(stack.registry.names)
+        assert server_log(tmp_path) == []  # offered from the lock: not one request yet
 
         found = await call(stack, "glossary.lookup", {"term": "pin"})
         assert found.status is CallStatus.OK, found.error
@@ -162,6 +168,7 @@ async def test_list_call_and_deny_through_the_servers_file(
         await stack.aclose()
 
     assert calls_seen(tmp_path) == ["lookup pin"]  # the refused calls never left the runtime
+    assert server_log(tmp_path)[0] == "request POST"  # the session opened at the first call
     records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     finished = [
         r["fields"]
@@ -175,7 +182,7 @@ async def test_list_call_and_deny_through_the_servers_file(
     assert key not in pinned.stdout + pinned.stderr
 
 
-async def test_a_wrong_header_value_refuses_the_servers_tools(
+async def test_a_wrong_header_value_fails_the_call_and_says_why(
     tmp_path: Path, remote: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, key = remote
@@ -186,10 +193,31 @@ async def test_a_wrong_header_value_refuses_the_servers_tools(
     stack = opened(tmp_path, config)
     try:
         reports = await stack.open()
-        assert reports[0].error is not None and "could not be started" in reports[0].error
+        assert reports[0].error is None  # offered from the lock; the server is reached later
         refused = await call(stack, "glossary.lookup", {"term": "pin"})
     finally:
         await stack.aclose()
-    assert refused.status is CallStatus.UNKNOWN_TOOL
+    assert refused.status is CallStatus.SANDBOX_ERROR
+    assert refused.error.type == "mcp_start_failed"
+    assert "could not be started" in refused.error.message
     assert calls_seen(tmp_path) == []
     assert wrong not in (tmp_path / "audit.jsonl").read_text()
+    assert wrong not in refused.error.message
+
+
+async def test_a_server_never_pinned_is_not_started(
+    tmp_path: Path, remote: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, key = remote
+    config = write_files(tmp_path, url)
+    monkeypatch.setenv(KEY_VARIABLE, key)
+    stack = opened(tmp_path, config)
+    try:
+        reports = await stack.open()
+        refused = await call(stack, "glossary.lookup", {"term": "pin"})
+    finally:
+        await stack.aclose()
+    assert reports[0].error is not None and "has no pinned tools" in reports[0].error
+    assert "agentrt mcp pin" in reports[0].error
+    assert refused.status is CallStatus.UNKNOWN_TOOL
+    assert server_log(tmp_path) == []  # unreviewed tools are never reached
