@@ -390,3 +390,63 @@ def test_the_servers_file_is_strict(workdir: Path) -> None:
     )
     done = agentrt("mcp", "diff", str(config))
     assert done.returncode == 2 and "must name an environment variable" in done.stderr
+
+
+LEAKER = """
+import asyncio, json, sys
+from runtime.calls import CallContext, ToolCallRequest
+from runtime.sandbox.reaper import owner_id
+from runtime.stack import build_stack
+
+async def main():
+    stack = build_stack("tools", policy=sys.argv[2], sandbox="inprocess", audit_log=None,
+                        approvals_db=None, mcp=sys.argv[1])
+    await stack.open()
+    request = ToolCallRequest(id="leak", name="fx.whoami", arguments="{}")
+    outcome = await stack.pipeline().process(request, CallContext(run_id="leak"))
+    connection = stack.mcp.connection("fx")
+    print(json.dumps({"status": outcome.status.value, "owner": owner_id(),
+                      "container": connection.container_id}), flush=True)
+    await asyncio.Event().wait()  # never closes the stack: the test kills it
+
+asyncio.run(main())
+"""
+
+
+def container_exists(container_id: str) -> bool:
+    found = subprocess.run(["docker", "inspect", container_id], capture_output=True, check=False)
+    return found.returncode == 0
+
+
+async def test_a_killed_process_leaves_its_server_to_the_reaper(workdir: Path) -> None:
+    config = write_config(workdir)
+    pin(config)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        LEAKER,
+        str(config),
+        str(workdir / "policy"),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(120):
+            line = await process.stdout.readline()
+        started = json.loads(line)
+        assert started["status"] == "ok"
+    finally:
+        process.kill()  # SIGKILL: no stack.aclose(), no cleanup of any kind
+        await process.wait()
+    container, owner = started["container"], started["owner"]
+    assert owner.split("/")[1] == str(process.pid)
+    assert container_exists(container)  # leaked: its owner is gone, the container is not
+
+    # scoped to the killed process, so other processes' containers on the engine are untouched
+    reaped = agentrt("sandbox", "reap", "--owner", owner, "--json")
+    assert reaped.returncode == 0, reaped.stderr
+    assert json.loads(reaped.stdout)["removed"] == [container]
+    assert not container_exists(container)
