@@ -208,14 +208,17 @@ class Stack:
     mcp: McpToolset | None = None
 
     async def open(self) -> list[ServerReport]:
-        """Start what must run before the first call: list the MCP servers' tools.
+        """Register the MCP servers' pinned tools; no server starts before its first call.
 
-        Each server's pinned, unchanged tools join the registry as
-        `SERVER.TOOL`; changed, new or unpinned ones are refused with a reason
-        (a call to them ends `unknown_tool`). Without `mcp` this does nothing.
+        Each server's pinned tools join the registry as `SERVER.TOOL` from the
+        lock file. A server starts at the first call to one of its tools; a
+        tool it no longer publishes as pinned (changed, removed) ends that call
+        `unknown_tool` naming the change, and is refused from then on, as are
+        tools it added. A server without pins offers nothing and never starts.
+        Without `mcp` this does nothing.
 
         Returns:
-            One report per MCP server: its tools' standing, or why it did not start.
+            One report per MCP server: its pinned tools, or why none are offered.
         """
         if self.mcp is None:
             return []
@@ -325,8 +328,8 @@ def build_stack(
         context: Extra values policies read as `context.<name>`.
         mcp: An MCP servers file: their pinned tools join the registry as
             `SERVER.TOOL` when the stack is opened (`await stack.open()`), and
-            calls to them are forwarded to the servers (stdio ones run in the
-            Docker sandbox). Needs the `mcp` extra.
+            calls to them are forwarded to the servers, each started at its
+            first call (stdio ones in the Docker sandbox). Needs the `mcp` extra.
 
     Raises:
         StackError: A stage cannot be built; nothing is left open.

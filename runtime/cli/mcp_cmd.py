@@ -23,6 +23,7 @@ from runtime.cli.gate_options import (
 )
 
 if TYPE_CHECKING:
+    from runtime.auth import TokenTable
     from runtime.mcp.toolset import McpToolset, ServerReport
     from runtime.stack import Stack
 
@@ -42,15 +43,29 @@ def register(subparsers: Any) -> None:
             "Every tools/call passes strict parsing, the tool's schema, the policy, approvals, "
             "the sandbox and the audit log. A call that is invalid, denied or waits for approval "
             "is an MCP tool error (isError: true) saying why (and the approval id); the tool "
-            "does not run. --tenant and --agent are the caller's identity for policy scopes."
+            "does not run. Over stdio, --tenant and --agent are the caller's identity for policy "
+            "scopes; over HTTP every request needs `Authorization: Bearer TOKEN` (else 401) and "
+            "the token's entry in --tokens decides the tenant (and agent)."
         ),
     )
     add_module_option(serve)
     serve.add_argument(
         "--transport",
-        choices=["stdio"],
+        choices=["stdio", "http"],
         default="stdio",
-        help="stdio (the client starts this command); streamable HTTP is not built yet",
+        help="stdio (the client starts this command) or http (streamable HTTP at /mcp)",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="http: address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, metavar="P", help="http: port to listen on (0 picks a free one)"
+    )
+    serve.add_argument(
+        "--tokens",
+        metavar="FILE",
+        help="http: YAML tokens file, `tokens: [{token: ..., tenant: ..., agent: ...}]` "
+        "(agent optional; --agent is the default for entries without one)",
     )
     add_gate_options(serve)
     serve.set_defaults(handler=_serve)
@@ -82,14 +97,32 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from runtime.auth import TokenFileError, load_tokens
     from runtime.mcp import McpUnavailable, require_sdk
 
+    tokens: TokenTable | None = None
     try:
         require_sdk()
+        if args.transport == "http":
+            if args.port is None or not 0 <= args.port <= 65535:
+                raise UsageError("--transport http needs --port P (0 to 65535; 0 picks one)")
+            if args.tokens is None:
+                raise UsageError(
+                    "--transport http needs --tokens FILE: every request must carry a bearer "
+                    "token, and the token decides the tenant"
+                )
+            if args.tenant is not None:
+                raise UsageError(
+                    "--tenant does not apply to --transport http: each token's entry in "
+                    "--tokens names its tenant"
+                )
+            tokens = load_tokens(args.tokens)
+        elif args.port is not None or args.tokens is not None:
+            raise UsageError("--port and --tokens are for --transport http")
         stack = build_stages(args)
-    except (UsageError, McpUnavailable) as exc:
+    except (UsageError, McpUnavailable, TokenFileError) as exc:
         return fail_usage(str(exc))
-    return asyncio.run(_serve_stdio(stack))
+    return asyncio.run(_serve_on(stack, args, tokens))
 
 
 def _pin(args: argparse.Namespace) -> int:
@@ -156,12 +189,27 @@ def _print_report(report: ServerReport, *, pin: bool) -> None:
             print(f"  {mark} {qualified}: {check.reason}")
 
 
-async def _serve_stdio(stack: Stack) -> int:
-    from runtime.mcp.serve import serve_stdio
+async def _serve_on(stack: Stack, args: argparse.Namespace, tokens: TokenTable | None) -> int:
+    from runtime.mcp.serve import serve_http, serve_stdio
+
+    def listening(url: str) -> None:
+        sys.stderr.write(f"agentrt: serving MCP (streamable HTTP) at {url}\n")
+        sys.stderr.flush()
 
     try:
         warn_refused_mcp_tools(await stack.open())
-        await serve_stdio(stack)
+        if tokens is None:
+            await serve_stdio(stack)
+        else:
+            try:
+                await serve_http(
+                    stack, tokens, host=args.host, port=args.port, on_listening=listening
+                )
+            except OSError as exc:
+                sys.stderr.write(
+                    f"agentrt: error: cannot listen on {args.host}:{args.port}: {exc}\n"
+                )
+                return 1
     finally:
         problem = await stack.finish()
     if problem is not None:

@@ -58,6 +58,12 @@ def register(subparsers: Any) -> None:
         ),
     )
     reap.add_argument("--all", action="store_true", help="remove every agentrt sandbox container")
+    reap.add_argument(
+        "--owner",
+        metavar="OWNER",
+        help="only containers whose agentrt.owner label is OWNER (HOST/PID/START, one process's); "
+        "with --all, all of that owner's",
+    )
     reap.add_argument("--docker-host", help="daemon address (default: $DOCKER_HOST)")
     reap.add_argument("--json", action="store_true", help="print the removed ids as JSON")
     reap.set_defaults(handler=_reap)
@@ -119,7 +125,7 @@ def _reap(args: argparse.Namespace) -> int:
     async def run() -> list[str]:
         api = DockerAPI(args.docker_host)
         try:
-            return await reap(api, everything=args.all)
+            return await reap(api, everything=args.all, owner=args.owner)
         finally:
             api.close()
 

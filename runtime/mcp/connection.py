@@ -2,7 +2,10 @@
 
 `McpConnection` owns a server's transport and SDK `ClientSession` in a task
 of its own (the SDK's context managers must be entered and left in one
-task). The first request starts the server; later ones reuse it. A server
+task). The first request starts the server; later ones reuse it. Each start
+lists the server's tools once, and a call that names the definition it was
+pinned with is sent only when the server, as started, still publishes
+exactly that definition. A server
 found dead before a call (its connection closed: it crashed, or was killed)
 is started again, after a back-off that doubles with each consecutive
 failure. A call that outlives its timeout, or a server that does not finish
@@ -21,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TextIO
 
@@ -30,7 +33,7 @@ from mcp import ClientSession, MCPError
 
 from runtime.mcp.config import HttpServer, StdioServer
 from runtime.mcp.launch import container_name, docker_run_args
-from runtime.mcp.pins import Definition
+from runtime.mcp.pins import Definition, check_pins
 from runtime.sandbox.hardening import BindMount
 
 __all__ = ["Backoff", "McpConnection", "McpServerError"]
@@ -45,7 +48,8 @@ class McpServerError(Exception):
     """A server could not be started or answered no result.
 
     Attributes:
-        kind: `start_failed`, `start_timeout`, `crashed`, `call_timeout`, or `protocol`.
+        kind: `start_failed`, `start_timeout`, `crashed`, `call_timeout`, `protocol`,
+            or `pin_mismatch` (the server no longer publishes the pinned definition).
         message: One sentence saying what happened and what happens next.
     """
 
@@ -68,6 +72,7 @@ class Backoff:
 
 Streams = tuple[Any, Any]
 TransportFactory = Callable[[], AbstractAsyncContextManager[Streams]]
+Listed = Callable[[Mapping[str, Definition]], None]
 
 
 class McpConnection:
@@ -79,6 +84,7 @@ class McpConnection:
         mounts: Checked bind mounts for a stdio server.
         network: Start a stdio server with network access (asked and granted).
         backoff: Restart delays after failures.
+        on_listed: Told what the server publishes each time it starts.
     """
 
     def __init__(
@@ -89,17 +95,20 @@ class McpConnection:
         mounts: tuple[BindMount, ...] = (),
         network: bool = False,
         backoff: Backoff | None = None,
+        on_listed: Listed | None = None,
     ) -> None:
         self.server_id = server_id
         self.config = config
         self.mounts = mounts
         self.network = network
         self.backoff = backoff or Backoff()
+        self.on_listed = on_listed
         self.starts = 0
         self.failures = 0
         self.container: str | None = None
         self.container_id: str | None = None
         self._session: ClientSession | None = None
+        self._live: dict[str, Definition] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._lock = asyncio.Lock()
@@ -119,38 +128,36 @@ class McpConnection:
     # -- the requests ---------------------------------------------------------
 
     async def list_definitions(self) -> dict[str, Definition]:
-        """Each published tool's definition (name, description, input schema), by name."""
-        session = await self._ready()
-        tools: list[types.Tool] = []
-        cursor: str | None = None
-        try:
-            while True:
-                params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-                async with asyncio.timeout(self.config.call_timeout_s):
-                    page = await session.list_tools(params=params)
-                tools.extend(page.tools)
-                cursor = page.next_cursor
-                if not cursor:
-                    break
-        except (TimeoutError, MCPError) as exc:
-            await self._failed_if_current(session, kill=True)
-            raise McpServerError(
-                "protocol", f"MCP server {self.server_id!r} did not list its tools: {exc}"
-            ) from None
-        return {
-            tool.name: Definition(tool.name, tool.description or "", dict(tool.input_schema))
-            for tool in tools
-        }
+        """Each published tool's definition (name, description, input schema), by name.
 
-    async def call(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        Listed once per start of the server (starting it if needed).
+        """
+        _, live = await self._ready()
+        return dict(live)
+
+    async def call(
+        self, name: str, arguments: dict[str, Any], *, pinned: Definition | None = None
+    ) -> types.CallToolResult:
         """Forward one `tools/call`.
 
+        Args:
+            name: The tool's name on the server.
+            arguments: Its arguments, already checked by the gate.
+            pinned: The definition the call was gated with: the call is sent
+                only if the server, as started, publishes exactly this.
+
         Raises:
-            McpServerError: The server could not be started, died during the call
-                (`crashed`) or did not answer in time (`call_timeout`); it was stopped
-                and starts again on the next call.
+            McpServerError: The server could not be started, publishes another
+                definition than `pinned` (`pin_mismatch`; nothing was sent), died
+                during the call (`crashed`) or did not answer in time
+                (`call_timeout`); it was stopped and starts again on the next call.
         """
-        session = await self._ready()
+        session, live = await self._ready()
+        if pinned is not None and (live.get(name) is None or live[name].sha256 != pinned.sha256):
+            check = check_pins(
+                self.server_id, {n: live[n] for n in (name,) if n in live}, {name: pinned}
+            )
+            raise McpServerError("pin_mismatch", check[0].reason)
         timeout = self.config.call_timeout_s
         self._in_flight += 1
         try:
@@ -183,8 +190,8 @@ class McpConnection:
 
     # -- life cycle -------------------------------------------------------------
 
-    async def _ready(self) -> ClientSession:
-        """The live session, started (or restarted after the back-off) when needed."""
+    async def _ready(self) -> tuple[ClientSession, dict[str, Definition]]:
+        """The live session and what it published, started (or restarted) when needed."""
         async with self._lock:
             if self._session is not None and self._in_flight == 0 and not await self._alive():
                 log.warning("MCP server %s is gone; restarting it", self.server_id)
@@ -197,7 +204,7 @@ class McpConnection:
                     await asyncio.sleep(wait)
                 await self._start()
             assert self._session is not None
-            return self._session
+            return self._session, self._live
 
     async def _alive(self) -> bool:
         assert self._session is not None
@@ -242,6 +249,16 @@ class McpConnection:
             ) from None
         if self.container is not None:
             self.container_id = await _container_id(self.container)
+        try:
+            async with asyncio.timeout(self.config.call_timeout_s):
+                self._live = await _list_tools(self._session)
+        except Exception as exc:  # a server that cannot list its tools is not usable
+            await self._failed(kill=True)
+            raise McpServerError(
+                "protocol", f"MCP server {self.server_id!r} did not list its tools: {exc}"
+            ) from None
+        if self.on_listed is not None:
+            self.on_listed(self._live)
 
     async def _hold(self, ready: asyncio.Future[ClientSession], stop: asyncio.Event) -> None:
         """Enter the transport and session, hand the session out, and hold it until `stop`."""
@@ -306,6 +323,7 @@ class McpConnection:
         """Stop the server: remove its container first when it may not stop by itself."""
         container, task, stop = self.container, self._task, self._stop
         self._session, self._task, self._stop = None, None, None
+        self._live = {}
         if kill and container is not None:
             await _remove_container(container)
         if stop is not None:
@@ -342,6 +360,21 @@ class McpConnection:
         """Stop the server and remove its container."""
         async with self._lock:
             await self._teardown(kill=False)
+
+
+async def _list_tools(session: ClientSession) -> dict[str, Definition]:
+    tools: list[types.Tool] = []
+    cursor: str | None = None
+    while True:
+        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        page = await session.list_tools(params=params)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if not cursor:
+            return {
+                tool.name: Definition(tool.name, tool.description or "", dict(tool.input_schema))
+                for tool in tools
+            }
 
 
 async def _docker(*args: str) -> tuple[int, str]:

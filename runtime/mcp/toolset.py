@@ -1,13 +1,16 @@
 """MCP servers' tools in the registry, as `SERVER.TOOL`, behind the same gate as local tools.
 
-`McpToolset.register` lists each server's tools once per session, checks
-them against the lock file's pins and adds the pinned ones to the registry as
-`McpTool`s: their `parameters` are the input schema the server published, so
-the argument gate validates calls against it like any local tool's. A tool
-whose schema is not valid JSON Schema, whose definition changed since it was
-pinned, or that was never pinned is refused: a call to it ends
-`unknown_tool` with the reason. A server that cannot be started refuses all
-its tools with that reason.
+`McpToolset.register` adds each server's pinned tools to the registry as
+`McpTool`s from the lock file, without starting anything: their `parameters`
+are the input schema the server published when it was pinned, so the
+argument gate validates calls against it like any local tool's. A server
+starts at the first call to one of its tools, and each start lists what it
+publishes: a call is sent only when its tool's definition is still exactly
+the pinned one. A tool whose definition changed, or that vanished, ends the
+call `unknown_tool` naming the change, and is refused from then on, as are
+tools the server added (never pinned). A pinned schema that is not valid JSON
+Schema refuses its tool at once. A server without pins is not started: none
+of its tools are offered until `agentrt mcp pin` reviewed them.
 
 `McpExecutor` wraps the stack's executor: a call to an `McpTool` is forwarded
 to its server's connection, anything else goes to the wrapped executor. So
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -101,11 +105,20 @@ def schema_problem(schema: Any) -> str | None:
 
 @dataclasses.dataclass
 class ServerReport:
-    """What registering one server found: its tools' standing, or why it could not start."""
+    """What registering or listing one server found: its tools' standing, or why not.
+
+    Attributes:
+        server_id: The server's id.
+        checks: Each tool's standing against the pins.
+        error: Why the server's tools are not offered at all.
+        listed: The checks come from the server itself; False when they come
+            from the lock (registering does not start servers).
+    """
 
     server_id: str
     checks: list[PinCheck] = dataclasses.field(default_factory=list)
     error: str | None = None
+    listed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -117,6 +130,8 @@ class ServerReport:
         }
         if self.error is not None:
             out["error"] = self.error
+        if not self.listed:
+            out["listed"] = False
         return out
 
 
@@ -134,6 +149,7 @@ class McpToolset:
         self.lock = lock
         self.workspace = workspace
         self._connections: dict[tuple[str, bool], McpConnection] = {}
+        self._registry: ToolRegistry | None = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, workspace: str | None = None) -> McpToolset:
@@ -154,42 +170,69 @@ class McpToolset:
             mounts = (
                 server_mounts(config, self.workspace) if isinstance(config, StdioServer) else ()
             )
-            found = McpConnection(server_id, config, mounts=mounts, network=network)
+            found = McpConnection(
+                server_id,
+                config,
+                mounts=mounts,
+                network=network,
+                on_listed=functools.partial(self._listed, server_id),
+            )
             self._connections[key] = found
         return found
+
+    def _listed(self, server_id: str, live: Mapping[str, Definition]) -> None:
+        """A server started: refuse, from now on, each of its tools that is not as pinned."""
+        if self._registry is None:
+            return
+        for check in check_pins(server_id, live, self.lock.servers.get(server_id)):
+            if not check.offered:
+                self._registry.refuse(f"{server_id}.{check.name}", check.reason)
 
     async def definitions(self, server_id: str) -> dict[str, Definition]:
         """What a server publishes now (starts it if needed)."""
         return await self.connection(server_id).list_definitions()
 
     async def register(self, registry: ToolRegistry) -> list[ServerReport]:
-        """Add every server's pinned, unchanged tools to `registry`; refuse the rest.
+        """Add every server's pinned tools to `registry` from the lock; start nothing.
 
-        Servers are listed concurrently; one that fails refuses its pinned tools
-        with the reason and does not stop the others.
+        The servers start at their first call, which checks the pins against
+        what they publish then.
         """
-        reports = await asyncio.gather(*(self.check(sid) for sid in self.config.servers))
-        for report in reports:
-            config = self.config.servers[report.server_id]
-            if report.error is not None:
-                for name in self.lock.servers.get(report.server_id, {}):
-                    registry.refuse(f"{report.server_id}.{name}", report.error)
+        self._registry = registry
+        return [self._register(server_id, registry) for server_id in self.config.servers]
+
+    def _register(self, server_id: str, registry: ToolRegistry) -> ServerReport:
+        config = self.config.servers[server_id]
+        pinned = self.lock.servers.get(server_id) or {}
+        if not pinned:
+            return ServerReport(
+                server_id,
+                error=(
+                    f"MCP server {server_id!r} has no pinned tools, so it is not started: review "
+                    f"its tools with `agentrt mcp diff`, then pin them with `agentrt mcp pin`"
+                ),
+                listed=False,
+            )
+        try:
+            self.connection(server_id)  # its mounts are checked now, not at the first call
+        except LaunchError as exc:
+            for name in pinned:
+                registry.refuse(f"{server_id}.{name}", str(exc))
+            return ServerReport(server_id, error=str(exc), listed=False)
+        checks = [PinCheck(name, "pinned", "", pinned[name]) for name in sorted(pinned)]
+        for check in checks:
+            qualified = f"{server_id}.{check.name}"
+            assert check.definition is not None
+            problem = schema_problem(check.definition.input_schema)
+            if problem is not None:
+                registry.refuse(qualified, f"{qualified}: {problem}")
                 continue
-            for check in report.checks:
-                qualified = f"{report.server_id}.{check.name}"
-                if not check.offered or check.definition is None:
-                    registry.refuse(qualified, check.reason)
-                    continue
-                problem = schema_problem(check.definition.input_schema)
-                if problem is not None:
-                    registry.refuse(qualified, f"{qualified}: {problem}")
-                    continue
-                registry.add(
-                    McpTool.from_definition(
-                        report.server_id, check.definition, timeout_s=config.call_timeout_s
-                    )
+            registry.add(
+                McpTool.from_definition(
+                    server_id, check.definition, timeout_s=config.call_timeout_s
                 )
-        return list(reports)
+            )
+        return ServerReport(server_id, checks, listed=False)
 
     async def check(self, server_id: str) -> ServerReport:
         """A server's published tools against its pins, or why it could not be listed."""
@@ -207,16 +250,18 @@ class McpToolset:
         """Forward one gated, allowed call to the tool's server; never raises for its failure."""
         started = time.perf_counter()
         facts: dict[str, Any] = {"mode": "mcp", "mcp_server": tool.server_id}
+        pinned = self.lock.servers.get(tool.server_id, {}).get(tool.remote_name)
         try:
             connection = self.connection(tool.server_id, network="network" in context.grants)
             facts["mode"] = connection.mode
-            result = await connection.call(tool.remote_name, dict(arguments))
+            result = await connection.call(tool.remote_name, dict(arguments), pinned=pinned)
         except (McpServerError, LaunchError) as exc:
             kind = getattr(exc, "kind", "launch")
-            status = CallStatus.TIMEOUT if kind == "call_timeout" else CallStatus.SANDBOX_ERROR
+            status = _STATUS_OF_KIND.get(kind, CallStatus.SANDBOX_ERROR)
+            kind = "unknown_tool" if status is CallStatus.UNKNOWN_TOOL else f"mcp_{kind}"
             return ExecutionResult(
                 status=status,
-                error=ErrorInfo(type=f"mcp_{kind}", message=str(exc)),
+                error=ErrorInfo(type=kind, message=str(exc)),
                 duration_ms=(time.perf_counter() - started) * 1000,
                 sandbox=facts,
             )
@@ -230,6 +275,13 @@ class McpToolset:
         """Stop every server of this session and remove their containers."""
         connections, self._connections = list(self._connections.values()), {}
         await asyncio.gather(*(c.aclose() for c in connections), return_exceptions=True)
+
+
+_STATUS_OF_KIND = {
+    "call_timeout": CallStatus.TIMEOUT,
+    # the server no longer publishes what the call was gated with: nothing was sent
+    "pin_mismatch": CallStatus.UNKNOWN_TOOL,
+}
 
 
 def _execution_result(
@@ -275,8 +327,8 @@ class McpExecutor:
         prewarm = getattr(inner, "prewarm", None)
         if prewarm is not None:  # the warm pool of local tools keeps working
             self.prewarm = prewarm
-        starts = [s.start_timeout_s for s in toolset.config.servers.values()]
-        # a call may first wait for its server to (re)start, then for the back-off
+        # a call may first wait for the back-off, then for its server to start and list its tools
+        starts = [s.start_timeout_s + s.call_timeout_s for s in toolset.config.servers.values()]
         self.sandbox_wait_s = max(
             [float(getattr(inner, "sandbox_wait_s", 0.0) or 0.0), *(s + 10.0 for s in starts)]
         )

@@ -4,7 +4,9 @@ Every container carries `agentrt.owner=<hostname>/<pid>/<process start time>`.
 A container is an orphan when its owner ran on this host and that process no
 longer exists (the start time guards against a reused pid). Containers owned
 by live processes, or by other hosts sharing the engine, are left alone unless
-the caller asks for all of them.
+the caller asks for all of them. A reap can be limited to one owner, so that
+cleaning up after one process never touches what others left on a shared
+engine.
 """
 
 from __future__ import annotations
@@ -81,21 +83,26 @@ def owner_alive(owner: str | None) -> bool | None:
     return current is not None and current == ticks
 
 
-def _is_orphan(container: dict[str, Any], everything: bool) -> bool:
+def _is_orphan(container: dict[str, Any], everything: bool, only_owner: str | None) -> bool:
     labels = container.get("Labels") or {}
     owner = labels.get(LABEL_OWNER)
+    if only_owner is not None and owner != only_owner:
+        return False
     if owner == owner_id():
         return everything
     return everything or owner_alive(owner) is False
 
 
-async def reap(api: DockerAPI, *, everything: bool = False) -> list[str]:
+async def reap(api: DockerAPI, *, everything: bool = False, owner: str | None = None) -> list[str]:
     """Remove this runtime's orphaned containers, in any state (Created ones included).
 
     Args:
         api: The Docker connection.
         everything: Remove every container labelled by this runtime, even ones
             a live process owns. Only for when no runtime process is running.
+        owner: Only containers with this `agentrt.owner` label value (one
+            process's, as `owner_id()` wrote it in that process); with
+            `everything`, all of that owner's, alive or not.
 
     Returns:
         The ids of the removed containers.
@@ -103,13 +110,14 @@ async def reap(api: DockerAPI, *, everything: bool = False) -> list[str]:
     Raises:
         SandboxUnavailable: The daemon cannot be reached.
     """
+    labels = [f"{LABEL}=1"] + ([f"{LABEL_OWNER}={owner}"] if owner is not None else [])
     try:
-        found = await api.list([f"{LABEL}=1"], all=True)
+        found = await api.list(labels, all=True)
     except Exception as exc:
         raise api.translate(exc) from None
     removed: list[str] = []
     for container in found:
-        if not _is_orphan(container, everything):
+        if not _is_orphan(container, everything, owner):
             continue
         container_id = str(container.get("Id"))
         try:

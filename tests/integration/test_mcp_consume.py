@@ -184,6 +184,7 @@ async def test_list_call_validate_deny_and_approve(workdir: Path) -> None:
     pin(config)
     async with opened(workdir, config) as (stack, reports):
         assert {r.server_id: r.error for r in reports} == {"time": None, "fx": None}
+        assert mcp_containers() == []  # the pinned tools are offered; nothing started yet
         names = set(stack.registry.names)
         assert {"time.get_current_time", "time.convert_time", "fx.echo", "fx.whoami"} <= names
         assert "calculate" in names  # the local tools are still there
@@ -267,14 +268,23 @@ async def test_changed_definitions_are_refused_until_pinned_again(workdir: Path)
     assert "description changed; input schema changed: added upper" in diff.stdout
 
     async with opened(workdir, config) as (stack, _):
-        changed = await call(stack, "fx.echo", {"text": "hi", "upper": True})
+        # offered as pinned; the first call starts the server, which publishes another echo
+        assert "fx.echo" in stack.registry and mcp_containers() == []
+        changed = await call(stack, "fx.echo", {"text": "hi"})
         assert changed.status is CallStatus.UNKNOWN_TOOL
         assert "changed since it was pinned" in changed.error.message
         assert "added upper" in changed.error.message
+        assert changed.result is None and changed.error.type == "unknown_tool"  # not sent
+        # and from then on it is refused at the gate, like the tool the server added
+        assert "fx.echo" not in stack.registry
+        again = await call(stack, "fx.echo", {"text": "hi"})
+        assert again.status is CallStatus.UNKNOWN_TOOL and "added upper" in again.error.message
+        assert again.execution is None
         new = await call(stack, "fx.shout", {"text": "hi"})
         assert new.status is CallStatus.UNKNOWN_TOOL and "not pinned" in new.error.message
         unchanged = await call(stack, "fx.whoami", {})
         assert unchanged.status is CallStatus.OK, unchanged.error
+        assert stack.mcp is not None and stack.mcp.connection("fx").starts == 1
 
     pin(config)
     assert agentrt("mcp", "diff", str(config)).returncode == 0
@@ -299,7 +309,8 @@ async def test_a_crashed_server_is_restarted_on_the_next_call(workdir: Path) -> 
         assert after.execution.sandbox["container_id"] != before.execution.sandbox["container_id"]
         assert stack.mcp is not None
         assert stack.mcp.connection("fx").starts == 2
-        assert len(mcp_containers()) == 2  # the crashed one is gone
+        # the crashed one is gone, and the time server, never called, never started
+        assert mcp_containers() == [stack.mcp.connection("fx").container]
 
 
 async def test_a_server_idle_crash_is_noticed_before_the_call(workdir: Path) -> None:
@@ -308,6 +319,9 @@ async def test_a_server_idle_crash_is_noticed_before_the_call(workdir: Path) -> 
     async with opened(workdir, config) as (stack, _):
         assert stack.mcp is not None
         connection = stack.mcp.connection("fx")
+        assert connection.container is None  # not started before its first call
+        first = await call(stack, "fx.whoami", {})
+        assert first.status is CallStatus.OK, first.error
         assert connection.container is not None
         await asyncio.to_thread(
             subprocess.run,
@@ -338,12 +352,13 @@ async def test_a_server_that_hangs_on_start_is_timed_out(workdir: Path) -> None:
     config = write_config(workdir, start_timeout=3)
     (workdir / "srv" / "hang_on_start").write_text("")
     async with opened(workdir, config) as (stack, reports):
-        errors = {r.server_id: r.error for r in reports}
-        assert errors["time"] is None
-        assert "did not finish starting within 3 s" in (errors["fx"] or "")
+        assert {r.server_id: r.error for r in reports} == {"time": None, "fx": None}
         refused = await call(stack, "fx.echo", {"text": "hi"})
-        assert refused.status is CallStatus.UNKNOWN_TOOL
-        assert "did not finish starting" in refused.error.message
+        assert refused.status is CallStatus.SANDBOX_ERROR
+        assert refused.error.type == "mcp_start_timeout"
+        assert "did not finish starting within 3 s" in refused.error.message
+        now = await call(stack, "time.get_current_time", {"timezone": "UTC"})
+        assert now.status is CallStatus.OK, now.error
         assert len(mcp_containers()) == 1  # only the time server's
 
 
@@ -375,3 +390,63 @@ def test_the_servers_file_is_strict(workdir: Path) -> None:
     )
     done = agentrt("mcp", "diff", str(config))
     assert done.returncode == 2 and "must name an environment variable" in done.stderr
+
+
+LEAKER = """
+import asyncio, json, sys
+from runtime.calls import CallContext, ToolCallRequest
+from runtime.sandbox.reaper import owner_id
+from runtime.stack import build_stack
+
+async def main():
+    stack = build_stack("tools", policy=sys.argv[2], sandbox="inprocess", audit_log=None,
+                        approvals_db=None, mcp=sys.argv[1])
+    await stack.open()
+    request = ToolCallRequest(id="leak", name="fx.whoami", arguments="{}")
+    outcome = await stack.pipeline().process(request, CallContext(run_id="leak"))
+    connection = stack.mcp.connection("fx")
+    print(json.dumps({"status": outcome.status.value, "owner": owner_id(),
+                      "container": connection.container_id}), flush=True)
+    await asyncio.Event().wait()  # never closes the stack: the test kills it
+
+asyncio.run(main())
+"""
+
+
+def container_exists(container_id: str) -> bool:
+    found = subprocess.run(["docker", "inspect", container_id], capture_output=True, check=False)
+    return found.returncode == 0
+
+
+async def test_a_killed_process_leaves_its_server_to_the_reaper(workdir: Path) -> None:
+    config = write_config(workdir)
+    pin(config)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        LEAKER,
+        str(config),
+        str(workdir / "policy"),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(120):
+            line = await process.stdout.readline()
+        started = json.loads(line)
+        assert started["status"] == "ok"
+    finally:
+        process.kill()  # SIGKILL: no stack.aclose(), no cleanup of any kind
+        await process.wait()
+    container, owner = started["container"], started["owner"]
+    assert owner.split("/")[1] == str(process.pid)
+    assert container_exists(container)  # leaked: its owner is gone, the container is not
+
+    # scoped to the killed process, so other processes' containers on the engine are untouched
+    reaped = agentrt("sandbox", "reap", "--owner", owner, "--json")
+    assert reaped.returncode == 0, reaped.stderr
+    assert json.loads(reaped.stdout)["removed"] == [container]
+    assert not container_exists(container)
