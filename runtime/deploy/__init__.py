@@ -1,0 +1,1 @@
+"""Deploying LoRA adapters to a live vLLM server, behind an eval gate."""
