@@ -157,6 +157,7 @@ class ScriptedServer:
         stream_chunk: Size of argument fragments in streamed replies.
         handlers: Replies by model name, or by the path an adapter was loaded
             from; a request for any other model gets `handler` or the script.
+            Read at request time: a test may add entries while the server runs.
         enable_lora: Serve LoRA adapters as vLLM does (see the module docstring).
         lora_modules: Adapters loaded at start, name -> path (`--lora-modules`).
         runtime_lora_updating: Whether the load/unload endpoints exist.
@@ -185,7 +186,7 @@ class ScriptedServer:
     ) -> None:
         self._script = list(replies)
         self._handler = handler
-        self._handlers = {str(key): value for key, value in (handlers or {}).items()}
+        self._handlers: Mapping[str, Handler] = handlers if handlers is not None else {}
         self.adapters: ScriptedAdapters | None = None
         if enable_lora or lora_modules:
             self.adapters = ScriptedAdapters(
