@@ -183,9 +183,14 @@ def test_worse_is_rejected_unloaded_and_the_reason_given(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert world.deploy(world.adapter(GOOD), capsys)[0] == 0
-    code, out, _ = world.deploy(world.adapter(WORSE), capsys)
+    report = world.tmp / "reports" / "deploy.json"
+    code, out, _ = world.deploy(world.adapter(WORSE), capsys, "--out", str(report))
     assert code == 1
     assert out["status"] == "rejected" and out["serving"] == "tools@v1"
+    rows = json.loads(report.read_text())["predictions"]
+    assert len(rows) == len(ITEMS)
+    lost = [row["id"] for row in rows if row["old"]["correct"] and not row["new"]["correct"]]
+    assert lost == ["c5", "c6", "c7"]
     assert "full-call rate 62.5 % is lower than tools@v1's 100.0 %" in out["message"]
     assert world.loaded == {"tools@v1"}
     with world.registry() as registry:
