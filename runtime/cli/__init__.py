@@ -27,6 +27,7 @@ _COMMANDS = (
     "dataset",
     "finetune",
     "eval",
+    "adapter",
     "rag",
     "mcp",
 )

@@ -106,7 +106,7 @@ def _finetune(args: argparse.Namespace) -> int:
     loaded = time.monotonic() - started
     outputs = {"adapter_dir": str(args.out)}
     if args.save_base is not None:  # before LoRA layers are injected into `model`
-        outputs["base_dir"] = str(export_base(model, tokenizer, args.save_base))
+        outputs["base_dir"] = str(export_base(model, tokenizer, args.save_base, base=base_name))
     init = args.init_adapter
     if init is not None and str(init) == "general":
         from runtime.model.adapters import general_adapter_dir

@@ -3,7 +3,8 @@
 Exit codes: 0 the run completed; 1 it stopped otherwise (`max_turns`,
 `pending_approval`, `model_error`, ...: the output says which); 2 it was
 refused before the model was asked (bad flags, a `--tool-choice` naming no
-tool, `--resume` without `--policy`, or a run that cannot be resumed); 3 a
+tool, `--resume` without `--policy`, a run that cannot be resumed, or a
+deployed adapter whose promoted version the server has not loaded); 3 a
 call ran, and the run is printed, but the audit log could not record all of
 it (the call shows `audited: false`), or the log could not be closed.
 """
@@ -15,6 +16,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
+from runtime.cli.adapter_cmd import add_store_option
 from runtime.cli.embedded_model import add_embedded_model_options, embedded_server
 from runtime.cli.gate_options import (
     EXIT_NOT_AUDITED,
@@ -81,6 +83,7 @@ def register(subparsers: Any) -> None:
     )
     add_model_timeout_option(parser)
     add_embedded_model_options(parser)
+    add_store_option(parser, "--adapter-store")
     parser.add_argument("prompt", nargs="?", help="the user's request")
     parser.set_defaults(handler=_handle)
 
@@ -96,6 +99,37 @@ def add_model_timeout_option(parser: argparse.ArgumentParser) -> None:
         f"failed requests are retried within a turn deadline of "
         f"{DEFAULT_TURN_TIMEOUT_S:g} s (or SECONDS if longer)",
     )
+
+
+def deployed_model(args: argparse.Namespace) -> str:
+    """The name to send for `--model`: a deployed adapter's promoted `NAME@vN`, if loaded.
+
+    A name the adapter store does not know (or no store at all) is sent as
+    given; a known one only when the server lists what it resolves to.
+
+    Raises:
+        UsageError: The store names a version the server has not loaded.
+    """
+    from runtime.deploy.registry import RegistryError, SQLiteAdapterRegistry, store_path
+    from runtime.deploy.resolve import AdapterNotLoaded, resolve_model
+    from runtime.deploy.server import AdapterServer, AdapterServerError
+
+    try:
+        path = store_path(args.adapter_store)
+    except RegistryError as exc:
+        raise UsageError(str(exc)) from None
+    if not path.exists():
+        return str(args.model)
+
+    async def resolve(registry: SQLiteAdapterRegistry) -> str:
+        async with AdapterServer(args.base_url, api_key=args.api_key) as server:
+            return await resolve_model(args.model, registry=registry, server=server)
+
+    with SQLiteAdapterRegistry(path) as registry:
+        try:
+            return asyncio.run(resolve(registry))
+        except (AdapterNotLoaded, AdapterServerError) as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _seconds(value: str) -> float:
@@ -119,6 +153,8 @@ def _handle(args: argparse.Namespace) -> int:
             )
         if args.base_url and (args.adapter or args.base):
             raise UsageError("--adapter and --base choose the embedded model; not with --base-url")
+        if args.base_url:
+            args.model = deployed_model(args)
         local = None if args.base_url else embedded_server(args)
         settings = settings_from_args(args)
         if args.max_turns < 1:

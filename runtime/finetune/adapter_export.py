@@ -10,7 +10,9 @@
   models (tensor names, the Q/K row permutation, `adapter.lora.alpha`) with the
   `gguf` package alone, so no llama.cpp checkout is needed.
 - `export_base` saves the dequantised base model as a Hugging Face directory
-  (safetensors, no GGUF `quantization_config`, which vLLM rejects).
+  (safetensors, no GGUF `quantization_config`, which vLLM rejects), with
+  `agentrt_base.json` naming it as its adapters name their base, so
+  `agentrt adapter deploy` can tell it is theirs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from runtime.finetune.chat_template import BOS_TOKEN, CHAT_TEMPLATE, EOS_TOKEN
 
 __all__ = [
+    "BASE_MANIFEST_FILE",
     "CHAT_TEMPLATE_FILE",
     "GGUF_ADAPTER_FILE",
     "MANIFEST_FILE",
@@ -35,6 +38,9 @@ __all__ = [
 ]
 
 MANIFEST_FILE = "agentrt_adapter.json"
+#: Next to an exported base: `{"base": NAME}`, NAME being what adapters trained on
+#: it record as `base_model_name_or_path`.
+BASE_MANIFEST_FILE = "agentrt_base.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 GGUF_ADAPTER_FILE = "adapter.gguf"
 
@@ -191,7 +197,14 @@ def _tensor_order(name: str) -> tuple[int, str]:
     return int(parts[1]), parts[2]
 
 
-def export_base(model: Any, tokenizer: Any, out_dir: Path, *, dtype: str = "bfloat16") -> Path:
+def export_base(
+    model: Any,
+    tokenizer: Any,
+    out_dir: Path,
+    *,
+    dtype: str = "bfloat16",
+    base: str | None = None,
+) -> Path:
     """Save the (dequantised) base model as a Hugging Face directory for vLLM.
 
     Args:
@@ -199,6 +212,8 @@ def export_base(model: Any, tokenizer: Any, out_dir: Path, *, dtype: str = "bflo
         tokenizer: Saved alongside, with the training chat template.
         out_dir: Target directory.
         dtype: `bfloat16` (half the size) or `float32`.
+        base: The name adapters trained on it record (`bundled:...gguf`, a
+            path); written to `agentrt_base.json`.
     """
     import torch
 
@@ -216,6 +231,8 @@ def export_base(model: Any, tokenizer: Any, out_dir: Path, *, dtype: str = "bflo
     tokenizer.save_pretrained(str(out_dir))
     (out_dir / CHAT_TEMPLATE_FILE).write_text(CHAT_TEMPLATE, encoding="utf-8")
     _ensure_template_in_tokenizer_config(out_dir)
+    if base is not None:
+        (out_dir / BASE_MANIFEST_FILE).write_text(json.dumps({"base": base}, indent=2) + "\n")
     return out_dir
 
 

@@ -220,16 +220,18 @@ async def predict_variant(
     concurrency: int = 1,
     progress: bool = True,
     timeout_s: float = 300.0,
+    api_key: str = "not-needed",
 ) -> list[VariantRun]:
     """Ask for the next turn of every item, composed the variant's way.
 
-    `timeout_s` bounds one request (a busy CPU server can take minutes on a long prompt).
+    `timeout_s` bounds one request (a busy CPU server can take minutes on a long prompt);
+    `api_key` is sent as a bearer token (a vLLM started with `--api-key`).
     """
     from runtime.model import OpenAICompatibleClient
     from runtime.model.client import ModelError
 
     prepared = _Prepared(variant, max_tokens)
-    client = OpenAICompatibleClient(base_url, model, timeout_s=timeout_s)
+    client = OpenAICompatibleClient(base_url, model, timeout_s=timeout_s, api_key=api_key)
     semaphore = asyncio.Semaphore(concurrency)
     done = 0
 

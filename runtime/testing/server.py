@@ -10,6 +10,14 @@ Example:
     with ScriptedServer([ScriptedReply.call("add", {"a": 1, "b": 2}),
                          ScriptedReply.message("3")]) as server:
         client = OpenAICompatibleClient(server.base_url, server.model)
+
+With `enable_lora=True` it is a vLLM server started with `--enable-lora` (and
+`VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`): it answers the two adapter
+endpoints, lists loaded adapters in `/v1/models`, and refuses a completion
+for a model name that is neither the base nor a loaded adapter with vLLM's
+404 (see `runtime.testing.lora`). `handlers` gives a model name, or an
+adapter's path, its own replies, so an adapter answers differently from the
+base, and the same files answer the same under any name they are loaded as.
 """
 
 from __future__ import annotations
@@ -22,7 +30,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
+
+from runtime.testing.lora import AdminReply, ScriptedAdapters
 
 __all__ = ["ScriptedReply", "ScriptedServer"]
 
@@ -125,7 +136,13 @@ _ERROR_TYPES = {
     500: "InternalServerError",
     503: "ServiceUnavailableError",
 }
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
 
 
 class ScriptedServer:
@@ -136,11 +153,21 @@ class ScriptedServer:
             "script exhausted" so a test notices.
         handler: Alternative to `replies`: computes a reply from the request
             body (for many concurrent conversations).
-        model: The model name it reports.
+        model: The model name it reports (the base model, with `enable_lora`).
         stream_chunk: Size of argument fragments in streamed replies.
+        handlers: Replies by model name, or by the path an adapter was loaded
+            from; a request for any other model gets `handler` or the script.
+            Read at request time: a test may add entries while the server runs.
+        enable_lora: Serve LoRA adapters as vLLM does (see the module docstring).
+        lora_modules: Adapters loaded at start, name -> path (`--lora-modules`).
+        runtime_lora_updating: Whether the load/unload endpoints exist.
+        max_lora_rank: `--max-lora-rank`; a load above it fails as in vLLM.
+        model_root: The base's path as `/v1/models` reports it.
 
     Attributes:
         requests: Every chat-completions request body received, in order.
+        adapters: The adapter table (`enable_lora`), else None: `loaded`,
+            `events` (each load/unload) and `unknown_model_requests`.
     """
 
     def __init__(
@@ -150,9 +177,25 @@ class ScriptedServer:
         handler: Handler | None = None,
         model: str = "scripted",
         stream_chunk: int = 7,
+        handlers: Mapping[str, Handler] | None = None,
+        enable_lora: bool = False,
+        lora_modules: Mapping[str, str | Path] | None = None,
+        runtime_lora_updating: bool = True,
+        max_lora_rank: int = 16,
+        model_root: str | None = None,
     ) -> None:
         self._script = list(replies)
         self._handler = handler
+        self._handlers: Mapping[str, Handler] = handlers if handlers is not None else {}
+        self.adapters: ScriptedAdapters | None = None
+        if enable_lora or lora_modules:
+            self.adapters = ScriptedAdapters(
+                model,
+                root=model_root or f"/models/{model}",
+                static=lora_modules,
+                runtime_updating=runtime_lora_updating,
+                max_lora_rank=max_lora_rank,
+            )
         self.model = model
         self.stream_chunk = stream_chunk
         self.requests: list[dict[str, Any]] = []
@@ -243,11 +286,25 @@ class ScriptedServer:
     def _next_reply(self, body: dict[str, Any]) -> ScriptedReply:
         with self._lock:
             self.requests.append(body)
+            own = self._handler_for(body.get("model"))
+            if own is not None:
+                return own(body)
             if self._handler is not None:
                 return self._handler(body)
             if not self._script:
                 return ScriptedReply.failure(500, "scripted server: script exhausted")
             return self._script.pop(0)
+
+    def _handler_for(self, model: Any) -> Handler | None:
+        """The replies of one model name, or of the adapter loaded under it."""
+        if not isinstance(model, str):
+            return None
+        if model in self._handlers:
+            return self._handlers[model]
+        path = self.adapters.path_of(model) if self.adapters is not None else None
+        if path is None:
+            return None
+        return self._handlers.get(path) or self._handlers.get(str(Path(path)))
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -275,11 +332,16 @@ class ScriptedServer:
         self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter
     ) -> bool:
         if method == "GET" and path.rstrip("/").endswith("/models"):
-            models = {
-                "object": "list",
-                "data": [{"id": self.model, "object": "model", "owned_by": "scripted"}],
-            }
-            await _send_json(writer, 200, models)
+            cards = (
+                self.adapters.cards()
+                if self.adapters is not None
+                else [{"id": self.model, "object": "model", "owned_by": "scripted"}]
+            )
+            await _send_json(writer, 200, {"object": "list", "data": cards})
+            return True
+        admin = self.adapters.route(path, raw) if self.adapters and method == "POST" else None
+        if admin is not None:
+            await _send_admin(writer, admin)
             return True
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             await _send_json(writer, 404, _error_body(404, f"no route {method} {path}"))
@@ -288,6 +350,10 @@ class ScriptedServer:
             body = json.loads(raw)
         except ValueError:
             await _send_json(writer, 400, _error_body(400, "request body is not JSON"))
+            return True
+        unknown = self.adapters.check_model(body.get("model")) if self.adapters else None
+        if unknown is not None:
+            await _send_admin(writer, unknown)
             return True
         reply = self._next_reply(body)
         if reply.delay_s > 0 and await self._closed_within(reply.delay_s):
@@ -465,16 +531,24 @@ async def _send_json(
     await _send_bytes(writer, status, json.dumps(payload).encode(), "application/json", headers)
 
 
+async def _send_admin(writer: asyncio.StreamWriter, reply: AdminReply) -> None:
+    """An adapter endpoint's answer: JSON, or text sent (as vLLM does) with no content type."""
+    if isinstance(reply.body, str):
+        await _send_bytes(writer, reply.status, reply.body.encode(), None)
+    else:
+        await _send_json(writer, reply.status, reply.body)
+
+
 async def _send_bytes(
     writer: asyncio.StreamWriter,
     status: int,
     data: bytes,
-    content_type: str,
+    content_type: str | None,
     headers: Iterable[tuple[str, str]] = (),
 ) -> None:
     lines = [
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
-        f"content-type: {content_type}",
+        *([f"content-type: {content_type}"] if content_type else []),
         f"content-length: {len(data)}",
         *(f"{key}: {value}" for key, value in headers),
     ]
