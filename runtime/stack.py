@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from runtime.approvals.store import ApprovalStore
     from runtime.model.client import ModelClient
     from runtime.pipeline import ToolCallPipeline
+    from runtime.policy.ratelimit import RateLimitStore
+    from runtime.state_store import StateStore
 
 __all__ = [
     "DEFAULT_APPROVALS_DB",
@@ -82,13 +84,19 @@ def build_registry(tools: ToolRegistry | Iterable[Tool] | str) -> ToolRegistry:
     return registry
 
 
-def build_policy(policy: PolicyEngine | str | os.PathLike[str] | None) -> PolicyEngine:
+def build_policy(
+    policy: PolicyEngine | str | os.PathLike[str] | None,
+    *,
+    rate_limits: RateLimitStore | None = None,
+) -> PolicyEngine:
     """The decide stage: an engine as given, or a policy set loaded all-or-nothing.
 
     Args:
         policy: `None` for the shipped least-privilege policy (default deny),
             a directory or file of policy YAML, or any `PolicyEngine`
             (`allow_all()` is the explicit opt-out).
+        rate_limits: Where a loaded policy's windows live (default: SQLite at
+            `.agentrt/ratelimits.db`); ignored for an engine given as is.
 
     Raises:
         StackError: The path does not exist (never read as "allow"), or a
@@ -105,7 +113,7 @@ def build_policy(policy: PolicyEngine | str | os.PathLike[str] | None) -> Policy
             f"or allow_all() / --policy none to run without a policy)"
         )
     try:
-        return load_policies(source)
+        return load_policies(source, rate_limits=rate_limits)
     except PolicyLoadError as exc:
         raise StackError(str(exc)) from None
 
@@ -195,7 +203,8 @@ class Stack:
 
     Close it when done (`async with stack:` or `await stack.finish()`): that
     stops sandbox containers, signs the audit log's last checkpoint and
-    closes the approval store.
+    closes the approval store (and the shared state store it was built on,
+    when the stack opened it).
     """
 
     registry: ToolRegistry
@@ -204,6 +213,8 @@ class Stack:
     audit: AuditSink | None
     context: CallContext
     approvals: ApprovalStore | None = None
+    state: StateStore | None = None
+    owns_state: bool = True
 
     def agent(self, model: ModelClient, **options: Any) -> Agent:
         """An `Agent` over these stages; `options` are `Agent`'s other arguments."""
@@ -260,7 +271,10 @@ class Stack:
             except AuditWriteError as exc:
                 problem = f"the audit log could not be closed: {exc}"
             finally:
-                if self.approvals is not None:
+                if self.state is not None:
+                    if self.owns_state:
+                        self.state.close()
+                elif self.approvals is not None:
                     self.approvals.close()
         return problem
 
@@ -281,6 +295,7 @@ def build_stack(
     pool_size: int = 0,
     audit_log: str | os.PathLike[str] | AuditSink | None = DEFAULT_AUDIT,
     approvals_db: str | os.PathLike[str] | None = DEFAULT_APPROVALS_DB,
+    store: str | StateStore | None = None,
     tenant: str | None = None,
     agent: str | None = None,
     principal: str | None = None,
@@ -302,6 +317,10 @@ def build_stack(
             The policy's `audit.redact` paths are redacted in every record.
         approvals_db: Where calls waiting for a human are kept (SQLite); `None`
             for none. Not opened with `allow_all()`, which never asks a human.
+        store: The shared state store instead: a URL (`sqlite:///PATH`,
+            `postgresql://…`; the stack opens and closes it) or an open
+            `StateStore` (left open). Approvals, paused runs and the policy's
+            rate-limit windows all live there; `approvals_db` is then unused.
         tenant: Who the calls are made for (policy scopes, audit).
         agent: The agent's name (policy scopes, audit).
         principal: The end user on whose behalf the agent acts.
@@ -309,15 +328,24 @@ def build_stack(
 
     Raises:
         StackError: A stage cannot be built; nothing is left open.
+        StoreUnavailable: The store's PostgreSQL cannot be reached.
+        SchemaTooNew: The store was migrated by a newer agentrt.
     """
     registry = build_registry(tools)
-    engine = build_policy(policy)
+    state, owns_state = _open_state(store)
+    try:
+        engine = build_policy(policy, rate_limits=state.rate_limits if state else None)
+    except BaseException:
+        if state is not None and owns_state:
+            state.close()
+        raise
     values: dict[str, Any] = dict(context or {})
     values.update(
         {k: v for k, v in (("tenant", tenant), ("agent", agent), ("principal", principal)) if v}
     )
-    audit = build_audit(audit_log, engine)
+    audit = None
     try:
+        audit = build_audit(audit_log, engine)
         executor = build_executor(
             sandbox,
             allow_unsandboxed=allow_unsandboxed,
@@ -327,10 +355,36 @@ def build_stack(
     except StackError:
         if audit is not None:
             audit.close()
+        if state is not None and owns_state:
+            state.close()
         raise
     approvals = None
-    if approvals_db is not None and not isinstance(engine, AllowAllPolicy):
+    if state is not None:
+        approvals = state.approvals if not isinstance(engine, AllowAllPolicy) else None
+    elif approvals_db is not None and not isinstance(engine, AllowAllPolicy):
         from runtime.approvals.store import ApprovalStore
 
         approvals = ApprovalStore(approvals_db)
-    return Stack(registry, executor, engine, audit, call_context(values), approvals)
+    return Stack(
+        registry,
+        executor,
+        engine,
+        audit,
+        call_context(values),
+        approvals,
+        state=state,
+        owns_state=owns_state,
+    )
+
+
+def _open_state(store: str | StateStore | None) -> tuple[StateStore | None, bool]:
+    if store is None:
+        return None, False
+    if not isinstance(store, str):
+        return store, False
+    from runtime.state_store import open_state_store
+
+    try:
+        return open_state_store(store), True
+    except ValueError as exc:
+        raise StackError(str(exc)) from None

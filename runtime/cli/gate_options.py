@@ -53,6 +53,7 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_APPROVALS_DB,
         help=f"where calls waiting for a human are kept (default: {DEFAULT_APPROVALS_DB})",
     )
+    add_store_option(parser)
     parser.add_argument("--tenant", help="tenant the call is made for")
     parser.add_argument("--agent", help="agent name, for policy scopes and audit")
     parser.add_argument(
@@ -85,6 +86,18 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         default=None,
         help=f"append audit records here (default: {DEFAULT_AUDIT_LOG}; 'none' disables)",
+    )
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """`--store URL`: the shared state store (approvals, paused runs, rate limits)."""
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default=os.environ.get("AGENTRT_STORE") or None,
+        help="shared state store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env "
+        "AGENTRT_STORE); approvals, paused runs and rate-limit windows live there "
+        "(default: SQLite files under .agentrt/)",
     )
 
 
@@ -157,8 +170,17 @@ def build_stages(args: argparse.Namespace, *, pool_size: int = 0) -> Stack:
             command, a few for agent runs.
     """
     from runtime.stack import StackError, build_stack
+    from runtime.storage import StoreError
 
-    policy = build_policy(getattr(args, "policy", None))
+    policy_flag = getattr(args, "policy", None)
+    store = getattr(args, "store", None)
+    # A policy loaded here would keep its windows in the default SQLite file:
+    # with a store, build_stack loads it over the store's windows instead.
+    policy: PolicyEngine | str | None
+    if store and (policy_flag is None or policy_flag.lower() != NO_POLICY):
+        policy = policy_flag
+    else:
+        policy = build_policy(policy_flag)
     values = parse_context(getattr(args, "context", []))
     try:
         return build_stack(
@@ -170,11 +192,12 @@ def build_stages(args: argparse.Namespace, *, pool_size: int = 0) -> Stack:
             pool_size=pool_size,
             audit_log=audit_target(getattr(args, "audit_log", None)),
             approvals_db=getattr(args, "approvals_db", None) or None,
+            store=store,
             tenant=getattr(args, "tenant", None),
             agent=getattr(args, "agent", None),
             context=values,
         )
-    except StackError as exc:
+    except (StackError, StoreError) as exc:
         close = getattr(policy, "close", None)
         if close is not None:
             close()
