@@ -28,6 +28,7 @@ _COMMANDS = (
     "finetune",
     "eval",
     "rag",
+    "serve",
 )
 
 
