@@ -3,8 +3,8 @@
 The scripted model reads the user's request: `refund ORDER AMOUNT [CARD]`
 proposes `issue_refund`, `slow ORDER AMOUNT` proposes `slow_refund`,
 `lookup ORDER` proposes `lookup`; after a tool result it answers
-`done: <result>`. Each replica is a separate process started with
-`python -m runtime serve --port 0`; its "listening on" line says it is up.
+`done: <result>`. Each replica is a separate process
+(`runtime.testing.service.ServiceProcess`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +19,7 @@ from typing import Any
 import httpx
 
 from runtime.testing import ScriptedReply, ScriptedServer
+from runtime.testing.service import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -64,7 +60,7 @@ def write_tokens(path: Path) -> Path:
 
 
 class Replica:
-    """One `agentrt serve` process."""
+    """One `agentrt serve` process with the test tools, policy and tokens."""
 
     def __init__(
         self,
@@ -78,47 +74,32 @@ class Replica:
     ) -> None:
         self.workdir = workdir
         self.name = name
-        self.store = store
         self.model = model
         self.ledger = ledger
-        self.extra = extra
         self.log = workdir / f"{name}.log"
         self.audit_log = workdir / name / "audit.jsonl"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def start(self, timeout_s: float = 60) -> Replica:
-        tokens = write_tokens(self.workdir / "tokens.yaml")
-        argv = [
-            sys.executable, "-m", "runtime", "serve",
-            "--module", str(TOOLS), "--policy", str(POLICY), "--store", self.store,
-            "--tokens", str(tokens), "--port", "0", "--sandbox", "inprocess",
-            "--audit-log", str(self.audit_log), "--replica", self.name,
-            "--log-level", "warning", *self.extra,
+        tokens = write_tokens(workdir / "tokens.yaml")
+        args = [
+            "--module", str(TOOLS), "--policy", str(POLICY), "--store", store,
+            "--tokens", str(tokens), "--sandbox", "inprocess",
+            "--audit-log", str(self.audit_log), "--replica", name,
+            "--log-level", "warning", *extra,
         ]  # fmt: skip
-        if self.model is not None:
-            argv += ["--base-url", self.model.base_url, "--model", self.model.model]
+        if model is not None:
+            args += ["--base-url", model.base_url, "--model", model.model]
         env = {
-            **os.environ,
-            "AGENTRT_TEST_LEDGER": str(self.ledger),
+            "AGENTRT_TEST_LEDGER": str(ledger),
+            "AGENTRT_STORE": "",
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         }
-        env.pop("AGENTRT_STORE", None)
-        self.proc = subprocess.Popen(
-            argv, cwd=self.workdir, env=env, stdout=subprocess.PIPE, stderr=self.log.open("wb")
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        line = b""
-        while b"listening on" not in line:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
-            if not ready:
-                raise RuntimeError(f"replica {self.name} did not start: {self.log.read_text()}")
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"replica {self.name} exited: {self.log.read_text()}")
-        self.url = line.decode().strip().rsplit(" ", 1)[-1]
+        self.process = ServiceProcess(args, cwd=workdir, log=self.log, env=env)
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def start(self) -> Replica:
+        self.process.start()
         return self
 
     def client(self, token: str | None = ACME, **options: Any) -> httpx.Client:
@@ -128,19 +109,10 @@ class Replica:
 
     def kill(self) -> None:
         """`kill -9`: no shutdown, no cleanup."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
+        self.process.kill()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        self.process.stop()
 
 
 @contextlib.contextmanager
