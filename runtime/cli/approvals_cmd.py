@@ -79,10 +79,15 @@ def register(subparsers: Any) -> None:
 
 def _store(args: argparse.Namespace) -> Any:
     from runtime.approvals.store import ApprovalStore
+    from runtime.storage import StoreError
 
-    if args.store:
-        return ApprovalStore.open(args.store)
-    return ApprovalStore(Path(args.db))
+    try:
+        if args.store:
+            return ApprovalStore.open(args.store)
+        return ApprovalStore(Path(args.db))
+    except (StoreError, ValueError) as exc:  # unreachable, newer schema, or not a store URL
+        print(f"agentrt approvals: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _print_record(record: Any) -> None:
