@@ -222,3 +222,43 @@ def test_an_old_sqlite_file_is_migrated_in_place(tmp_path: Path) -> None:
     store = ApprovalStore(db)
     assert [r.id for r in store.list(tenant="acme")] == ["a1"]
     store.close()
+
+
+def test_the_cli_keeps_approvals_in_the_store_it_is_given(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    fixtures = root / "tests" / "fixtures"
+    gate = [
+        "--module", str(fixtures / "service_tools.py"), "--tool", "issue_refund",
+        "--policy", str(fixtures / "service_policy"), "--store", postgres_url,
+        "--tenant", "acme", "--sandbox", "inprocess", "--audit-log", "none",
+    ]  # fmt: skip
+
+    def agentrt(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(root), "AGENTRT_TEST_LEDGER": str(tmp_path / "l")}
+        return subprocess.run(
+            [sys.executable, "-m", "runtime", *args], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    asked = agentrt("call", *gate, "--args", '{"order_id": "A-9", "amount": 500}')
+    assert asked.returncode == 1, asked.stderr
+    approval_id = json.loads(asked.stdout)["approval_id"]
+    listed = agentrt("approvals", "list", "--store", postgres_url, "--json")
+    assert [r["id"] for r in json.loads(listed.stdout)] == [approval_id]
+    assert agentrt("approvals", "approve", approval_id, "--store", postgres_url).returncode == 0
+    ran = agentrt("call", *gate, "--args", "{}", "--resume", approval_id)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert json.loads(ran.stdout)["status"] == "ok"
+    assert (tmp_path / "l").read_text().count("refund A-9 500") == 1
+    again = agentrt("call", *gate, "--args", "{}", "--resume", approval_id)
+    assert json.loads(again.stdout)["status"] == "ok"  # the stored outcome, not a second run
+    assert (tmp_path / "l").read_text().count("refund A-9 500") == 1
+    assert not (tmp_path / ".agentrt" / "approvals.db").exists()  # nothing went to SQLite
+    down = agentrt("approvals", "list", "--store", "postgresql://x@127.0.0.1:1/x")
+    assert down.returncode == 2 and "unavailable" in down.stderr and "Traceback" not in down.stderr
