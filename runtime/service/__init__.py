@@ -4,6 +4,7 @@
 - `runs`: service runs and their stage events in the shared store;
 - `runner`: `RunService`, runs and approvals without HTTP (resume once across replicas);
 - `metrics`: Prometheus text;
+- `app_state`: what routes and page share (tokens, redaction, the audit view);
 - `api`: the FastAPI application (`create_app`);
 - `page`: the server-rendered approvals page.
 

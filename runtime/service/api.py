@@ -26,21 +26,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runtime.approvals import ApprovalRecord
-from runtime.audit.events import Field as AuditField
-from runtime.audit.redaction import Redactor
+from runtime.service.app_state import ServiceApp, audit_view
+from runtime.service.page import add_page_routes
 from runtime.service.runner import RunService, ServiceError
 from runtime.service.tokens import Identity, Tokens
 from runtime.storage import StoreUnavailable
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ServiceApp", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB
 SESSION_COOKIE = "agentrt_session"
-
-
-class Unauthorized(ServiceError):
-    status_code, type = 401, "unauthorized"
 
 
 class BodyTooLarge(ServiceError):
@@ -77,61 +72,6 @@ class DenyRequest(BaseModel):
 
     reason: str | None = Field(default=None, max_length=2000)
     wait: bool = False
-
-
-class ServiceApp:
-    """The pieces the routes share (kept on `app.state.agentrt`)."""
-
-    def __init__(
-        self,
-        service: RunService,
-        tokens: Tokens,
-        *,
-        audit_log: Path | None,
-        max_body_bytes: int,
-    ) -> None:
-        self.service = service
-        self.tokens = tokens
-        self.audit_log = audit_log
-        self.max_body_bytes = max_body_bytes
-        self.redactor = Redactor(redact_paths=getattr(service.stack.policy, "redact_paths", ()))
-
-    def identity_of(self, token: str | None) -> Identity:
-        if not token:
-            raise Unauthorized("missing bearer token: send Authorization: Bearer TOKEN")
-        found = self.tokens.check(token)
-        if found is None:
-            raise Unauthorized("invalid or expired token")
-        return found
-
-    def redact(self, arguments: Any) -> Any:
-        return self.redactor.redact_fields({AuditField.ARGUMENTS: arguments})[AuditField.ARGUMENTS]
-
-    def approval_view(self, record: ApprovalRecord, now: float) -> dict[str, Any]:
-        """An approval as a tenant sees it: arguments redacted as the policy says."""
-        outcome = record.outcome if isinstance(record.outcome, dict) else None
-        return {
-            "id": record.id,
-            "run_id": record.run_id,
-            "call_id": record.call_id,
-            "tool": record.tool,
-            "status": str(record.status),
-            "arguments": self.redact(record.arguments),
-            "edited_arguments": self.redact(record.edited_arguments)
-            if record.edited_arguments is not None
-            else None,
-            "rule_ids": list(record.decision.get("rule_ids") or []),
-            "reason": record.decision.get("reason"),
-            "agent": record.context.get("agent"),
-            "created_at": record.created_at,
-            "expires_at": record.expires_at,
-            "age_s": max(0.0, now - record.created_at),
-            "decided_by": record.decided_by,
-            "note": record.note,
-            "outcome": {"status": outcome.get("status"), "error": outcome.get("error")}
-            if outcome
-            else None,
-        }
 
 
 def _state(request: Request) -> ServiceApp:
@@ -298,8 +238,6 @@ def create_app(
         )
 
     _add_routes(app)
-    from runtime.service.page import add_page_routes
-
     add_page_routes(app)
     return app
 
@@ -414,45 +352,6 @@ def _add_routes(app: FastAPI) -> None:
             _state(request).service.metrics.render(),
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )
-
-
-def audit_view(
-    audit_log: Path | None,
-    tenant: str,
-    tool: str | None,
-    status: str | None,
-    since: str | None,
-    until: str | None,
-    limit: int,
-) -> dict[str, Any]:
-    """Query this replica's audit log for one tenant, and verify its chain."""
-    from runtime.audit.query import RecordFilter, iter_records, parse_time
-    from runtime.audit.verify import verify
-
-    if audit_log is None or not audit_log.exists():
-        return {"records": [], "verified": None, "log": None}
-    try:
-        spec = RecordFilter(
-            tenant=tenant,
-            tool=tool or None,
-            status=status or None,
-            since=parse_time(since) if since else None,
-            until=parse_time(until) if until else None,
-        )
-    except ValueError as exc:
-        raise ServiceError(str(exc), type="invalid_query") from None
-    records = [record for _, record in iter_records([audit_log], spec)]
-    report = verify([audit_log])
-    problem = report.first_problem
-    return {
-        "records": records[-limit:],
-        "matched": len(records),
-        "verified": {
-            "ok": report.ok,
-            "records": report.records,
-            "problem": problem.model_dump() if problem is not None else None,
-        },
-    }
 
 
 async def _event_stream(

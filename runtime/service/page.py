@@ -31,6 +31,7 @@ import jinja2
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from runtime.service.app_state import ServiceApp, audit_view
 from runtime.service.runner import ServiceError
 from runtime.service.tokens import Identity
 
@@ -90,7 +91,6 @@ def _restore_redacted(edited: Any, shown: Any, stored: Any) -> Any:
 
 def add_page_routes(app: FastAPI) -> None:
     """Add the login form, the approvals page, its forms and the audit view to `app`."""
-    from runtime.service.api import ServiceApp, audit_view
 
     def state(request: Request) -> ServiceApp:
         found: ServiceApp = request.app.state.agentrt
