@@ -73,6 +73,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-body-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)"
     )
+    parser.add_argument(
+        "--resume-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often to resume paused runs whose approvals were decided elsewhere "
+        "(agentrt approvals, expiry, a replica that died); 0 turns it off",
+    )
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(handler=_handle)
 
@@ -179,6 +187,7 @@ async def _serve(args: argparse.Namespace, tokens: Any, listener: socket.socket)
         audit_log=Path(audit) if audit is not None else None,
         max_body_bytes=args.max_body_bytes,
         on_shutdown=shutdown,
+        resume_interval_s=args.resume_interval or None,
     )
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="on")
     server = uvicorn.Server(config)

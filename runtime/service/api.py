@@ -162,12 +162,26 @@ def create_app(
     audit_log: Path | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    resume_interval_s: float | None = 5.0,
 ) -> FastAPI:
-    """The ASGI application (`uvicorn` serves it; tests may call it in-process)."""
+    """The ASGI application (`uvicorn` serves it; tests may call it in-process).
+
+    `resume_interval_s`: how often the replica looks for paused runs whose
+    approvals were decided outside it (None: never).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeper = (
+            asyncio.ensure_future(service.sweep_forever(resume_interval_s))
+            if resume_interval_s
+            else None
+        )
         yield
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await service.aclose()
         if on_shutdown is not None:
             await on_shutdown()
@@ -273,7 +287,11 @@ def _add_routes(app: FastAPI) -> None:
         request: Request,
         after: Annotated[int, Query(ge=0)] = 0,
     ) -> StreamingResponse:
-        """Server-sent events: one per call stage, then `run.finished`; ends when the run stops."""
+        """Server-sent events: one per call stage, then `run.finished`.
+
+        Ends when the run stops or waits for a human; a paused run whose
+        approvals were all decided keeps the stream open until it resumes.
+        """
         state = _state(request)
         await state.service.get_run(caller, run_id)  # 404 for another tenant's run
         last = request.headers.get("last-event-id", "")
@@ -364,9 +382,16 @@ async def _event_stream(
         for seq, event in await asyncio.to_thread(service.runs.events, run_id, seen):
             seen = seq
             yield _sse(seq, event)
-        if service.is_final(run.status):
+        if service.is_final(run.status) and not await _resume_due(service, run.id, run.status):
             return
         await service.changed(0.5)  # a local write wakes it; another replica's, the timeout
+
+
+async def _resume_due(service: RunService, run_id: str, status: str) -> bool:
+    """A paused run whose approvals are all decided is about to resume: keep streaming."""
+    if status != "pending_approval":
+        return False
+    return await asyncio.to_thread(service.approvals.run_is_resolved, run_id)
 
 
 def _sse(seq: int, event: dict[str, Any]) -> bytes:

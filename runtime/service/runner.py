@@ -313,6 +313,48 @@ class RunService:
         run = await self.resume_if_ready(rejected.run_id, wait=wait)
         return {"approval": rejected.to_dict(), "run": run}
 
+    async def sweep(self) -> int:
+        """Resume paused runs whose approvals were all decided elsewhere; how many started.
+
+        Decisions made with `agentrt approvals`, approvals that expired, and
+        runs whose resuming replica died before claiming them are picked up here.
+        """
+        await asyncio.to_thread(self.approvals.expire_due)
+        taken: list[str] = []
+
+        def take(run_id: str) -> bool:
+            if self._locks.take(_run_key(run_id)):
+                taken.append(run_id)
+                return True
+            return False
+
+        try:
+            claimed = await asyncio.to_thread(self.runs.claim_resumable, self.replica, take)
+        except BaseException:
+            for run_id in taken:
+                self._locks.release(_run_key(run_id), finished=False)
+            raise
+        for run_id in set(taken) - {run.id for run in claimed}:
+            self._locks.release(_run_key(run_id), finished=False)
+        for run in claimed:
+
+            def go(runner: Agent, run_id: str = run.id) -> Awaitable[RunResult]:
+                return runner.resume(run_id)
+
+            self._spawn(self._drive(run.id, run.agent, go))
+        return len(claimed)
+
+    async def sweep_forever(self, interval_s: float) -> None:
+        """`sweep` every `interval_s` until cancelled; a store outage only skips a round."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:
+                _log.warning("resume sweep failed: %s", exc)
+            await asyncio.sleep(
+                interval_s
+            )  # a timer by design: decisions made elsewhere send no signal
+
     async def resume_if_ready(self, run_id: str, *, wait: bool) -> dict[str, Any] | None:
         """Resume a service run whose approvals are all decided, once across replicas.
 

@@ -16,6 +16,7 @@ import builtins
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from runtime.storage.sql import Database, Migration, Row
@@ -166,6 +167,39 @@ class RunStore:
                 (owner, time.time(), run_id),
             )
         return changed == 1
+
+    def claim_resumable(
+        self, owner: str, take_lock: Callable[[str], bool], *, limit: int = 10
+    ) -> builtins.list[ServiceRun]:
+        """Claim paused runs whose approvals are all decided (the resume queue).
+
+        For runs whose last approval was decided where no replica resumes it:
+        through `agentrt approvals`, by expiry, or on a replica that died before
+        resuming. Candidates are locked with `FOR UPDATE SKIP LOCKED`
+        (PostgreSQL), so replicas sweeping at once take different runs; each
+        is claimed only if `take_lock(run_id)` (the run's liveness lock) succeeds,
+        before the claim commits.
+        """
+        skip = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
+        claimed = []
+        with self._db.transaction() as session:
+            rows = session.all(
+                "SELECT id FROM service_runs r WHERE status = 'pending_approval' AND NOT EXISTS "
+                "(SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.status = 'pending') "
+                f"ORDER BY updated_at LIMIT ?{skip}",
+                (limit,),
+            )
+            for row in rows:
+                if not take_lock(row["id"]):
+                    continue
+                found = session.one(
+                    "UPDATE service_runs SET status = 'running', owner = ?, updated_at = ? "
+                    "WHERE id = ? AND status = 'pending_approval' RETURNING *",
+                    (owner, time.time(), row["id"]),
+                )
+                if found is not None:
+                    claimed.append(_run(found))
+        return claimed
 
     def mark_interrupted(self, run_id: str, owner: str | None, error: str) -> ServiceRun | None:
         """Record that the replica `owner` stopped while running it (if nothing changed since)."""

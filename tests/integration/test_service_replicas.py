@@ -149,3 +149,41 @@ def test_replica_names_its_runs(postgres_url: str, tmp_path: Path) -> None:
         events = list(sse_events(client, f"/v1/runs/{reply['run_id']}/events"))
     assert events[0] == ("run.started", {"stage": "run.started", "replica": "a"})
     assert events[-1][1]["status"] == "completed"
+
+
+def test_a_call_approved_with_the_cli_is_resumed_by_a_replica(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    ledger = tmp_path / "ledger"
+    with (
+        replicas(
+            tmp_path, postgres_url, ("a", "b"), ledger, extra=("--resume-interval", "0.2")
+        ) as (a, b),
+        a.client() as on_a,
+        b.client() as on_b,
+    ):
+        paused = on_a.post("/v1/runs", json={"input": "refund M-1 500"}).json()
+        approval_id = paused["approval_ids"][0]
+        root = Path(__file__).resolve().parents[2]
+        approved = subprocess.run(
+            [sys.executable, "-m", "runtime", "approvals", "approve", approval_id,
+             "--store", postgres_url],
+            env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert approved.returncode == 0, approved.stderr
+        assert json.loads(approved.stdout)["status"] == "approved"
+        # No HTTP call decided it: a replica's resume sweep picks the run up, once.
+        finished = [
+            event
+            for name, event in sse_events(on_b, f"/v1/runs/{paused['run_id']}/events")
+            if name == "run.finished"
+        ]
+        assert [e["status"] for e in finished] == ["pending_approval", "completed"]
+        assert on_a.get(f"/v1/runs/{paused['run_id']}").json()["status"] == "completed"
+        assert len(_refunds(ledger, "M-1")) == 1
