@@ -160,6 +160,8 @@ class PostgresClaimLocks:
         import psycopg
 
         with self._lock:
+            if approval_id in self._held:
+                return False  # held here already: a second claimant, as with a second flock
             try:
                 row = (
                     self._connection()
@@ -184,7 +186,6 @@ class PostgresClaimLocks:
             if self._conn is None or self._conn.closed:
                 return
             try:
-                # A session lock taken twice (a second claim in this process) is held twice.
                 self._conn.execute(f"SELECT pg_advisory_unlock({_KEY_SQL})", (approval_id,))
             except psycopg.OperationalError:
                 self._conn = None  # the server dropped the session, and its locks with it
