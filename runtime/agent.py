@@ -223,13 +223,16 @@ class Agent:
         conversation_id: str | None = None,
         principal: str | None = None,
         context: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> RunResult:
         """Run the agent on one prompt until it answers or a limit stops it.
 
+        `run_id` names the run (default: a new uuid), for a caller that must
+        know it before the run ends (a service answering "started").
         Cancelling the task running this coroutine cancels the calls in flight;
         executors clean up their containers before the cancellation propagates.
         """
-        run_id = uuid.uuid4().hex
+        run_id = run_id or uuid.uuid4().hex
         call_context = CallContext(
             tenant=tenant,
             agent=self.name,

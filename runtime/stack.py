@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from runtime.mcp.toolset import McpToolset, ServerReport
     from runtime.model.client import ModelClient
     from runtime.pipeline import ToolCallPipeline
+    from runtime.policy.ratelimit import RateLimitStore
+    from runtime.state_store import StateStore
 
 __all__ = [
     "DEFAULT_APPROVALS_DB",
@@ -83,13 +85,19 @@ def build_registry(tools: ToolRegistry | Iterable[Tool] | str) -> ToolRegistry:
     return registry
 
 
-def build_policy(policy: PolicyEngine | str | os.PathLike[str] | None) -> PolicyEngine:
+def build_policy(
+    policy: PolicyEngine | str | os.PathLike[str] | None,
+    *,
+    rate_limits: RateLimitStore | None = None,
+) -> PolicyEngine:
     """The decide stage: an engine as given, or a policy set loaded all-or-nothing.
 
     Args:
         policy: `None` for the shipped least-privilege policy (default deny),
             a directory or file of policy YAML, or any `PolicyEngine`
             (`allow_all()` is the explicit opt-out).
+        rate_limits: Where a loaded policy's windows live (default: SQLite at
+            `.agentrt/ratelimits.db`); ignored for an engine given as is.
 
     Raises:
         StackError: The path does not exist (never read as "allow"), or a
@@ -106,7 +114,7 @@ def build_policy(policy: PolicyEngine | str | os.PathLike[str] | None) -> Policy
             f"or allow_all() / --policy none to run without a policy)"
         )
     try:
-        return load_policies(source)
+        return load_policies(source, rate_limits=rate_limits)
     except PolicyLoadError as exc:
         raise StackError(str(exc)) from None
 
@@ -196,7 +204,8 @@ class Stack:
 
     Close it when done (`async with stack:` or `await stack.finish()`): that
     stops sandbox containers, signs the audit log's last checkpoint and
-    closes the approval store.
+    closes the approval store (and the shared state store it was built on,
+    when the stack opened it).
     """
 
     registry: ToolRegistry
@@ -206,6 +215,8 @@ class Stack:
     context: CallContext
     approvals: ApprovalStore | None = None
     mcp: McpToolset | None = None
+    state: StateStore | None = None
+    owns_state: bool = True
 
     async def open(self) -> list[ServerReport]:
         """Register the MCP servers' pinned tools; no server starts before its first call.
@@ -279,7 +290,10 @@ class Stack:
             except AuditWriteError as exc:
                 problem = f"the audit log could not be closed: {exc}"
             finally:
-                if self.approvals is not None:
+                if self.state is not None:
+                    if self.owns_state:
+                        self.state.close()
+                elif self.approvals is not None:
                     self.approvals.close()
         return problem
 
@@ -300,6 +314,7 @@ def build_stack(
     pool_size: int = 0,
     audit_log: str | os.PathLike[str] | AuditSink | None = DEFAULT_AUDIT,
     approvals_db: str | os.PathLike[str] | None = DEFAULT_APPROVALS_DB,
+    store: str | StateStore | None = None,
     tenant: str | None = None,
     agent: str | None = None,
     principal: str | None = None,
@@ -322,6 +337,10 @@ def build_stack(
             The policy's `audit.redact` paths are redacted in every record.
         approvals_db: Where calls waiting for a human are kept (SQLite); `None`
             for none. Not opened with `allow_all()`, which never asks a human.
+        store: The shared state store instead: a URL (`sqlite:///PATH`,
+            `postgresql://…`; the stack opens and closes it) or an open
+            `StateStore` (left open). Approvals, paused runs and the policy's
+            rate-limit windows all live there; `approvals_db` is then unused.
         tenant: Who the calls are made for (policy scopes, audit).
         agent: The agent's name (policy scopes, audit).
         principal: The end user on whose behalf the agent acts.
@@ -333,15 +352,24 @@ def build_stack(
 
     Raises:
         StackError: A stage cannot be built; nothing is left open.
+        StoreUnavailable: The store's PostgreSQL cannot be reached.
+        SchemaTooNew: The store was migrated by a newer agentrt.
     """
     registry = build_registry(tools)
-    engine = build_policy(policy)
+    state, owns_state = _open_state(store)
+    try:
+        engine = build_policy(policy, rate_limits=state.rate_limits if state else None)
+    except BaseException:
+        if state is not None and owns_state:
+            state.close()
+        raise
     values: dict[str, Any] = dict(context or {})
     values.update(
         {k: v for k, v in (("tenant", tenant), ("agent", agent), ("principal", principal)) if v}
     )
-    audit = build_audit(audit_log, engine)
+    audit = None
     try:
+        audit = build_audit(audit_log, engine)
         toolset = _load_mcp(mcp, workspace) if mcp is not None else None
         executor = build_executor(
             sandbox,
@@ -352,9 +380,13 @@ def build_stack(
     except StackError:
         if audit is not None:
             audit.close()
+        if state is not None and owns_state:
+            state.close()
         raise
     approvals = None
-    if approvals_db is not None and not isinstance(engine, AllowAllPolicy):
+    if state is not None:
+        approvals = state.approvals if not isinstance(engine, AllowAllPolicy) else None
+    elif approvals_db is not None and not isinstance(engine, AllowAllPolicy):
         from runtime.approvals.store import ApprovalStore
 
         approvals = ApprovalStore(approvals_db)
@@ -362,7 +394,17 @@ def build_stack(
         from runtime.mcp.toolset import McpExecutor
 
         executor = McpExecutor(executor, toolset)
-    return Stack(registry, executor, engine, audit, call_context(values), approvals, toolset)
+    return Stack(
+        registry,
+        executor,
+        engine,
+        audit,
+        call_context(values),
+        approvals,
+        toolset,
+        state=state,
+        owns_state=owns_state,
+    )
 
 
 def _load_mcp(mcp: str | os.PathLike[str], workspace: str | os.PathLike[str] | None) -> McpToolset:
@@ -382,4 +424,17 @@ def _load_mcp(mcp: str | os.PathLike[str], workspace: str | os.PathLike[str] | N
             mcp, workspace=str(workspace) if workspace is not None else None
         )
     except (McpConfigError, LockError) as exc:
+        raise StackError(str(exc)) from None
+
+
+def _open_state(store: str | StateStore | None) -> tuple[StateStore | None, bool]:
+    if store is None:
+        return None, False
+    if not isinstance(store, str):
+        return store, False
+    from runtime.state_store import open_state_store
+
+    try:
+        return open_state_store(store), True
+    except ValueError as exc:
         raise StackError(str(exc)) from None

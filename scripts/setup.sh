@@ -36,9 +36,9 @@ setup_python() {
   local stamp="$VENV/.agentrt-deps" want
   want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing agent-runtime and its dev dependencies into $VENV"
+    say "installing agent-runtime, its service extra and its dev dependencies into $VENV"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e "$ROOT[dev]"
+    "$VENV/bin/pip" install -q -e "$ROOT[dev,service]"
     echo "$want" > "$stamp"
   else
     say "python dependencies up to date ($VENV)"
@@ -142,4 +142,56 @@ setup_finetune() {
   "$VENV/bin/pip" install -q "torch==2.13.0"
   "$VENV/bin/pip" install -q -e "$ROOT[finetune]"
   "$VENV/bin/pip" install -q --no-deps bfcl-eval || warn "bfcl-eval not installed: agentrt eval --bfcl is unavailable"
+}
+
+# PostgreSQL for the shared-state and replica tests: the URL of a server in
+# AGENTRT_TEST_POSTGRES, else a throwaway cluster in a temporary folder (initdb
+# + pg_ctl; as root they run as the postgres user, which refuses root), stopped
+# and deleted when the calling script exits.
+setup_postgres() {
+  if [ -n "${AGENTRT_TEST_POSTGRES:-}" ]; then
+    say "PostgreSQL for the tests: AGENTRT_TEST_POSTGRES is set"
+    return 0
+  fi
+  local bin
+  bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+  if [ -z "$bin" ] && command -v pg_config >/dev/null; then bin="$(pg_config --bindir)"; fi
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    apt_install postgresql || die "no PostgreSQL server and cannot install one (need root on Debian/Ubuntu): install postgresql, or set AGENTRT_TEST_POSTGRES=postgresql://USER@HOST:PORT/DB"
+    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+  fi
+  local dir port
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/agentrt-test-pg.XXXXXX")"
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  PG_AS=()
+  if is_root; then chown postgres: "$dir"; PG_AS=(runuser -u postgres --); fi
+  say "starting a temporary PostgreSQL ($bin, port $port, $dir)"
+  "${PG_AS[@]}" "$bin/initdb" -D "$dir/data" -U agentrt -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+    || die "initdb failed; see $dir/initdb.log"
+  "${PG_AS[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
+    || die "PostgreSQL did not start; see $dir/log"
+  PG_STOP="$bin/pg_ctl -D $dir/data -m fast -w stop"
+  PG_DIR="$dir"
+  trap 'stop_postgres' EXIT
+  export AGENTRT_TEST_POSTGRES="postgresql://agentrt@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+  [ -n "${PG_DIR:-}" ] || return 0
+  # shellcheck disable=SC2086
+  "${PG_AS[@]}" $PG_STOP >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+  PG_DIR=""
+}
+
+# Headless Chromium and its WebDriver for the approvals-page tests (Debian's
+# chromium and chromium-driver). Without them those tests fail, saying so.
+setup_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    say "Chromium and chromedriver installed"
+    return 0
+  fi
+  apt_install chromium chromium-driver \
+    || warn "chromium and chromium-driver could not be installed (need root on Debian): the approvals-page tests will fail"
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The tests: installs what they need (virtualenv, JSON Schema Test Suite, Docker
-# engine, sandbox image), then runs lint, type checks and every test. Extra
-# arguments go to pytest.
+# The tests: installs what they need (virtualenv, JSON Schema Test Suite,
+# PostgreSQL started in a temporary folder, Chromium, Docker engine, sandbox
+# image), then runs lint, type checks and every test. Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 setup_python
 setup_schema_suite
+setup_postgres
+setup_browser
 setup_docker
 setup_local_model
 setup_finetune

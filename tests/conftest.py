@@ -32,6 +32,51 @@ def scripted_server() -> Iterator[ScriptedServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server URL: `$AGENTRT_TEST_POSTGRES`, else a temporary cluster.
+
+    `scripts/test.sh` starts one (and exports the variable) when none runs; a
+    run of pytest alone starts its own from the machine's server binaries. A
+    machine without them fails these tests, saying how to install them.
+    """
+    import os
+
+    from runtime.testing.postgres import PostgresNotInstalled, TemporaryPostgres
+
+    given = os.environ.get("AGENTRT_TEST_POSTGRES")
+    if given:
+        yield given
+        return
+    try:
+        server = TemporaryPostgres().start()
+    except (PostgresNotInstalled, RuntimeError, OSError) as exc:
+        pytest.fail(
+            f"PostgreSQL tests need a server: run scripts/test.sh (starts one), or set "
+            f"AGENTRT_TEST_POSTGRES=postgresql://...: {exc}",
+            pytrace=False,
+        )
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    import contextlib
+
+    from runtime.testing.postgres import create_database, drop_database
+
+    url = create_database(postgres_server)
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception):
+            drop_database(url)
+
+
 def docker_unavailable(exc: BaseException) -> None:
     """Fail a Docker test loudly: a missing engine is a broken set-up, not a pass.
 

@@ -1,6 +1,7 @@
 """Persisted human approvals: pending calls, decisions, and execute-exactly-once claims.
 
-A call whose policy decision is `require_approval` is stored (SQLite, WAL)
+A call whose policy decision is `require_approval` is stored (a SQLite file
+by default, PostgreSQL to share it between replicas: `ApprovalStore.open(URL)`)
 with its validated arguments, the decision, the caller's context and the
 run's serialisable state; the run then stops with `pending_approval`. A human
 approves (optionally with edited arguments), rejects, or lets it expire.
@@ -21,33 +22,33 @@ because nobody can know whether the side effect happened. `list(status=
 "executing")` shows such calls; an operator checks and then `abandon`s them
 (a new call is the way to try again).
 
-Running elsewhere vs. interrupted: the claimant also holds an exclusive
-`flock` on `PATH.claims/ID.lock` from before its claim until its outcome is
-recorded; the kernel drops it if the process dies. So another process that
-finds a call `executing` can tell a live claimant (`claim_holder` gives its
-pid; `wait_for_claim` waits for its outcome) from a dead one (the lock is
-free: the call was interrupted).
+Running elsewhere vs. interrupted: the claimant also holds a lock on the
+call from before its claim until its outcome is recorded (an exclusive
+`flock` on `PATH.claims/ID.lock` with SQLite, a session advisory lock with
+PostgreSQL: `runtime.approvals.claim_locks`); the kernel or the server drops
+it if the process dies. So another process that finds a call `executing`
+can tell a live claimant (`claim_holder` gives its pid; `wait_for_claim`
+waits for its outcome) from a dead one (the lock is free: the call was
+interrupted).
 
 Rejected and expired calls are denials: the resumed run tells the model so.
-All transitions are atomic; methods are thread-safe and block briefly (call
-them through `asyncio.to_thread` from async code).
+All transitions are atomic conditional updates, so they hold across
+processes and hosts on PostgreSQL as on SQLite; methods are thread-safe and
+block briefly (call them through `asyncio.to_thread` from async code).
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
-import fcntl
 import json
 import os
-import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.approvals.claim_locks import ClaimLocks, FileClaimLocks, PostgresClaimLocks
 from runtime.approvals.records import (
     AlreadyClaimed,
     ApprovalError,
@@ -62,29 +63,58 @@ from runtime.approvals.records import (
 )
 from runtime.calls import CallContext
 from runtime.policy.decision import PolicyDecision
+from runtime.storage.sql import (
+    Database,
+    Migration,
+    PostgresDatabase,
+    Row,
+    SQLiteDatabase,
+    open_database,
+)
+from runtime.storage.url import StoreURL
 
-__all__ = ["DEFAULT_APPROVALS_DB", "ApprovalStore"]
+__all__ = ["APPROVAL_MIGRATIONS", "DEFAULT_APPROVALS_DB", "ApprovalStore"]
 
 DEFAULT_APPROVALS_DB = Path(".agentrt/approvals.db")
 DEFAULT_TIMEOUT_S = 900.0
 
-
-_SCHEMA = """
+#: The approval tables, version by version (`Database.migrate`).
+APPROVAL_MIGRATIONS = (
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL, call_id TEXT NOT NULL, tool TEXT NOT NULL,
     arguments TEXT NOT NULL, edited_arguments TEXT, context TEXT NOT NULL,
     decision TEXT NOT NULL, status TEXT NOT NULL,
-    created_at REAL NOT NULL, expires_at REAL NOT NULL,
-    decided_at REAL, decided_by TEXT, note TEXT, recheck_decision TEXT,
-    claim_token TEXT, claimed_at REAL, finished_at REAL, outcome TEXT,
+    created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+    decided_at DOUBLE PRECISION, decided_by TEXT, note TEXT, recheck_decision TEXT,
+    claim_token TEXT, claimed_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, outcome TEXT,
     UNIQUE (run_id, call_id)
 );
 CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, expires_at);
 CREATE TABLE IF NOT EXISTS run_states (
-    run_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL
-);
-"""
+    run_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL
+)
+""",
+    ),
+    # The tenant as a column: an approver's list is filtered by it in SQL.
+    Migration(
+        2,
+        """
+ALTER TABLE approvals ADD COLUMN tenant TEXT;
+UPDATE approvals SET tenant = json_extract(context, '$.tenant');
+CREATE INDEX IF NOT EXISTS approvals_tenant ON approvals (tenant, status)
+""",
+        postgresql="""
+ALTER TABLE approvals ADD COLUMN tenant TEXT;
+UPDATE approvals SET tenant = context::json->>'tenant';
+CREATE INDEX IF NOT EXISTS approvals_tenant ON approvals (tenant, status)
+""",
+    ),
+)
 _JSON_COLUMNS = ("arguments", "edited_arguments", "context", "decision", "recheck_decision")
+_HIDDEN_COLUMNS = ("claim_token", "tenant")
 
 
 def _dumps(value: Any) -> str:
@@ -93,43 +123,71 @@ def _dumps(value: Any) -> str:
 
 
 class ApprovalStore:
-    """Approvals in a SQLite file, shared safely by threads and processes.
+    """Approvals in a SQL database, shared safely by threads, processes and (PostgreSQL) hosts.
 
     Args:
-        path: Database file (default `.agentrt/approvals.db`); folder created.
+        path: SQLite database file (default `.agentrt/approvals.db`); folder
+            created. Or a `Database` (see `ApprovalStore.open` for a URL).
         clock: Wall-clock seconds; inject a fake one in tests.
         default_timeout_s: Used when a decision carries no approval timeout.
+        claim_locks: Live-claimant locks; by default files next to a SQLite
+            database, advisory locks on PostgreSQL.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] = DEFAULT_APPROVALS_DB,
+        path: str | os.PathLike[str] | Database = DEFAULT_APPROVALS_DB,
         *,
         clock: Callable[[], float] = time.time,
         default_timeout_s: float = DEFAULT_TIMEOUT_S,
+        claim_locks: ClaimLocks | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(path, Database):
+            self._db, self._owns_db = path, False
+        else:
+            self._db, self._owns_db = SQLiteDatabase(Path(path)), True
         self._clock = clock
         self._default_timeout_s = default_timeout_s
-        self._lock = threading.Lock()
-        self._claims_dir = self.path.with_name(self.path.name + ".claims")
-        self._claim_fds: dict[str, int] = {}  # approval id -> its claim lock, held here
-        self._conn = sqlite3.connect(
-            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.row_factory = sqlite3.Row
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")  # approvals must survive power loss
-            self._conn.executescript(_SCHEMA)
+        self._locks = claim_locks or _default_locks(self._db)
+        try:
+            self._db.migrate("approvals", APPROVAL_MIGRATIONS)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, url: str | StoreURL, **options: Any) -> ApprovalStore:
+        """The store at `sqlite:///PATH` or `postgresql://…` (the store owns the connection).
+
+        Raises:
+            ValueError: Not a store URL.
+            StoreUnavailable: PostgreSQL cannot be reached.
+            SchemaTooNew: The database was migrated by a newer agentrt.
+        """
+        database = open_database(url)
+        try:
+            store = cls(database, **options)
+        except BaseException:
+            database.close()
+            raise
+        store._owns_db = True
+        return store
+
+    @property
+    def database(self) -> Database:
+        """Where the approvals live."""
+        return self._db
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or None for PostgreSQL."""
+        return self._db.url.path
 
     def close(self) -> None:
         """Close the database connection (and drop the claim locks this store holds)."""
-        with self._lock:
-            for approval_id in list(self._claim_fds):
-                self._drop_claim_lock(approval_id, unlink=False)
-            self._conn.close()
+        self._locks.close()
+        if self._owns_db:
+            self._db.close()
 
     # ------------------------------------------------------------------ creating
 
@@ -178,46 +236,38 @@ class ApprovalStore:
                     ApprovalStatus.PENDING.value,
                     now,
                     now + timeout,
+                    call.context.tenant,
                 )
             )
         state = _dumps(run_state) if run_state is not None else None
-        with self._lock, self._transaction():
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO approvals (id, run_id, call_id, tool, arguments, context,"
-                " decision, status, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        with self._db.transaction() as session:
+            session.many(
+                "INSERT INTO approvals (id, run_id, call_id, tool, arguments, context,"
+                " decision, status, created_at, expires_at, tenant) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (run_id, call_id) DO NOTHING",
                 rows,
             )
             if state is not None and run:
-                self._save_state(run, state, now)
+                _save_state(session, run, state, now)
             found = [
-                self._conn.execute(
+                session.one(
                     "SELECT * FROM approvals WHERE run_id = ? AND call_id = ?", (run, c.call_id)
-                ).fetchone()
+                )
                 for c in calls
             ]
-        by_call = {row["call_id"]: _record(row) for row in found}
+        by_call = {row["call_id"]: _record(row) for row in found if row is not None}
         return [by_call[c.call_id] for c in calls]
 
     def save_run_state(self, run_id: str, state: Any) -> None:
         """Store (replace) the opaque, JSON-serialisable state of a paused run."""
         text = _dumps(state)
-        with self._lock, self._transaction():
-            self._save_state(run_id, text, self._clock())
-
-    def _save_state(self, run_id: str, text: str, now: float) -> None:
-        self._conn.execute(
-            "INSERT INTO run_states (run_id, state, updated_at) VALUES (?,?,?) "
-            "ON CONFLICT (run_id) DO UPDATE SET state = excluded.state, "
-            "updated_at = excluded.updated_at",
-            (run_id, text, now),
-        )
+        with self._db.transaction() as session:
+            _save_state(session, run_id, text, self._clock())
 
     def load_run_state(self, run_id: str) -> Any:
         """The state saved for a run, or None."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT state FROM run_states WHERE run_id = ?", (run_id,)
-            ).fetchone()
+        with self._db.read() as session:
+            row = session.one("SELECT state FROM run_states WHERE run_id = ?", (run_id,))
         return json.loads(row["state"]) if row is not None else None
 
     # ------------------------------------------------------------------ reading
@@ -229,26 +279,17 @@ class ApprovalStore:
             ApprovalNotFound: No such approval, or the prefix is ambiguous.
         """
         self.expire_due()
-        with self._lock:
-            return self._get(approval_id)
-
-    def _get(self, approval_id: str) -> ApprovalRecord:
-        row = self._conn.execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)).fetchone()
-        if row is None and len(approval_id) >= 6 and approval_id.isalnum():
-            rows = self._conn.execute(
-                "SELECT * FROM approvals WHERE id LIKE ? LIMIT 2", (approval_id + "%",)
-            ).fetchall()
-            if len(rows) > 1:
-                raise ApprovalNotFound(f"approval id prefix {approval_id!r} is ambiguous")
-            row = rows[0] if rows else None
-        if row is None:
-            raise ApprovalNotFound(f"no approval {approval_id!r}")
-        return _record(row)
+        with self._db.read() as session:
+            return _get(session, approval_id)
 
     def list(
-        self, *, status: ApprovalStatus | str | None = None, run_id: str | None = None
+        self,
+        *,
+        status: ApprovalStatus | str | None = None,
+        run_id: str | None = None,
+        tenant: str | None = None,
     ) -> list[ApprovalRecord]:
-        """Approvals, oldest first, optionally filtered by status and run."""
+        """Approvals, oldest first, optionally filtered by status, run and tenant."""
         self.expire_due()
         query, params = "SELECT * FROM approvals WHERE 1=1", []
         if status is not None:
@@ -257,8 +298,11 @@ class ApprovalStore:
         if run_id is not None:
             query += " AND run_id = ?"
             params.append(run_id)
-        with self._lock:
-            rows = self._conn.execute(query + " ORDER BY created_at, id", params).fetchall()
+        if tenant is not None:
+            query += " AND tenant = ?"
+            params.append(tenant)
+        with self._db.read() as session:
+            rows = session.all(query + " ORDER BY created_at, id", params)
         return [_record(row) for row in rows]
 
     def run_is_resolved(self, run_id: str) -> bool:
@@ -268,12 +312,12 @@ class ApprovalStore:
     def expire_due(self) -> builtins.list[ApprovalRecord]:
         """Mark pending approvals past their deadline as expired (denied)."""
         now = self._clock()
-        with self._lock, self._transaction():
-            rows = self._conn.execute(
+        with self._db.transaction() as session:
+            rows = session.all(
                 "UPDATE approvals SET status = 'expired', decided_at = ? "
                 "WHERE status = 'pending' AND expires_at <= ? RETURNING *",
                 (now, now),
-            ).fetchall()
+            )
         return [_record(row) for row in rows]
 
     # ------------------------------------------------------------------ deciding
@@ -357,28 +401,24 @@ class ApprovalStore:
             raise AlreadyClaimed(record)
         self._require(record, ApprovalStatus.APPROVED, "execute")
         # The lock first: whoever holds it is claiming or running this call.
-        if not self._take_claim_lock(record.id):
+        if not self._locks.take(record.id):
             raise AlreadyClaimed(self.get(record.id), running_elsewhere=True)
         token = uuid.uuid4().hex
         now = self._clock()
         try:
-            with self._lock, self._transaction():
-                row = self._conn.execute(
+            with self._db.transaction() as session:
+                row = session.one(
                     "UPDATE approvals SET status = 'executing', claim_token = ?, claimed_at = ? "
                     "WHERE id = ? AND status = 'approved' RETURNING *",
                     (token, now, record.id),
-                ).fetchone()
-                current = (
-                    row
-                    or self._conn.execute(
-                        "SELECT * FROM approvals WHERE id = ?", (record.id,)
-                    ).fetchone()
                 )
+                current = row or session.one("SELECT * FROM approvals WHERE id = ?", (record.id,))
         except BaseException:
-            self._release_claim_lock(record.id, unlink=False)
+            self._locks.release(record.id, finished=False)
             raise
         if row is None:  # another resume won the race (and has finished)
-            self._release_claim_lock(record.id, unlink=False)
+            self._locks.release(record.id, finished=False)
+            assert current is not None
             raise AlreadyClaimed(_record(current))
         return ExecutionClaim(_record(row), token)
 
@@ -391,13 +431,16 @@ class ApprovalStore:
         Raises:
             ApprovalError: The token is not the claim's, or it is not executing.
         """
-        with self._lock, self._transaction():
-            row = self._conn.execute(
-                "UPDATE approvals SET status = 'approved', claim_token = NULL, claimed_at = NULL "
-                "WHERE id = ? AND status = 'executing' AND claim_token = ? RETURNING *",
-                (approval_id, token),
-            ).fetchone()
-        self._release_claim_lock(approval_id, unlink=False)
+        try:
+            with self._db.transaction() as session:
+                row = session.one(
+                    "UPDATE approvals SET status = 'approved', claim_token = NULL, "
+                    "claimed_at = NULL WHERE id = ? AND status = 'executing' AND claim_token = ? "
+                    "RETURNING *",
+                    (approval_id, token),
+                )
+        finally:
+            self._locks.release(approval_id, finished=False)
         if row is None:
             raise ApprovalError(f"approval {approval_id} is not executing under this claim")
         return _record(row)
@@ -408,24 +451,11 @@ class ApprovalStore:
         The call stays `executing`: it may have run, so only an operator may
         `abandon` it; other processes now see it as interrupted.
         """
-        self._release_claim_lock(approval_id, unlink=False)
+        self._locks.release(approval_id, finished=False)
 
     def claim_holder(self, approval_id: str) -> int | None:
         """The pid of the live process holding the call's claim, or None."""
-        try:
-            fd = os.open(self._claim_lock_path(approval_id), os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-                return int(text) if text.isdigit() else 0
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally:
-            os.close(fd)
+        return self._locks.holder(approval_id)
 
     def wait_for_claim(self, approval_id: str, timeout_s: float) -> ApprovalRecord:
         """Wait (up to `timeout_s`) until no live process holds the claim; return the record.
@@ -433,23 +463,7 @@ class ApprovalStore:
         When the claimant finishes, the record carries its outcome; when it
         died, the record is still `executing` and `claim_holder` is None.
         """
-        try:
-            fd = os.open(self._claim_lock_path(approval_id), os.O_RDONLY)
-        except FileNotFoundError:
-            return self.get(approval_id)
-        released = threading.Event()
-
-        def block() -> None:  # a blocking flock returns when the holder lets go or dies
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-                released.set()
-
-        # A daemon thread: a claimant that never lets go must not keep this process alive.
-        threading.Thread(target=block, name=f"approval-wait-{approval_id}", daemon=True).start()
-        released.wait(timeout_s)
+        self._locks.wait(approval_id, timeout_s)
         return self.get(approval_id)
 
     def mark_executed(self, approval_id: str, token: str, outcome: Any) -> ApprovalRecord:
@@ -459,15 +473,15 @@ class ApprovalStore:
             ApprovalError: The token is not the claim's, or it is not executing.
         """
         now = self._clock()
-        with self._lock, self._transaction():
-            row = self._conn.execute(
+        with self._db.transaction() as session:
+            row = session.one(
                 "UPDATE approvals SET status = 'executed', finished_at = ?, outcome = ? "
                 "WHERE id = ? AND status = 'executing' AND claim_token = ? RETURNING *",
                 (now, _dumps(outcome), approval_id, token),
-            ).fetchone()
+            )
         if row is None:
             raise ApprovalError(f"approval {approval_id} is not executing under this claim")
-        self._release_claim_lock(approval_id, unlink=True)  # after the commit: waiters read it
+        self._locks.release(approval_id, finished=True)  # after the commit: waiters read it
         return _record(row)
 
     def abandon(
@@ -486,48 +500,17 @@ class ApprovalStore:
         ):
             raise ApprovalError(f"approval {record.id} is {record.status}", record.status)
         now = self._clock()
-        with self._lock, self._transaction():
-            row = self._conn.execute(
+        with self._db.transaction() as session:
+            row = session.one(
                 "UPDATE approvals SET status = 'abandoned', finished_at = ?, decided_by = "
                 "COALESCE(decided_by, ?), note = ? WHERE id = ? AND status = ? RETURNING *",
                 (now, by, reason, record.id, record.status.value),
-            ).fetchone()
+            )
         if row is None:
             raise ApprovalError(f"approval {record.id} changed state; try again")
         return _record(row)
 
     # ------------------------------------------------------------------ internals
-
-    def _claim_lock_path(self, approval_id: str) -> Path:
-        return self._claims_dir / f"{approval_id}.lock"
-
-    def _take_claim_lock(self, approval_id: str) -> bool:
-        self._claims_dir.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(self._claim_lock_path(approval_id), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        with self._lock:
-            self._claim_fds[approval_id] = fd
-        return True
-
-    def _release_claim_lock(self, approval_id: str, *, unlink: bool) -> None:
-        with self._lock:
-            self._drop_claim_lock(approval_id, unlink=unlink)
-
-    def _drop_claim_lock(self, approval_id: str, *, unlink: bool) -> None:
-        """Caller holds `_lock`."""
-        fd = self._claim_fds.pop(approval_id, None)
-        if fd is None:
-            return
-        if unlink:  # still locked: nobody can take a lock on it between unlink and close
-            with contextlib.suppress(OSError):
-                self._claim_lock_path(approval_id).unlink()
-        os.close(fd)
 
     def _require(self, record: ApprovalRecord, status: ApprovalStatus, action: str) -> None:
         if record.status == status:
@@ -546,33 +529,50 @@ class ApprovalStore:
     ) -> ApprovalRecord:
         now = self._clock()
         params = {**values, "now": now, "id": record.id}
-        with self._lock, self._transaction():
-            row = self._conn.execute(
+        with self._db.transaction() as session:
+            row = session.one(
                 f"UPDATE approvals SET {assignments} WHERE id = :id AND status = 'pending' "
                 "AND expires_at > :now RETURNING *",
                 params,
-            ).fetchone()
+            )
         if row is not None:
             return _record(row)
         current = self.get(record.id)  # expires it if the deadline passed meanwhile
         self._require(current, ApprovalStatus.PENDING, action)
         raise ApprovalError(f"approval {record.id} changed state; try again", current.status)
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """`BEGIN IMMEDIATE` … `COMMIT`, rolled back on error (caller holds the lock)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+
+def _default_locks(db: Database) -> ClaimLocks:
+    if isinstance(db, PostgresDatabase):
+        return PostgresClaimLocks(db)
+    assert db.url.path is not None
+    path = db.url.path
+    return FileClaimLocks(path.with_name(path.name + ".claims"))
 
 
-def _record(row: sqlite3.Row) -> ApprovalRecord:
-    values = {key: row[key] for key in row.keys() if key != "claim_token"}  # noqa: SIM118
+def _save_state(session: Any, run_id: str, text: str, now: float) -> None:
+    session.run(
+        "INSERT INTO run_states (run_id, state, updated_at) VALUES (?,?,?) "
+        "ON CONFLICT (run_id) DO UPDATE SET state = excluded.state, "
+        "updated_at = excluded.updated_at",
+        (run_id, text, now),
+    )
+
+
+def _get(session: Any, approval_id: str) -> ApprovalRecord:
+    row = session.one("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+    if row is None and len(approval_id) >= 6 and approval_id.isalnum():
+        rows = session.all("SELECT * FROM approvals WHERE id LIKE ? LIMIT 2", (approval_id + "%",))
+        if len(rows) > 1:
+            raise ApprovalNotFound(f"approval id prefix {approval_id!r} is ambiguous")
+        row = rows[0] if rows else None
+    if row is None:
+        raise ApprovalNotFound(f"no approval {approval_id!r}")
+    return _record(row)
+
+
+def _record(row: Row) -> ApprovalRecord:
+    values = {key: value for key, value in row.items() if key not in _HIDDEN_COLUMNS}
     for column in _JSON_COLUMNS:
         if values[column] is not None:
             values[column] = json.loads(values[column])

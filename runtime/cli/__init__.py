@@ -30,6 +30,7 @@ _COMMANDS = (
     "adapter",
     "rag",
     "mcp",
+    "serve",
 )
 
 

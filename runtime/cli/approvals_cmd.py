@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,17 @@ def register(subparsers: Any) -> None:
     """Add the `approvals` command and its actions."""
     parser = subparsers.add_parser("approvals", help="list and decide calls awaiting approval")
     parser.add_argument("--db", default=_DEFAULT_DB, help=f"approval store (default {_DEFAULT_DB})")
-    # The same option after the action; SUPPRESS keeps it from overwriting the one above.
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default=os.environ.get("AGENTRT_STORE") or None,
+        help="shared state store instead of --db: sqlite:///PATH or postgresql://... "
+        "(env AGENTRT_STORE)",
+    )
+    # The same options after the action; SUPPRESS keeps them from overwriting the ones above.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS, help="approval store")
+    common.add_argument("--store", default=argparse.SUPPRESS, metavar="URL", help="state store")
     actions = parser.add_subparsers(dest="approvals_command", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", parents=[common], help="list approvals")
@@ -70,8 +79,15 @@ def register(subparsers: Any) -> None:
 
 def _store(args: argparse.Namespace) -> Any:
     from runtime.approvals.store import ApprovalStore
+    from runtime.storage import StoreError
 
-    return ApprovalStore(Path(args.db))
+    try:
+        if args.store:
+            return ApprovalStore.open(args.store)
+        return ApprovalStore(Path(args.db))
+    except (StoreError, ValueError) as exc:  # unreachable, newer schema, or not a store URL
+        print(f"agentrt approvals: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _print_record(record: Any) -> None:

@@ -60,6 +60,22 @@ def register(subparsers: Any) -> None:
     model.add_argument("--json", action="store_true")
     model.set_defaults(handler=_model)
 
+    service = kinds.add_parser(
+        "service",
+        help="agentrt serve through HTTP: runs/s and p95, 1 vs 2 replicas; approval claims/s",
+    )
+    service.add_argument("--runs", type=int, default=200, help="timed runs per setting")
+    service.add_argument("--concurrency", type=int, default=8, help="runs in flight")
+    service.add_argument(
+        "--store",
+        metavar="URL",
+        default=None,
+        help="PostgreSQL to use (its tables are written); default: a temporary server",
+    )
+    service.add_argument("--claims", type=int, default=400)
+    service.add_argument("--json", action="store_true")
+    service.set_defaults(handler=_service)
+
     from runtime.cli.bench_audit import register as register_audit
 
     register_audit(kinds)
@@ -160,3 +176,27 @@ def _model(args: argparse.Namespace) -> int:
         for key, value in figures.items():
             print(f"{key}: {value}")
     return 0 if figures["meets_floors"] else 1
+
+
+def _service(args: argparse.Namespace) -> int:
+    from runtime.bench.service import bench_service
+
+    try:
+        figures = bench_service(
+            runs=args.runs, concurrency=args.concurrency, store=args.store, claims=args.claims
+        )
+    except RuntimeError as exc:  # no PostgreSQL binaries, a replica that did not start
+        return fail_usage(str(exc))
+    if args.json:
+        print_json(figures)
+        return 0
+    print(f"store: {figures['store']}, {figures['cpus']} CPUs, {figures['concurrency']} in flight")
+    for count in (1, 2):
+        r = figures[f"replicas_{count}"]
+        print(
+            f"{count} replica(s): {r['runs_per_s']} runs/s, p50 {r['p50_ms']} ms, "
+            f"p95 {r['p95_ms']} ms ({r['runs']} runs, {r['errors']} errors)"
+        )
+    c = figures["claims"]
+    print(f"approval claims: {c['claims_per_s']}/s ({c['claims']} by {c['workers']} workers)")
+    return 0

@@ -56,6 +56,7 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_APPROVALS_DB,
         help=f"where calls waiting for a human are kept (default: {DEFAULT_APPROVALS_DB})",
     )
+    add_store_option(parser)
     parser.add_argument("--tenant", help="tenant the call is made for")
     parser.add_argument("--agent", help="agent name, for policy scopes and audit")
     parser.add_argument(
@@ -95,6 +96,18 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="MCP servers file: their pinned tools join as SERVER.TOOL behind the same gate "
         "(pin them first with `agentrt mcp pin FILE`; needs pip install 'agent-runtime[mcp]')",
+    )
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """`--store URL`: the shared state store (approvals, paused runs, rate limits)."""
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default=os.environ.get("AGENTRT_STORE") or None,
+        help="shared state store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env "
+        "AGENTRT_STORE); approvals, paused runs and rate-limit windows live there "
+        "(default: SQLite files under .agentrt/)",
     )
 
 
@@ -167,8 +180,17 @@ def build_stages(args: argparse.Namespace, *, pool_size: int = 0) -> Stack:
             command, a few for agent runs.
     """
     from runtime.stack import StackError, build_stack
+    from runtime.storage import StoreError
 
-    policy = build_policy(getattr(args, "policy", None))
+    policy_flag = getattr(args, "policy", None)
+    store = getattr(args, "store", None)
+    # A policy loaded here would keep its windows in the default SQLite file:
+    # with a store, build_stack loads it over the store's windows instead.
+    policy: PolicyEngine | str | None
+    if store and (policy_flag is None or policy_flag.lower() != NO_POLICY):
+        policy = policy_flag
+    else:
+        policy = build_policy(policy_flag)
     values = parse_context(getattr(args, "context", []))
     try:
         return build_stack(
@@ -180,12 +202,13 @@ def build_stages(args: argparse.Namespace, *, pool_size: int = 0) -> Stack:
             pool_size=pool_size,
             audit_log=audit_target(getattr(args, "audit_log", None)),
             approvals_db=getattr(args, "approvals_db", None) or None,
+            store=store,
             tenant=getattr(args, "tenant", None),
             agent=getattr(args, "agent", None),
             context=values,
             mcp=getattr(args, "mcp", None),
         )
-    except StackError as exc:
+    except (StackError, StoreError) as exc:
         close = getattr(policy, "close", None)
         if close is not None:
             close()

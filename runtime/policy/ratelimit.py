@@ -36,10 +36,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from runtime.storage.sql import Database, Migration, Session
+
 __all__ = [
     "DEFAULT_RATE_LIMIT_DB",
+    "RATE_LIMIT_MIGRATIONS",
     "InMemoryRateLimitStore",
     "LimitCheck",
+    "PostgresRateLimitStore",
     "RateLimitStore",
     "SQLiteRateLimitStore",
 ]
@@ -220,3 +224,83 @@ class SQLiteRateLimitStore:
         """Close the connection."""
         with self._lock:
             self._conn.close()
+
+
+#: The shared windows' tables (`Database.migrate`, component `rate_limits`).
+RATE_LIMIT_MIGRATIONS = (
+    Migration(
+        1,
+        """
+CREATE TABLE IF NOT EXISTS rate_windows (key TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS rate_events (key TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS rate_events_key_ts ON rate_events (key, ts)
+""",
+    ),
+)
+
+
+class PostgresRateLimitStore:
+    """Windows in PostgreSQL, exact across every replica that uses the database.
+
+    A call's check-and-record is one transaction that first locks each
+    window's row (`rate_windows`, created on first use) in key order, so two
+    replicas deciding at once take turns and never deadlock; the count and the
+    insert then see every committed call.
+
+    Args:
+        database: A `PostgresDatabase` (shared with the approval store or not).
+        owns_database: Close the database with the store.
+    """
+
+    def __init__(self, database: Database, *, owns_database: bool = False) -> None:
+        if database.dialect != "postgresql":
+            raise ValueError("PostgresRateLimitStore needs a PostgreSQL database")
+        self._db = database
+        self._owns = owns_database
+        database.migrate("rate_limits", RATE_LIMIT_MIGRATIONS)
+
+    def _full(self, session: Session, check: LimitCheck, now: float) -> bool:
+        cutoff = now - check.window_s
+        session.run("DELETE FROM rate_events WHERE key = ? AND ts <= ?", (check.key, cutoff))
+        row = session.one(
+            "SELECT COUNT(*) AS n FROM rate_events WHERE key = ? AND ts > ?", (check.key, cutoff)
+        )
+        return row is not None and int(row["n"]) >= check.capacity
+
+    def try_acquire(self, checks: Sequence[LimitCheck], now: float) -> str | None:
+        """See `RateLimitStore.try_acquire`."""
+        keys = sorted({check.key for check in checks})
+        with self._db.transaction() as session:
+            session.many(
+                "INSERT INTO rate_windows (key) VALUES (?) ON CONFLICT (key) DO NOTHING",
+                [(key,) for key in keys],
+            )
+            session.all(
+                "SELECT key FROM rate_windows WHERE key = ANY(?) ORDER BY key FOR UPDATE",
+                (keys,),
+            )
+            for check in checks:
+                if self._full(session, check, now):
+                    return check.limit_id  # the pruning commits with the block
+            session.many(
+                "INSERT INTO rate_events (key, ts) VALUES (?, ?)",
+                [(check.key, now) for check in checks],
+            )
+        return None
+
+    def peek(self, checks: Sequence[LimitCheck], now: float) -> str | None:
+        """See `RateLimitStore.peek`."""
+        with self._db.read() as session:
+            for check in checks:
+                row = session.one(
+                    "SELECT COUNT(*) AS n FROM rate_events WHERE key = ? AND ts > ?",
+                    (check.key, now - check.window_s),
+                )
+                if row is not None and int(row["n"]) >= check.capacity:
+                    return check.limit_id
+        return None
+
+    def close(self) -> None:
+        """Close the database if this store owns it."""
+        if self._owns:
+            self._db.close()
