@@ -1,8 +1,8 @@
 """`agentrt adapter deploy|list|rollback|restore`: adapters on a live vLLM server, behind an eval gate.
 
 Exit codes: 0 promoted, rolled back, restored, or nothing to do; 1 the new
-version was measured worse (and unloaded), or the server would not do what
-was asked; 2 refused before the server was changed (an adapter that cannot
+version was measured worse (and unloaded), the server would not do what
+was asked, or the store failed part-way; 2 refused before the server was changed (an adapter that cannot
 work, bad flags, nothing to roll back).
 """
 
@@ -19,7 +19,7 @@ from runtime.cli.gate_options import fail_usage, print_json
 
 if TYPE_CHECKING:
     from runtime.deploy.deployer import DeployOutcome
-    from runtime.deploy.registry import AdapterVersion, SQLiteAdapterRegistry
+    from runtime.deploy.registry import AdapterVersion, SQLAdapterRegistry
     from runtime.finetune.evaluate import EvalItem
 
 STORE_ENV = "AGENTRT_ADAPTER_STORE"
@@ -32,8 +32,8 @@ def add_store_option(parser: argparse.ArgumentParser, flag: str = "--store") -> 
         dest="adapter_store",
         metavar="URL",
         default=os.environ.get(STORE_ENV) or None,
-        help=f"adapter store: sqlite:///PATH (env {STORE_ENV}; default "
-        "sqlite:///.agentrt/adapters.db, next to the approvals database)",
+        help=f"adapter store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env {STORE_ENV}; "
+        "default sqlite:///.agentrt/adapters.db, next to the approvals database)",
     )
 
 
@@ -107,13 +107,18 @@ def _server_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _open_store(args: argparse.Namespace, *, create: bool) -> SQLiteAdapterRegistry | None:
-    from runtime.deploy.registry import SQLiteAdapterRegistry, store_path
+def _open_store(args: argparse.Namespace, *, create: bool) -> SQLAdapterRegistry | None:
+    """The adapter store of `--store`; None when it does not exist and `create` is False.
 
-    path = store_path(args.adapter_store)
-    if not create and not path.exists():
-        return None
-    return SQLiteAdapterRegistry(path)
+    Raises:
+        RegistryError: Not a store URL.
+        StoreError: PostgreSQL unreachable, or migrated by a newer agentrt.
+    """
+    from runtime.deploy.registry import open_existing_registry, open_registry
+
+    if create:
+        return open_registry(args.adapter_store)
+    return open_existing_registry(args.adapter_store)
 
 
 def _items(paths: list[Path], module: str | None) -> list[EvalItem]:
@@ -177,6 +182,7 @@ def _deploy(args: argparse.Namespace) -> int:
     from runtime.deploy.deployer import DeployOptions, deploy_adapter
     from runtime.deploy.registry import RegistryError
     from runtime.deploy.server import AdapterServer
+    from runtime.storage import StoreError
 
     try:
         for flag in ("max_lora_rank", "concurrency", "max_tokens"):
@@ -186,7 +192,7 @@ def _deploy(args: argparse.Namespace) -> int:
             raise ValueError("--keep-previous must be 0 or more, --model-timeout positive")
         items = _items(args.eval, args.module)
         registry = _open_store(args, create=True)
-    except (ValueError, OSError, RegistryError) as exc:
+    except (ValueError, OSError, RegistryError, StoreError) as exc:
         return fail_usage(f"adapter deploy: {exc}")
     assert registry is not None
     options = DeployOptions(
@@ -210,6 +216,8 @@ def _deploy(args: argparse.Namespace) -> int:
 
     try:
         outcome = asyncio.run(run())
+    except StoreError as exc:
+        return _store_failed("deploy", exc)
     finally:
         registry.close()
     if args.out:
@@ -223,16 +231,16 @@ def _deploy(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from runtime.deploy.registry import RegistryError
     from runtime.deploy.server import AdapterServer, AdapterServerError
+    from runtime.storage import StoreError
 
     try:
         registry = _open_store(args, create=False)
-    except RegistryError as exc:
-        return fail_usage(f"adapter list: {exc}")
-    if registry is None:
         versions: list[AdapterVersion] = []
-    else:
-        with registry:
-            versions = registry.versions(args.name)
+        if registry is not None:
+            with registry:
+                versions = registry.versions(args.name)
+    except (RegistryError, StoreError) as exc:
+        return fail_usage(f"adapter list: {exc}")
     on_server: set[str] | None = None
     if args.base_url:
 
@@ -286,15 +294,19 @@ def _change(args: argparse.Namespace, action: str) -> int:
     from runtime.deploy.deployer import restore_adapter, rollback_adapter
     from runtime.deploy.registry import RegistryError
     from runtime.deploy.server import AdapterServer
+    from runtime.storage import StoreError
 
     try:
         registry = _open_store(args, create=False)
-    except RegistryError as exc:
+    except (RegistryError, StoreError) as exc:
         return fail_usage(f"adapter {action}: {exc}")
     if registry is None:
         return fail_usage(f"adapter {action}: no adapter store yet (nothing was deployed)")
     with registry:
-        serving = registry.serving(args.name)
+        try:
+            serving = registry.serving(args.name)
+        except StoreError as exc:
+            return fail_usage(f"adapter {action}: {exc}")
         if serving is None:
             return fail_usage(f"adapter {action}: {args.name} has no serving version")
         base_url = args.base_url or serving.base_url
@@ -304,5 +316,18 @@ def _change(args: argparse.Namespace, action: str) -> int:
                 change = rollback_adapter if action == "rollback" else restore_adapter
                 return await change(args.name, server=server, registry=registry)
 
-        outcome = asyncio.run(run())
+        try:
+            outcome = asyncio.run(run())
+        except StoreError as exc:
+            return _store_failed(action, exc)
     return _show(outcome, args.json)
+
+
+def _store_failed(action: str, exc: Exception) -> int:
+    """The store failed part-way: the server may have changed (exit 1), the message says how."""
+    print(
+        f"agentrt: error: adapter {action}: {exc}; `agentrt adapter list --base-url URL` shows "
+        "what the server has loaded",
+        file=sys.stderr,
+    )
+    return 1

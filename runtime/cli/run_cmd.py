@@ -110,25 +110,26 @@ def deployed_model(args: argparse.Namespace) -> str:
     Raises:
         UsageError: The store names a version the server has not loaded.
     """
-    from runtime.deploy.registry import RegistryError, SQLiteAdapterRegistry, store_path
+    from runtime.deploy.registry import RegistryError, SQLAdapterRegistry, open_existing_registry
     from runtime.deploy.resolve import AdapterNotLoaded, resolve_model
     from runtime.deploy.server import AdapterServer, AdapterServerError
+    from runtime.storage import StoreError
 
     try:
-        path = store_path(args.adapter_store)
-    except RegistryError as exc:
-        raise UsageError(str(exc)) from None
-    if not path.exists():
+        registry = open_existing_registry(args.adapter_store)
+    except (RegistryError, StoreError) as exc:
+        raise UsageError(f"adapter store: {exc}") from None
+    if registry is None:
         return str(args.model)
 
-    async def resolve(registry: SQLiteAdapterRegistry) -> str:
+    async def resolve(registry: SQLAdapterRegistry) -> str:
         async with AdapterServer(args.base_url, api_key=args.api_key) as server:
             return await resolve_model(args.model, registry=registry, server=server)
 
-    with SQLiteAdapterRegistry(path) as registry:
+    with registry:
         try:
             return asyncio.run(resolve(registry))
-        except (AdapterNotLoaded, AdapterServerError) as exc:
+        except (AdapterNotLoaded, AdapterServerError, StoreError) as exc:
             raise UsageError(str(exc)) from None
 
 

@@ -3,7 +3,7 @@
 - `checkpoint`: what an adapter directory and a base model directory hold (headers only).
 - `compatibility`: the refusals (unmatched modules, rank, added tokens, modules_to_save, base).
 - `server`: vLLM's adapter endpoints and `/v1/models`, over HTTP.
-- `registry`: the record of versions (`NAME@vN`), which one serves, in SQLite.
+- `registry`: the record of versions (`NAME@vN`), which one serves, in SQLite or PostgreSQL.
 - `gate`: the promotion rule ("not worse", paired McNemar tests).
 - `deployer`: deploy, roll back, restore.
 - `resolve`: the model name a request for `NAME` is sent under.
@@ -28,8 +28,10 @@ from runtime.deploy.registry import (
     AdapterVersion,
     RegistryError,
     ServingChanged,
+    SQLAdapterRegistry,
     SQLiteAdapterRegistry,
     VersionStatus,
+    open_existing_registry,
     open_registry,
 )
 from runtime.deploy.resolve import AdapterNotLoaded, resolve_model
@@ -51,12 +53,14 @@ __all__ = [
     "ModelCard",
     "Refusal",
     "RegistryError",
+    "SQLAdapterRegistry",
     "SQLiteAdapterRegistry",
     "ServingChanged",
     "VersionStatus",
     "check_adapter",
     "decide_promotion",
     "deploy_adapter",
+    "open_existing_registry",
     "open_registry",
     "resolve_model",
     "restore_adapter",

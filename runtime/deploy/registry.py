@@ -14,39 +14,46 @@ what `agentrt run --model NAME` sends. States::
 registry knows (it was loaded and not yet unloaded; a server restart drops it,
 which is why `run` also asks the server).
 
-`AdapterRegistry` is the interface; `SQLiteAdapterRegistry` keeps it in one
-SQLite file (WAL), which replicas on one host, or on a shared volume that
-supports locking, agree on. Promotion is a compare-and-set on the serving
-version inside one `BEGIN IMMEDIATE` transaction, so two deploys racing for
-one name cannot both win. A PostgreSQL backend comes with the shared store.
+`AdapterRegistry` is the interface; `SQLAdapterRegistry` keeps it in the shared
+store's SQL layer (`runtime.storage`): a SQLite file (WAL; the processes of
+one host, or of a shared volume that supports locking, agree on it) or
+PostgreSQL (replicas on several hosts), chosen by URL (`open_registry`). Its
+tables are the `adapters` component's versioned migrations. Every write first
+takes its name's row in `adapter_names` (a row lock on PostgreSQL; SQLite's
+`BEGIN IMMEDIATE` serialises writers anyway), so promotion is a compare-and-set
+on the serving version that two deploys racing for one name cannot both win,
+and the row's `last_version` is the high-water mark that keeps numbers unique.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import json
 import os
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from runtime.storage.sql import Database, Migration, Row, Session, SQLiteDatabase, open_database
+from runtime.storage.url import StoreURL
+
 __all__ = [
+    "ADAPTER_MIGRATIONS",
     "DEFAULT_ADAPTER_STORE",
     "AdapterRegistry",
     "AdapterVersion",
     "RegistryError",
+    "SQLAdapterRegistry",
     "SQLiteAdapterRegistry",
     "ServingChanged",
     "VersionStatus",
+    "open_existing_registry",
     "open_registry",
     "served_name",
     "split_served_name",
-    "store_path",
+    "store_url",
 ]
 
 DEFAULT_ADAPTER_STORE = Path(".agentrt/adapters.db")  # next to the approvals database
@@ -148,7 +155,7 @@ class AdapterVersion:
 
 
 class AdapterRegistry(Protocol):
-    """Where deployed adapter versions are recorded (SQLite here; PostgreSQL to come)."""
+    """Where deployed adapter versions are recorded (`SQLAdapterRegistry`: SQLite or PostgreSQL)."""
 
     def reserve(
         self,
@@ -207,7 +214,13 @@ class AdapterRegistry(Protocol):
     def close(self) -> None: ...
 
 
-_SCHEMA = """
+#: The adapter tables, version by version (`Database.migrate`, component `adapters`).
+ADAPTER_MIGRATIONS = (
+    # The tables SQLite stores had before the shared store (hence IF NOT EXISTS):
+    # a file written by an older agentrt is taken over as it is.
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS adapter_versions (
     name TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL,
     loaded INTEGER NOT NULL DEFAULT 0, path TEXT NOT NULL, server_path TEXT NOT NULL,
@@ -221,44 +234,92 @@ CREATE UNIQUE INDEX IF NOT EXISTS adapter_one_serving
 CREATE TABLE IF NOT EXISTS adapter_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, version INTEGER NOT NULL,
     event TEXT NOT NULL, detail TEXT, at REAL NOT NULL
+)
+""",
+        # REAL is 4 bytes in PostgreSQL: too coarse for a timestamp.
+        postgresql="""
+CREATE TABLE IF NOT EXISTS adapter_versions (
+    name TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL,
+    loaded INTEGER NOT NULL DEFAULT 0, path TEXT NOT NULL, server_path TEXT NOT NULL,
+    base_url TEXT NOT NULL, base_model TEXT NOT NULL, digest TEXT NOT NULL,
+    files TEXT NOT NULL, evaluation TEXT, reason TEXT,
+    created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+    promoted_at DOUBLE PRECISION,
+    PRIMARY KEY (name, version)
 );
-"""
+CREATE UNIQUE INDEX IF NOT EXISTS adapter_one_serving
+    ON adapter_versions (name) WHERE status = 'serving';
+CREATE TABLE IF NOT EXISTS adapter_events (
+    id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,
+    event TEXT NOT NULL, detail TEXT, at DOUBLE PRECISION NOT NULL
+)
+""",
+    ),
+    # One row per name: the lock every write of that name takes first, and the
+    # highest number ever given out.
+    Migration(
+        2,
+        """
+CREATE TABLE IF NOT EXISTS adapter_names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL);
+INSERT INTO adapter_names (name, last_version)
+    SELECT name, MAX(version) FROM adapter_versions GROUP BY name
+""",
+    ),
+)
 
 
-def store_path(url: str | os.PathLike[str] | None) -> Path:
-    """The SQLite file a store URL names.
+def store_url(url: str | os.PathLike[str] | StoreURL | None) -> StoreURL:
+    """The adapter store a URL names.
 
     `sqlite:///rel/path` and `sqlite:////abs/path` (SQLAlchemy's spelling), a
-    plain path, or None for `.agentrt/adapters.db`.
+    plain path (SQLite), `postgresql://USER@HOST:PORT/DB`, or None for
+    `sqlite:///.agentrt/adapters.db`.
 
     Raises:
-        RegistryError: Another kind of store (PostgreSQL comes with the shared store).
+        RegistryError: Another kind of store, or `sqlite:///` without a path.
     """
-    if url is None or str(url) == "":
-        return DEFAULT_ADAPTER_STORE
+    if isinstance(url, StoreURL):
+        return url
+    if url is None or os.fspath(url) == "":
+        return StoreURL("sqlite", f"sqlite:///{DEFAULT_ADAPTER_STORE}", DEFAULT_ADAPTER_STORE)
     text = os.fspath(url)
-    if text.startswith("sqlite:///"):
-        rest = text[len("sqlite:///") :]
-        if not rest:
-            raise RegistryError("sqlite:/// needs a file path, e.g. sqlite:///.agentrt/adapters.db")
-        return Path(rest)
-    scheme, sep, _ = text.partition("://")
-    if sep:
-        if scheme.startswith("postgres"):
-            raise RegistryError(
-                "a PostgreSQL adapter store comes with the shared store backend, not yet in this "
-                "build; use sqlite:///PATH (replicas on one host or a shared volume agree on it)"
-            )
-        raise RegistryError(f"unknown store {scheme}://: use sqlite:///PATH")
-    return Path(text)
+    if "://" not in text:
+        return StoreURL("sqlite", f"sqlite:///{text}", Path(text))
+    try:
+        return StoreURL.parse(text)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
 
 
-def open_registry(url: str | os.PathLike[str] | None = None) -> SQLiteAdapterRegistry:
-    """Open the adapter store a URL names (see `store_path`)."""
-    return SQLiteAdapterRegistry(store_path(url))
+def open_registry(
+    url: str | os.PathLike[str] | StoreURL | None = None, **database_options: Any
+) -> SQLAdapterRegistry:
+    """Open (and migrate) the adapter store a URL names (see `store_url`); a SQLite file is created.
+
+    Args:
+        url: The store; None for `.agentrt/adapters.db`.
+        database_options: For PostgreSQL: `min_size`, `max_size`, `timeout_s`.
+
+    Raises:
+        RegistryError: Not a store URL.
+        StoreUnavailable: PostgreSQL cannot be reached.
+        SchemaTooNew: A newer agentrt migrated the store.
+    """
+    database = open_database(store_url(url), **database_options)
+    return SQLAdapterRegistry(database, owns_database=True)
 
 
-def _version(row: sqlite3.Row) -> AdapterVersion:
+def open_existing_registry(
+    url: str | os.PathLike[str] | StoreURL | None = None, **database_options: Any
+) -> SQLAdapterRegistry | None:
+    """`open_registry`, or None for a SQLite file that does not exist yet (nothing was deployed)."""
+    parsed = store_url(url)
+    if parsed.kind == "sqlite" and parsed.path is not None and not parsed.path.exists():
+        return None
+    return open_registry(parsed, **database_options)
+
+
+def _version(row: Row) -> AdapterVersion:
     return AdapterVersion(
         name=row["name"],
         version=int(row["version"]),
@@ -272,75 +333,87 @@ def _version(row: sqlite3.Row) -> AdapterVersion:
         files=json.loads(row["files"]),
         evaluation=json.loads(row["evaluation"]) if row["evaluation"] else None,
         reason=row["reason"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        promoted_at=row["promoted_at"],
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+        promoted_at=float(row["promoted_at"]) if row["promoted_at"] is not None else None,
     )
 
 
-class SQLiteAdapterRegistry:
-    """Adapter versions in a SQLite file, shared safely by threads and processes.
+class SQLAdapterRegistry:
+    """Adapter versions in the shared store's database: thread-safe, blocking.
 
     Args:
-        path: Database file (folder created).
+        database: A SQLite or PostgreSQL `Database` (shared with other stores or not).
         clock: Wall-clock seconds; inject a fake one in tests.
+        owns_database: Close the database with the registry.
+
+    Raises:
+        SchemaTooNew: A newer agentrt migrated the database.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+        self,
+        database: Database,
+        *,
+        clock: Callable[[], float] = time.time,
+        owns_database: bool = False,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.database = database
         self._clock = clock
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.row_factory = sqlite3.Row
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
+        self._owns = owns_database
+        try:
+            database.migrate("adapters", ADAPTER_MIGRATIONS)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> StoreURL:
+        """Where the versions live (print it: the password is redacted)."""
+        return self.database.url
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        """Close the database if the registry owns it."""
+        if self._owns:
+            self.database.close()
 
-    def __enter__(self) -> SQLiteAdapterRegistry:
+    def __enter__(self) -> SQLAdapterRegistry:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """`BEGIN IMMEDIATE` … `COMMIT` under the lock, rolled back on error."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    @staticmethod
+    def _take_name(session: Session, name: str) -> int:
+        """Lock `name`'s row for this transaction; the highest number it ever gave out."""
+        session.run(
+            "INSERT INTO adapter_names (name, last_version) VALUES (?, 0) "
+            "ON CONFLICT (name) DO NOTHING",
+            (name,),
+        )
+        row = session.one(
+            "UPDATE adapter_names SET last_version = last_version WHERE name = ? "
+            "RETURNING last_version",
+            (name,),
+        )
+        assert row is not None
+        return int(row["last_version"])
 
-    def _event(self, name: str, version: int, event: str, detail: str | None, now: float) -> None:
-        self._conn.execute(
+    @staticmethod
+    def _event(
+        session: Session, name: str, version: int, event: str, detail: str | None, now: float
+    ) -> None:
+        session.run(
             "INSERT INTO adapter_events (name, version, event, detail, at) VALUES (?,?,?,?,?)",
             (name, version, event, detail, now),
         )
 
-    def _row(self, name: str, version: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._conn.execute(
+    def _must(self, session: Session, name: str, version: int) -> Row:
+        row = session.one(
             "SELECT * FROM adapter_versions WHERE name = ? AND version = ?", (name, version)
-        ).fetchone()
-        return row
-
-    def _must(self, name: str, version: int) -> sqlite3.Row:
-        row = self._row(name, version)
+        )
         if row is None:
-            raise RegistryError(f"no version {served_name(name, version)} in {self.path}")
+            raise RegistryError(f"no version {served_name(name, version)} in {self.url}")
         return row
 
     def reserve(
@@ -356,20 +429,24 @@ class SQLiteAdapterRegistry:
         above: int = 0,
     ) -> AdapterVersion:
         now = self._clock()
-        with self._transaction():
-            (top,) = self._conn.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM adapter_versions WHERE name = ?", (name,)
-            ).fetchone()
-            version = max(int(top), above) + 1
-            self._conn.execute(
+        with self.database.transaction() as session:
+            last = self._take_name(session, name)
+            top = session.one(
+                "SELECT COALESCE(MAX(version), 0) AS top FROM adapter_versions WHERE name = ?",
+                (name,),
+            )
+            assert top is not None
+            version = max(last, int(top["top"]), above) + 1
+            session.run(
                 "INSERT INTO adapter_versions (name, version, status, loaded, path, server_path,"
                 " base_url, base_model, digest, files, created_at, updated_at)"
                 " VALUES (?,?,?,0,?,?,?,?,?,?,?,?)",
                 (name, version, VersionStatus.LOADING.value, path, server_path, base_url,
                  base_model, digest, json.dumps(dict(files), sort_keys=True), now, now),
             )  # fmt: skip
-            self._event(name, version, "reserved", digest, now)
-            row = self._must(name, version)
+            session.run("UPDATE adapter_names SET last_version = ? WHERE name = ?", (version, name))
+            self._event(session, name, version, "reserved", digest, now)
+            row = self._must(session, name, version)
         return _version(row)
 
     def update(
@@ -385,8 +462,9 @@ class SQLiteAdapterRegistry:
         if status is VersionStatus.SERVING:
             raise RegistryError("a version becomes serving only through promote()")
         now = self._clock()
-        with self._transaction():
-            row = self._must(name, version)
+        with self.database.transaction() as session:
+            self._take_name(session, name)  # a promotion of this version waits, or is seen
+            row = self._must(session, name, version)
             if status is not None and row["status"] == VersionStatus.SERVING.value:
                 raise RegistryError(
                     f"{served_name(name, version)} is serving: promote or roll back another "
@@ -402,15 +480,15 @@ class SQLiteAdapterRegistry:
             if reason is not None:
                 fields["reason"] = reason
             assignments = ", ".join(f"{key} = ?" for key in fields)
-            self._conn.execute(
+            session.run(
                 f"UPDATE adapter_versions SET {assignments} WHERE name = ? AND version = ?",
                 (*fields.values(), name, version),
             )
             if status is not None:
-                self._event(name, version, status.value, reason, now)
+                self._event(session, name, version, status.value, reason, now)
             if loaded is not None and bool(row["loaded"]) != loaded:
-                self._event(name, version, "loaded" if loaded else "unloaded", None, now)
-            row = self._must(name, version)
+                self._event(session, name, version, "loaded" if loaded else "unloaded", None, now)
+            row = self._must(session, name, version)
         return _version(row)
 
     def promote(
@@ -425,61 +503,82 @@ class SQLiteAdapterRegistry:
         if demote_to not in (VersionStatus.RETIRED, VersionStatus.ROLLED_BACK):
             raise RegistryError("the serving version is demoted to retired or rolled_back")
         now = self._clock()
-        with self._transaction():
-            current = self._conn.execute(
+        with self.database.transaction() as session:
+            # Once the name's row is ours, what serves cannot change until we commit.
+            self._take_name(session, name)
+            current = session.one(
                 "SELECT version FROM adapter_versions WHERE name = ? AND status = ?",
                 (name, VersionStatus.SERVING.value),
-            ).fetchone()
+            )
             actual = int(current["version"]) if current is not None else None
             if actual != expected:
                 raise ServingChanged(name, expected, actual)
-            self._must(name, version)
+            self._must(session, name, version)
             if actual is not None:
-                self._conn.execute(
+                session.run(
                     "UPDATE adapter_versions SET status = ?, updated_at = ?, reason = COALESCE(?, "
                     "reason) WHERE name = ? AND version = ?",
                     (demote_to.value, now, reason if demote_to is VersionStatus.ROLLED_BACK
                      else None, name, actual),
                 )  # fmt: skip
-                self._event(name, actual, demote_to.value, reason, now)
-            self._conn.execute(
+                self._event(session, name, actual, demote_to.value, reason, now)
+            session.run(
                 "UPDATE adapter_versions SET status = ?, promoted_at = ?, updated_at = ? "
                 "WHERE name = ? AND version = ?",
                 (VersionStatus.SERVING.value, now, now, name, version),
             )
-            self._event(name, version, "serving", reason, now)
-            row = self._must(name, version)
+            self._event(session, name, version, "serving", reason, now)
+            row = self._must(session, name, version)
         return _version(row)
 
     def serving(self, name: str) -> AdapterVersion | None:
-        with self._lock:
-            row = self._conn.execute(
+        with self.database.read() as session:
+            row = session.one(
                 "SELECT * FROM adapter_versions WHERE name = ? AND status = ?",
                 (name, VersionStatus.SERVING.value),
-            ).fetchone()
+            )
         return _version(row) if row is not None else None
 
     def get(self, name: str, version: int) -> AdapterVersion | None:
-        with self._lock:
-            row = self._row(name, version)
+        with self.database.read() as session:
+            row = session.one(
+                "SELECT * FROM adapter_versions WHERE name = ? AND version = ?", (name, version)
+            )
         return _version(row) if row is not None else None
 
     def versions(self, name: str | None = None) -> list[AdapterVersion]:
-        with self._lock:
+        with self.database.read() as session:
+            rows: Sequence[Row]
             if name is None:
-                rows = self._conn.execute(
-                    "SELECT * FROM adapter_versions ORDER BY name, version"
-                ).fetchall()
+                rows = session.all("SELECT * FROM adapter_versions ORDER BY name, version")
             else:
-                rows = self._conn.execute(
+                rows = session.all(
                     "SELECT * FROM adapter_versions WHERE name = ? ORDER BY version", (name,)
-                ).fetchall()
+                )
         return [_version(row) for row in rows]
 
     def history(self, name: str) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._conn.execute(
+        with self.database.read() as session:
+            rows = session.all(
                 "SELECT version, event, detail, at FROM adapter_events WHERE name = ? ORDER BY id",
                 (name,),
-            ).fetchall()
+            )
         return [dict(row) for row in rows]
+
+
+class SQLiteAdapterRegistry(SQLAdapterRegistry):
+    """`SQLAdapterRegistry` in a SQLite file of its own (WAL, fsync at each commit).
+
+    Args:
+        path: Database file (folder created).
+        clock: Wall-clock seconds; inject a fake one in tests.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = Path(path)
+        super().__init__(SQLiteDatabase(self.path), clock=clock, owns_database=True)
+
+    def __enter__(self) -> SQLiteAdapterRegistry:
+        return self

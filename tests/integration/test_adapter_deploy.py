@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from runtime.cli import main
-from runtime.deploy.registry import SQLiteAdapterRegistry, VersionStatus
+from runtime.deploy.registry import SQLAdapterRegistry, VersionStatus, open_registry
 from runtime.finetune.evaluate import EvalItem, ExpectedCall
 from runtime.testing import ScriptedReply, ScriptedServer
 from tests.adapter_fixtures import make_adapter, make_base
@@ -76,10 +76,18 @@ EAGER = behaviour(calls=8, calls_on_chat=True)
 class World:
     """A scripted vLLM server over a tiny base, an adapter store and eval data."""
 
-    def __init__(self, tmp: Path, *, base_dir: Path | None = None, **server: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        base_dir: Path | None = None,
+        store_url: str | None = None,
+        **server: Any,
+    ) -> None:
         self.tmp = tmp
         self.base = base_dir or make_base(tmp / "base")
         self.store = tmp / "adapters.db"
+        self.store_url = store_url or f"sqlite:///{self.store}"
         self.data = tmp / "heldout.jsonl"
         self.data.write_text("".join(json.dumps(item.to_dict()) + "\n" for item in ITEMS))
         self.handlers: dict[str, Handler] = {}
@@ -112,12 +120,12 @@ class World:
     ) -> tuple[int, Any, str]:
         return self.agentrt(
             "adapter", "deploy", str(folder), "--base-url", self.server.base_url,
-            "--name", "tools", "--eval", str(self.data), "--store", f"sqlite:///{self.store}",
+            "--name", "tools", "--eval", str(self.data), "--store", self.store_url,
             "--json", *extra, capsys=capsys,
         )  # fmt: skip
 
-    def registry(self) -> SQLiteAdapterRegistry:
-        return SQLiteAdapterRegistry(self.store)
+    def registry(self) -> SQLAdapterRegistry:
+        return open_registry(self.store_url)
 
     @property
     def loaded(self) -> set[str]:
@@ -386,7 +394,7 @@ def test_a_deploy_that_loses_the_race_changes_nothing(
 def _run(world: World, tool_file: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> Any:
     return world.agentrt(
         "run", "--module", str(tool_file), "--base-url", world.server.base_url,
-        "--model", "tools", "--adapter-store", f"sqlite:///{world.store}", "--policy", "none",
+        "--model", "tools", "--adapter-store", world.store_url, "--policy", "none",
         "--sandbox", "inprocess", "--audit-log", "none", "--json", *extra, "hello",
         capsys=capsys,
     )  # fmt: skip
@@ -418,6 +426,30 @@ def test_run_sends_the_promoted_version_and_follows_a_rollback(
     before = len(world.server.requests)
     assert _run(world, tool_file, capsys)[0] == 0
     assert {r["model"] for r in world.server.requests[before:]} == {"tools@v1"}
+
+
+def test_deploy_rollback_and_run_on_a_postgresql_store(
+    tmp_path: Path, postgres_url: str, tool_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = World(tmp_path, store_url=postgres_url)
+    with world.server:
+        for _ in range(2):
+            code, out, err = world.deploy(world.adapter(GOOD), capsys)
+            assert code == 0, err
+        assert out["serving"] == "tools@v2"
+        code, listed, _ = world.agentrt("adapter", "list", "--store", postgres_url, "--json",
+                                        capsys=capsys)  # fmt: skip
+        assert code == 0 and listed["serving"] == {"tools": "tools@v2"}
+        before = len(world.server.requests)
+        assert _run(world, tool_file, capsys)[0] == 0
+        assert {r["model"] for r in world.server.requests[before:]} == {"tools@v2"}
+        assert world.agentrt("adapter", "rollback", "tools", "--store", postgres_url,
+                             capsys=capsys)[0] == 0  # fmt: skip
+        before = len(world.server.requests)
+        assert _run(world, tool_file, capsys)[0] == 0
+        assert {r["model"] for r in world.server.requests[before:]} == {"tools@v1"}
+    world.assert_only_loaded_names_were_asked()
+    assert not world.store.exists()  # nothing went to the default SQLite file
 
 
 def test_run_refuses_a_promoted_version_the_server_lost_until_it_is_restored(
@@ -471,3 +503,20 @@ def test_run_refuses_a_pinned_version_that_is_not_loaded(
     )  # fmt: skip
     assert code == 2 and "tools@v2 is not loaded" in err and "rejected" in err
     assert len(world.server.requests) == before
+
+
+def test_an_unreachable_postgresql_store_is_one_sentence_and_exit_2(
+    tmp_path: Path, tool_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nowhere = "postgresql://agentrt:secret@127.0.0.1:1/agentrt"
+    for argv in (
+        ("adapter", "list", "--store", nowhere),
+        ("adapter", "rollback", "tools", "--store", nowhere),
+        ("run", "--module", str(tool_file), "--base-url", "http://127.0.0.1:9/v1", "--model",
+         "tools", "--adapter-store", nowhere, "--policy", "none", "--sandbox", "inprocess",
+         "--audit-log", "none", "hello"),
+    ):  # fmt: skip
+        assert main(list(argv)) == 2
+        err = capsys.readouterr().err
+        assert "is unavailable" in err and "Traceback" not in err, err
+        assert "secret" not in err  # the password is never printed

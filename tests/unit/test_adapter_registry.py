@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
 from runtime.deploy.registry import (
+    ADAPTER_MIGRATIONS,
     DEFAULT_ADAPTER_STORE,
     RegistryError,
     ServingChanged,
+    SQLAdapterRegistry,
     SQLiteAdapterRegistry,
     VersionStatus,
+    open_existing_registry,
+    open_registry,
     split_served_name,
-    store_path,
+    store_url,
 )
+from runtime.storage import SchemaTooNew
 
 
-def _reserve(registry: SQLiteAdapterRegistry, name: str = "tools", above: int = 0) -> int:
+def _reserve(registry: SQLAdapterRegistry, name: str = "tools", above: int = 0) -> int:
     version = registry.reserve(
         name, path="/a", server_path="/a", base_url="http://x/v1", base_model="smol",
         digest="d", files={"adapter_config.json": "c"}, above=above,
@@ -99,14 +105,59 @@ def test_concurrent_reservations_get_distinct_numbers(tmp_path: Path) -> None:
 
 
 def test_store_urls() -> None:
-    assert store_path(None) == DEFAULT_ADAPTER_STORE == Path(".agentrt/adapters.db")
-    assert store_path("sqlite:///.agentrt/x.db") == Path(".agentrt/x.db")
-    assert store_path("sqlite:////var/lib/agentrt/x.db") == Path("/var/lib/agentrt/x.db")
-    assert store_path("plain.db") == Path("plain.db")
-    with pytest.raises(RegistryError, match="PostgreSQL adapter store comes with the shared"):
-        store_path("postgresql://db/agentrt")
+    default = store_url(None)
+    assert (default.kind, default.path) == ("sqlite", DEFAULT_ADAPTER_STORE)
+    assert default.path == Path(".agentrt/adapters.db")
+    assert store_url("sqlite:///.agentrt/x.db").path == Path(".agentrt/x.db")
+    assert store_url("sqlite:////var/lib/agentrt/x.db").path == Path("/var/lib/agentrt/x.db")
+    assert store_url("plain.db").path == Path("plain.db")
+    shared = store_url("postgresql://agentrt:secret@db/agentrt")
+    assert shared.kind == "postgresql" and "secret" not in str(shared)
     with pytest.raises(RegistryError, match="unknown store"):
-        store_path("redis://x")
+        store_url("redis://x")
+    with pytest.raises(RegistryError, match="needs a file"):
+        store_url("sqlite:///")
+
+
+def test_a_store_that_does_not_exist_is_not_created_to_be_read(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/adapters.db"
+    assert open_existing_registry(url) is None and not (tmp_path / "adapters.db").exists()
+    with open_registry(url) as registry:
+        _reserve(registry)
+    found = open_existing_registry(url)
+    assert found is not None
+    with found:
+        assert [v.served_name for v in found.versions()] == ["tools@v1"]
+
+
+def test_a_store_written_before_the_shared_store_is_taken_over(tmp_path: Path) -> None:
+    """A SQLite file made by the registry before migrations keeps its versions and numbers."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(ADAPTER_MIGRATIONS[0].sql)
+        conn.execute(
+            "INSERT INTO adapter_versions (name, version, status, loaded, path, server_path, "
+            "base_url, base_model, digest, files, created_at, updated_at, promoted_at) "
+            "VALUES ('tools', 4, 'serving', 1, '/a', '/a', 'u', 'smol', 'd', '{}', 1.0, 1.0, 1.0)"
+        )
+    conn.close()
+    with SQLiteAdapterRegistry(path) as registry:
+        serving = registry.serving("tools")
+        assert serving is not None and serving.version == 4
+        assert _reserve(registry) == 5
+        with registry.database.read() as session:
+            row = session.one("SELECT version FROM agentrt_schema WHERE component = 'adapters'")
+        assert row == {"version": len(ADAPTER_MIGRATIONS)}
+
+
+def test_a_store_migrated_by_a_newer_agentrt_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    SQLiteAdapterRegistry(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE agentrt_schema SET version = 99 WHERE component = 'adapters'")
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="adapters tables"):
+        SQLiteAdapterRegistry(path)
 
 
 def test_served_names() -> None:
