@@ -71,6 +71,7 @@ class Replica:
         model: ScriptedServer | None,
         ledger: Path,
         extra: tuple[str, ...] = (),
+        model_name: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.name = name
@@ -86,7 +87,7 @@ class Replica:
             "--log-level", "warning", *extra,
         ]  # fmt: skip
         if model is not None:
-            args += ["--base-url", model.base_url, "--model", model.model]
+            args += ["--base-url", model.base_url, "--model", model_name or model.model]
         env = {
             "AGENTRT_TEST_LEDGER": str(ledger),
             "AGENTRT_STORE": "",

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runtime.cli.adapter_cmd import add_store_option as add_adapter_store_option
 from runtime.cli.gate_options import (
     UsageError,
     add_module_option,
@@ -64,8 +65,14 @@ def register(subparsers: Any) -> None:
         default=os.environ.get("AGENTRT_BASE_URL"),
         help="OpenAI-compatible model server, e.g. http://vllm:8000/v1 (env AGENTRT_BASE_URL)",
     )
-    parser.add_argument("--model", default=os.environ.get("AGENTRT_MODEL"))
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("AGENTRT_MODEL"),
+        help="served model or adapter name; a name deployed with `agentrt adapter deploy` is "
+        "sent as the version serving it when each run starts (see --adapter-store)",
+    )
     parser.add_argument("--api-key", default=os.environ.get("AGENTRT_API_KEY", "not-needed"))
+    add_adapter_store_option(parser, "--adapter-store")
     parser.add_argument("--max-turns", type=int, default=10)
     parser.add_argument(
         "--replica", default=None, help="this replica's name in run records (default HOST:PID)"
@@ -126,6 +133,7 @@ async def _serve(args: argparse.Namespace, tokens: Any, listener: socket.socket)
     import uvicorn
 
     from runtime.approvals.claim_locks import ClaimLocks, FileClaimLocks, PostgresClaimLocks
+    from runtime.deploy.registry import RegistryError
     from runtime.service.api import create_app
     from runtime.service.runner import RunService
     from runtime.service.runs import RunStore
@@ -156,23 +164,46 @@ async def _serve(args: argparse.Namespace, tokens: Any, listener: socket.socket)
     else:
         path = database.url.path or Path(".agentrt/state.db")
         locks = FileClaimLocks(path.with_name(path.name + ".runs"))
-    model = None
+    model = deployed = None
     if args.base_url:
+        from runtime.deploy.resolve import DeployedModel
         from runtime.model.client import OpenAICompatibleClient
 
         model = OpenAICompatibleClient(args.base_url, args.model, api_key=args.api_key)
+        deployed = DeployedModel(model, store=args.adapter_store, api_key=args.api_key)
     host, port = listener.getsockname()[:2]
     replica = args.replica or f"{socket.gethostname()}:{os.getpid()}:{port}"
+    problem = None
     try:
-        runs = RunStore(database)
-        service = RunService(stack, runs, locks, model, replica=replica, max_turns=args.max_turns)
+        if deployed is not None:
+            await deployed.open()
+    except (StoreError, RegistryError) as exc:
+        problem = f"--adapter-store: {exc}"
+    try:
+        if problem is None:
+            runs = RunStore(database)
+            service = RunService(
+                stack,
+                runs,
+                locks,
+                model,
+                deployed=deployed,
+                replica=replica,
+                max_turns=args.max_turns,
+            )
     except (StoreError, ValueError) as exc:
+        problem = str(exc)
+    if problem is not None:
+        if deployed is not None:
+            await deployed.aclose()
         locks.close()
         await stack.finish()
         listener.close()
-        return fail_usage(str(exc))
+        return fail_usage(problem)
 
     async def shutdown() -> None:
+        if deployed is not None:
+            await deployed.aclose()
         if model is not None:
             await model.aclose()
         locks.close()

@@ -6,7 +6,7 @@
 - `registry`: the record of versions (`NAME@vN`), which one serves, in SQLite or PostgreSQL.
 - `gate`: the promotion rule ("not worse", paired McNemar tests).
 - `deployer`: deploy, roll back, restore.
-- `resolve`: the model name a request for `NAME` is sent under.
+- `resolve`: the model name a request for `NAME` is sent under (`DeployedModel`: per run).
 
 The CLI is `agentrt adapter deploy|list|rollback|restore`; see the README,
 "Deploying adapters to vLLM".
@@ -34,7 +34,7 @@ from runtime.deploy.registry import (
     open_existing_registry,
     open_registry,
 )
-from runtime.deploy.resolve import AdapterNotLoaded, resolve_model
+from runtime.deploy.resolve import AdapterNotLoaded, DeployedModel, resolve_model
 from runtime.deploy.server import AdapterServer, AdapterServerError, ModelCard
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "DeployOptions",
     "DeployOutcome",
     "DeployStatus",
+    "DeployedModel",
     "GateResult",
     "ModelCard",
     "Refusal",

@@ -6,16 +6,32 @@ not know is sent as it is. A name the store does know is sent only when the
 server lists it in `/v1/models` right now, so a request never goes to an
 adapter the server has not loaded (after a restart, say): the caller gets
 `AdapterNotLoaded`, with the command that fixes it, instead of the server's 404.
+
+A long-lived process (`agentrt serve`) holds a `DeployedModel`, which asks
+again for every run, so a promote or rollback takes effect from the next run
+without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+from typing import TYPE_CHECKING
 
-from runtime.deploy.registry import AdapterRegistry, AdapterVersion, split_served_name
+from runtime.deploy.registry import (
+    AdapterRegistry,
+    AdapterVersion,
+    SQLAdapterRegistry,
+    open_existing_registry,
+    split_served_name,
+)
 from runtime.deploy.server import AdapterServer
+from runtime.storage.url import StoreURL
 
-__all__ = ["AdapterNotLoaded", "resolve_model"]
+if TYPE_CHECKING:
+    from runtime.model.client import OpenAICompatibleClient
+
+__all__ = ["AdapterNotLoaded", "DeployedModel", "resolve_model"]
 
 
 class AdapterNotLoaded(Exception):
@@ -61,3 +77,71 @@ async def resolve_model(name: str, *, registry: AdapterRegistry, server: Adapter
 def _status(versions: list[AdapterVersion], target: str) -> str:
     found = next((v for v in versions if v.served_name == target), None)
     return "not a recorded version" if found is None else found.status.value
+
+
+class DeployedModel:
+    """A model client whose name is resolved again for each run (see `resolve_model`).
+
+    `for_run()` asks the adapter store what serves the client's model name and
+    checks that the server lists it, then returns the client under that name
+    (`NAME@vN`; the same connections). A name the store does not know is sent
+    as given; a SQLite store that does not exist yet is looked for again at
+    each run, so a first deploy needs no restart either.
+
+    Args:
+        client: The model client, named as asked for (`--model NAME`).
+        store: The adapter store URL (None: `.agentrt/adapters.db`).
+        api_key: For the server's `/v1/models` (default: none).
+    """
+
+    def __init__(
+        self,
+        client: OpenAICompatibleClient,
+        *,
+        store: str | os.PathLike[str] | StoreURL | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        self.client = client
+        self._store = store
+        self._registry: SQLAdapterRegistry | None = None
+        self._opening = asyncio.Lock()
+        self._server = AdapterServer(client.base_url, api_key=api_key)
+        self._renamed: dict[str, OpenAICompatibleClient] = {client.model: client}
+
+    async def open(self) -> None:
+        """Open the store now if it exists, so a bad URL or an unreachable server fails early.
+
+        Raises:
+            RegistryError: Not a store URL.
+            StoreError: PostgreSQL cannot be reached, or a newer agentrt migrated it.
+        """
+        await self._open_registry()
+
+    async def _open_registry(self) -> SQLAdapterRegistry | None:
+        async with self._opening:
+            if self._registry is None:
+                self._registry = await asyncio.to_thread(open_existing_registry, self._store)
+            return self._registry
+
+    async def for_run(self) -> OpenAICompatibleClient:
+        """The client to use for one run, under the name that serves now.
+
+        Raises:
+            AdapterNotLoaded: The store names a version the server has not loaded.
+            AdapterServerError: The server's model list could not be read.
+            StoreError: The store could not be read.
+        """
+        registry = await self._open_registry()
+        if registry is None:
+            return self.client
+        name = await resolve_model(self.client.model, registry=registry, server=self._server)
+        found = self._renamed.get(name)
+        if found is None:
+            found = self._renamed[name] = self.client.with_model(name)
+        return found
+
+    async def aclose(self) -> None:
+        """Close the store and the server connection (not the model client: its owner does)."""
+        await self._server.aclose()
+        if self._registry is not None:
+            self._registry.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import random
 from collections.abc import Mapping, Sequence
@@ -248,6 +249,16 @@ class OpenAICompatibleClient:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    def with_model(self, model: str) -> OpenAICompatibleClient:
+        """This client sending `model` instead: same server, connections, limits and timeouts.
+
+        The copy shares this client's connections and its in-flight limit;
+        close only this one (closing either closes both).
+        """
+        renamed = copy.copy(self)
+        renamed.model = model
+        return renamed
 
     async def complete(
         self,

@@ -33,6 +33,8 @@ from runtime.approvals import (
 from runtime.approvals.claim_locks import ClaimLocks
 from runtime.arguments import ArgumentGate
 from runtime.calls import ToolCallRequest
+from runtime.deploy.resolve import AdapterNotLoaded, DeployedModel
+from runtime.deploy.server import AdapterServerError
 from runtime.model.client import ModelClient
 from runtime.service.metrics import Metrics
 from runtime.service.runs import FINAL_STATUSES, RunStore, ServiceRun
@@ -88,6 +90,9 @@ class RunService:
         runs: Service runs in the shared store.
         run_locks: Liveness locks for the runs this replica drives.
         model: The model client (None: runs are refused with 503).
+        deployed: `model` behind the adapter store: each run (and each
+            resume) sends the version that serves the model's name then, and
+            is refused with 503 when the server has not loaded it.
         replica: This replica's name (owner of the runs it drives).
         metrics: Where run and call figures go.
         max_turns: Model replies per run.
@@ -100,6 +105,7 @@ class RunService:
         run_locks: ClaimLocks,
         model: ModelClient | None,
         *,
+        deployed: DeployedModel | None = None,
         replica: str,
         metrics: Metrics | None = None,
         max_turns: int = 10,
@@ -110,6 +116,7 @@ class RunService:
         self.approvals: ApprovalStore = stack.approvals
         self.runs = runs
         self.model = model
+        self.deployed = deployed
         self.replica = replica
         self.metrics = metrics or Metrics()
         self._locks = run_locks
@@ -130,11 +137,7 @@ class RunService:
         wait: bool,
     ) -> dict[str, Any]:
         """Start a run; its result (`wait`) or `{"run_id", "status": "running"}`."""
-        if self.model is None:
-            raise Unavailable(
-                "no model server is configured: start agentrt serve with --base-url and --model",
-                type="no_model",
-            )
+        model = await self._model_for_run()
         run_id = uuid.uuid4().hex
         if not await asyncio.to_thread(self._locks.take, _run_key(run_id)):
             raise Conflict("run id collision; try again")
@@ -155,10 +158,33 @@ class RunService:
         def go(runner: Agent) -> Awaitable[RunResult]:
             return runner.run(text, tenant=identity.tenant, context=context, run_id=run_id)
 
-        task = self._spawn(self._drive(run_id, agent, go))
+        task = self._spawn(self._drive(run_id, agent, model, go))
         if wait:
             return await asyncio.shield(task)
         return {"run_id": run_id, "status": "running"}
+
+    async def _model_for_run(self) -> ModelClient:
+        """The model a run starting (or resuming) now uses; refused with 503 when there is none.
+
+        Raises:
+            Unavailable: No model server, or the deployed adapter version is not loaded.
+        """
+        if self.model is None:
+            raise Unavailable(
+                "no model server is configured: start agentrt serve with --base-url and --model",
+                type="no_model",
+            )
+        if self.deployed is None:
+            return self.model
+        try:
+            return await self.deployed.for_run()
+        except AdapterNotLoaded as exc:
+            raise Unavailable(str(exc), type="adapter_not_loaded") from None
+        except AdapterServerError as exc:
+            raise Unavailable(
+                f"the model server's list of models could not be read: {exc}",
+                type="model_unavailable",
+            ) from None
 
     async def get_run(self, identity: Identity, run_id: str) -> ServiceRun:
         """A run of the identity's tenant, with a lost replica reported as `interrupted`.
@@ -193,14 +219,17 @@ class RunService:
         return fresh or run
 
     async def _drive(
-        self, run_id: str, agent: str | None, go: Callable[[Agent], Awaitable[RunResult]]
+        self,
+        run_id: str,
+        agent: str | None,
+        model: ModelClient,
+        go: Callable[[Agent], Awaitable[RunResult]],
     ) -> dict[str, Any]:
         """Run (or resume) with the run's liveness lock held; store and return its JSON."""
-        assert self.model is not None
         started = time.perf_counter()
         writer = _EventWriter(self, run_id)
         runner = self.stack.agent(
-            self.model,
+            model,
             name=agent or self.stack.context.agent or "agent",
             observer=writer.observe,
             limits=self._limits,
@@ -320,6 +349,9 @@ class RunService:
         runs whose resuming replica died before claiming them are picked up here.
         """
         await asyncio.to_thread(self.approvals.expire_due)
+        if not await asyncio.to_thread(self.runs.has_resumable):
+            return 0
+        model = await self._model_for_run()  # refused: the runs stay paused for the next sweep
         taken: list[str] = []
 
         def take(run_id: str) -> bool:
@@ -341,7 +373,7 @@ class RunService:
             def go(runner: Agent, run_id: str = run.id) -> Awaitable[RunResult]:
                 return runner.resume(run_id)
 
-            self._spawn(self._drive(run.id, run.agent, go))
+            self._spawn(self._drive(run.id, run.agent, model, go))
         return len(claimed)
 
     async def sweep_forever(self, interval_s: float) -> None:
@@ -360,7 +392,10 @@ class RunService:
 
         Returns:
             The run's JSON (its result with `wait`), or None for a run the
-            service did not start (resume it with `agentrt run --resume`).
+            service did not start (resume it with `agentrt run --resume`). A
+            run that cannot resume now (no model, the deployed adapter not
+            loaded) stays paused for the resume sweep, its JSON saying why
+            under `resume_error`.
         """
         run = await asyncio.to_thread(self.runs.get, run_id)
         if run is None:
@@ -369,6 +404,11 @@ class RunService:
             self.approvals.run_is_resolved, run_id
         ):
             return run.to_dict()
+        try:
+            model = await self._model_for_run()
+        except Unavailable as exc:
+            _log.warning("run %s stays paused: %s", run_id, exc)
+            return {**run.to_dict(), "resume_error": exc.to_dict()["error"]}
         key = _run_key(run_id)
         if not await asyncio.to_thread(self._locks.take, key):
             return run.to_dict()  # another replica is resuming it right now
@@ -385,7 +425,7 @@ class RunService:
         def go(runner: Agent) -> Awaitable[RunResult]:
             return runner.resume(run_id)
 
-        task = self._spawn(self._drive(run_id, run.agent, go))
+        task = self._spawn(self._drive(run_id, run.agent, model, go))
         if wait:
             return await asyncio.shield(task)
         return {"run_id": run_id, "status": "running"}

@@ -168,6 +168,16 @@ class RunStore:
             )
         return changed == 1
 
+    def has_resumable(self) -> bool:
+        """Whether some paused run has all its approvals decided (`claim_resumable` would find it)."""
+        with self._db.read() as session:
+            row = session.one(
+                "SELECT 1 AS found FROM service_runs r WHERE status = 'pending_approval' AND NOT "
+                "EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.status = 'pending') "
+                "LIMIT 1"
+            )
+        return row is not None
+
     def claim_resumable(
         self, owner: str, take_lock: Callable[[str], bool], *, limit: int = 10
     ) -> builtins.list[ServiceRun]:
