@@ -80,11 +80,14 @@ def demo_stack(
     tenant: str = "demo",
     agent: str = "demo-agent",
     module: str = "tools",
+    mcp: str | os.PathLike[str] | None = None,
 ) -> Stack:
     """The demo's stack: the built-in tools behind the shipped policy, in the sandbox.
 
     The same `build_stack` every entry point uses; the workspace is mounted
-    read-only, and three warm containers per tool keep the tour quick.
+    read-only, and three warm containers per tool keep the tour quick. With
+    `mcp`, the servers' pinned tools join as `SERVER.TOOL` once the stack is
+    opened (`await stack.open()`); the policy decides them like any other.
 
     Raises:
         StackError: A stage cannot be built (a missing policy directory, ...).
@@ -101,6 +104,7 @@ def demo_stack(
         approvals_db=None,  # no approvals in the demo: a held call ends its run pending
         tenant=tenant,
         agent=agent,
+        mcp=mcp,
     )
 
 

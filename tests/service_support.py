@@ -72,6 +72,7 @@ class Replica:
         ledger: Path,
         extra: tuple[str, ...] = (),
         model_name: str | None = None,
+        policy: Path = POLICY,
     ) -> None:
         self.workdir = workdir
         self.name = name
@@ -81,7 +82,7 @@ class Replica:
         self.audit_log = workdir / name / "audit.jsonl"
         tokens = write_tokens(workdir / "tokens.yaml")
         args = [
-            "--module", str(TOOLS), "--policy", str(POLICY), "--store", store,
+            "--module", str(TOOLS), "--policy", str(policy), "--store", store,
             "--tokens", str(tokens), "--sandbox", "inprocess",
             "--audit-log", str(self.audit_log), "--replica", name,
             "--log-level", "warning", *extra,

@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime.cli.gate_options import UsageError, audit_target, build_policy, fail_usage
+from runtime.cli.gate_options import (
+    UsageError,
+    add_mcp_option,
+    audit_target,
+    build_policy,
+    fail_usage,
+    warn_refused_mcp_tools,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -34,6 +41,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--audit-log", default=None, metavar="PATH")
     parser.add_argument("--tenant", default="demo")
     parser.add_argument("--agent", default="demo-agent")
+    add_mcp_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     parser.add_argument(
         "--scripted",
@@ -193,12 +201,14 @@ async def _demo(args: argparse.Namespace, workspace: Path) -> int:
             tenant=args.tenant,
             agent=args.agent,
             module=args.module,
+            mcp=args.mcp,
         )
     except StackError as exc:
         raise UsageError(str(exc)) from None
     server: ScriptedServer | None = None
     local: LocalModelServer | None = None
     try:
+        warn_refused_mcp_tools(await stages.open())
         if args.max_tokens is None:
             args.max_tokens = 160  # small local models run on; the demo keeps turns short
         settings, answer_settings = settings_from_args(args)

@@ -90,6 +90,11 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"append audit records here (default: {DEFAULT_AUDIT_LOG}; 'none' disables)",
     )
+    add_mcp_option(parser)
+
+
+def add_mcp_option(parser: argparse.ArgumentParser) -> None:
+    """`--mcp FILE`: MCP servers whose pinned tools join the registry (`build_stack(mcp=...)`)."""
     parser.add_argument(
         "--mcp",
         metavar="FILE",

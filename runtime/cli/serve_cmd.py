@@ -3,6 +3,8 @@
 Replicas share approvals, paused runs, rate-limit windows and run records
 through `--store` (PostgreSQL for more than one host). Each replica writes
 its own audit log (`--audit-log`, one file per replica: a log has one writer).
+`--mcp FILE` adds MCP servers' pinned tools (`SERVER.TOOL`) when it starts;
+their sessions, shared by every run of the replica, close when it stops.
 Once it listens, it prints one line to stdout:
 `agentrt serve: listening on http://HOST:PORT` (with `--port 0`, the port chosen).
 """
@@ -19,10 +21,12 @@ from typing import Any
 from runtime.cli.adapter_cmd import add_store_option as add_adapter_store_option
 from runtime.cli.gate_options import (
     UsageError,
+    add_mcp_option,
     add_module_option,
     add_store_option,
     audit_target,
     fail_usage,
+    warn_refused_mcp_tools,
 )
 
 DEFAULT_STORE = "sqlite:///.agentrt/state.db"
@@ -54,6 +58,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--sandbox", choices=["docker", "inprocess"], default="docker")
     parser.add_argument("--workspace", metavar="DIR", default=None)
     parser.add_argument("--allow-unsandboxed", action="store_true")
+    add_mcp_option(parser)
     parser.add_argument(
         "--audit-log",
         metavar="PATH",
@@ -152,10 +157,19 @@ async def _serve(args: argparse.Namespace, tokens: Any, listener: socket.socket)
             pool_size=2 if args.sandbox == "docker" else 0,
             audit_log=audit_target(args.audit_log),
             store=store,
+            mcp=args.mcp,
         )
     except (StackError, StoreError) as exc:
         listener.close()
         return fail_usage(str(exc))
+    # The MCP servers' pinned tools join the registry now; each server starts at
+    # its first call and stops when the stack closes at shutdown.
+    try:
+        warn_refused_mcp_tools(await stack.open())
+    except BaseException:
+        await stack.finish()
+        listener.close()
+        raise
     assert stack.state is not None
     database = stack.state.database
     locks: ClaimLocks
