@@ -69,8 +69,10 @@ def test_each_run_and_resume_sends_the_version_serving_then(
     second = make_adapter(tmp_path / "adapter2", seed="2")
     with ScriptedServer(handler=model_reply, model="smol", enable_lora=True) as vllm:
         assert vllm.adapters is not None
+        # On PostgreSQL the adapter tables share the database of the service's state.
+        state = adapter_store if adapter_store.startswith("postgresql") else None
         replica = Replica(
-            tmp_path, "a", store=f"sqlite:///{tmp_path}/state.db", model=vllm,
+            tmp_path, "a", store=state or f"sqlite:///{tmp_path}/state.db", model=vllm,
             ledger=tmp_path / "ledger", model_name="tools",
             extra=("--adapter-store", adapter_store, "--resume-interval", "0.2"),
         ).start()  # fmt: skip
