@@ -128,7 +128,7 @@ def test_agentrt_run_uses_the_embedded_model_with_the_general_adapter(tmp_path: 
     calls = [(c["tool"], c["status"]) for c in result["tool_calls"]]
     # the embedded model (with the adapter) proposed the module's tool and the gate judged it;
     # whether its arguments are right is the model's business, measured by bench/heldout
-    assert calls and calls[0][0] == "water_plant", calls
+    assert calls and calls[0][0] == "water_plant", (calls, result["status"], result.get("error"))
     assert {status for _, status in calls} <= {"ok", "invalid_arguments"}, calls
     assert result["status"] in ("completed", "max_turns", "retries_exhausted"), result
     from runtime.audit.verify import verify
