@@ -219,8 +219,17 @@ def test_bad_bodies_are_4xx_with_a_clear_message(acme: httpx.Client) -> None:
             yield b"y" * (1024 * 1024)
         yield b'"}'
 
-    streamed = acme.post("/v1/runs", content=chunks(), headers={"content-type": "application/json"})
-    assert streamed.status_code == 413
+    # The service answers 413 as soon as the count passes the limit and closes the
+    # connection; a client still uploading may see that close before it reads the 413.
+    try:
+        streamed = acme.post(
+            "/v1/runs", content=chunks(), headers={"content-type": "application/json"}
+        )
+    except (httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError):
+        pass
+    else:
+        assert streamed.status_code == 413
+    assert acme.get("/healthz").status_code == 200  # the service is still up
 
     broken = acme.post(
         "/v1/runs", content=b'{"input": "x",', headers={"content-type": "application/json"}
