@@ -7,6 +7,7 @@ last one runs its own server, which it stops and starts again.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from pathlib import Path
 
 import httpx
@@ -132,7 +133,12 @@ def test_postgres_down_is_a_clear_503_and_nothing_half_done(tmp_path: Path) -> N
                 assert len(a.model.requests) == asked  # no run was started
 
                 server.start()
-                approval = client.get(f"/v1/approvals/{approval_id}").json()
+                # the pool reconnects on its own; until it has, the store is still unavailable
+                deadline = time.monotonic() + 30
+                reply = client.get(f"/v1/approvals/{approval_id}")
+                while reply.status_code == 503 and time.monotonic() < deadline:
+                    reply = client.get(f"/v1/approvals/{approval_id}")
+                approval = reply.json()
                 assert approval["status"] == "pending"  # the refused approve changed nothing
                 assert _refunds(a.ledger, "Q-1") == []
                 done = client.post(f"/v1/approvals/{approval_id}/approve", json={"wait": True})
