@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import traceback
 from typing import Any
 
 
@@ -132,3 +133,16 @@ class ExecutionResult:
     stderr: str = ""
     duration_ms: float = 0.0
     sandbox: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+TRACEBACK_LIMIT = 4000
+
+
+def error_from_exception(exc: BaseException) -> ErrorInfo:
+    """Describe a tool's exception for the caller and the model (traceback truncated)."""
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > TRACEBACK_LIMIT:
+        text = "…" + text[-TRACEBACK_LIMIT:]
+    return ErrorInfo(
+        type=type(exc).__name__, message=str(exc) or type(exc).__name__, details=(text,)
+    )

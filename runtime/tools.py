@@ -16,14 +16,14 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-import jsonschema
 import pydantic
-from jsonschema.protocols import Validator
-from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
-from runtime.schema import schema_validator
+from runtime.binding import Converter, bind_plain, plain_binder
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 __all__ = [
     "Mount",
@@ -37,6 +37,21 @@ __all__ = [
 ]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+_schemas_deferred = False
+
+
+def defer_schemas() -> None:
+    """Build tools from here on without their JSON Schema (for sandbox workers only).
+
+    The host that sends calls to a sandbox worker imported the same module and
+    built and checked every tool's schema; the worker only binds arguments that
+    already passed the gate. Skipping the schema, the definition checks and the
+    argument model (built on first need instead, and never for tools whose
+    parameters are plain JSON) saves most of a worker's start-up: a tool built
+    this way has `parameters == {}` and no examples.
+    """
+    global _schemas_deferred
+    _schemas_deferred = True
 
 
 class ToolDefinitionError(TypeError):
@@ -58,7 +73,8 @@ class _Docstring:
 class Mount(pydantic.BaseModel):
     """A host directory made visible to the tool, read-only unless stated."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    # built on first validation: a sandbox worker importing this module never validates one
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     source: str
     target: str
@@ -80,7 +96,7 @@ class SandboxSpec(pydantic.BaseModel):
         tmpfs_size: Size of the writable /tmp, e.g. "64m".
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     memory: str | None = None
     cpus: float | None = pydantic.Field(default=None, gt=0)
@@ -202,6 +218,10 @@ def _parse_examples(
 
 def _validator(tool_name: str, parameters: dict[str, Any]) -> Validator:
     """The gate's validator for `parameters`; a schema it cannot read fails the definition."""
+    import jsonschema
+
+    from runtime.schema import schema_validator
+
     try:
         return schema_validator(parameters)
     except jsonschema.SchemaError as exc:
@@ -275,6 +295,8 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_json_type(func_name: str, param: str, annotation: Any) -> None:
+    from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+
     try:
         pydantic.TypeAdapter(annotation).json_schema()
     except (
@@ -327,7 +349,7 @@ class Tool:
     description: str
     fn: Callable[..., Any]
     parameters: dict[str, Any]
-    args_model: type[pydantic.BaseModel]
+    args_model: type[pydantic.BaseModel] | None
     timeout_s: float = 30.0
     retries: int = 2
     requires_sandbox: bool = False
@@ -336,9 +358,17 @@ class Tool:
     module_file: str | None = None
     runs_on_host: bool = False
     examples: tuple[ToolExample, ...] = ()
+    plain_arguments: dict[str, Converter] | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         functools.update_wrapper(self, self.fn)
+
+    @property
+    def model(self) -> type[pydantic.BaseModel]:
+        """The pydantic model of the arguments, built on first use when it was deferred."""
+        if self.args_model is None:
+            self.args_model = _arguments_model(self.name, self.fn)
+        return self.args_model
 
     @property
     def is_async(self) -> bool:
@@ -361,7 +391,9 @@ class Tool:
         Pydantic-model and Enum parameters become instances; everything else is
         passed through. Call only with arguments that passed validation.
         """
-        model = self.args_model.model_validate(dict(arguments))
+        if self.plain_arguments is not None:
+            return bind_plain(self.plain_arguments, arguments)
+        model = self.model.model_validate(dict(arguments))
         return {name: getattr(model, name) for name in arguments}
 
     def invoke_sync(self, arguments: Mapping[str, Any]) -> Any:
@@ -433,15 +465,78 @@ def _build_tool(
         raise ToolDefinitionError(f"tool {tool_name!r}: retries must be >= 0")
 
     doc = _parse_docstring(fn.__doc__)
+    fields, hints = _argument_fields(tool_name, fn, doc, check=not _schemas_deferred)
+    module_name, module_file = _module_location(fn)
+    tool_description = (description or doc.summary or tool_name).strip()
+    plain = plain_binder(hints)
+    if _schemas_deferred:
+        return Tool(
+            name=tool_name,
+            description=tool_description,
+            fn=fn,
+            parameters={},
+            args_model=None,
+            timeout_s=timeout_s,
+            retries=retries,
+            requires_sandbox=requires_sandbox,
+            sandbox=sandbox if isinstance(sandbox, SandboxSpec) else SandboxSpec.model_construct(),
+            module_name=module_name,
+            module_file=module_file,
+            plain_arguments=plain,
+        )
+    from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+
+    args_model = _model_from_fields(tool_name, fields)
+    try:
+        schema = args_model.model_json_schema()
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError, ValueError) as exc:
+        raise ToolDefinitionError(
+            f"tool {tool_name!r}: cannot build a JSON Schema: {exc}"
+        ) from None
+
+    parameters = inline_refs(_strip_titles(schema))
+    _close_objects(parameters)
+    parameters.setdefault("properties", {})
+    parameters["additionalProperties"] = False
+    seeds = _parse_examples(tool_name, examples, doc.examples, _validator(tool_name, parameters))
+    spec = (
+        sandbox if isinstance(sandbox, SandboxSpec) else SandboxSpec.model_validate(sandbox or {})
+    )
+    return Tool(
+        name=tool_name,
+        description=tool_description,
+        fn=fn,
+        parameters=parameters,
+        args_model=args_model,
+        timeout_s=timeout_s,
+        retries=retries,
+        requires_sandbox=requires_sandbox,
+        sandbox=spec,
+        module_name=module_name,
+        module_file=module_file,
+        examples=seeds,
+        plain_arguments=plain,
+    )
+
+
+def _argument_fields(
+    tool_name: str, fn: Callable[..., Any], doc: _Docstring, *, check: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each parameter's (annotation, pydantic Field) and its type hint.
+
+    With `check`, every annotation must have a JSON Schema form (costly: it
+    builds one per parameter); signature rules are always enforced.
+    """
     signature = inspect.signature(fn)
     try:
-        hints = inspect.get_annotations(fn, eval_str=True)
+        all_hints = inspect.get_annotations(fn, eval_str=True)
     except NameError as exc:
         raise ToolDefinitionError(
             f"tool {tool_name!r}: cannot resolve a type hint: {exc}"
         ) from None
 
     fields: dict[str, Any] = {}
+    hints: dict[str, Any] = {}
     for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ToolDefinitionError(
@@ -453,13 +548,14 @@ def _build_tool(
                 f"tool {tool_name!r}: parameter {param.name!r} is positional-only; "
                 f"arguments arrive by name"
             )
-        if param.name not in hints:
+        if param.name not in all_hints:
             raise ToolDefinitionError(
                 f"tool {tool_name!r}: parameter {param.name!r} has no type hint; every "
                 f"parameter needs one so its JSON Schema can be generated"
             )
-        annotation = hints[param.name]
-        _check_json_type(tool_name, param.name, annotation)
+        annotation = hints[param.name] = all_hints[param.name]
+        if check:
+            _check_json_type(tool_name, param.name, annotation)
         default = ... if param.default is param.empty else param.default
         # A description only in `Annotated[..., Field(description=...)]` must survive:
         # an explicit `description=None` here would overwrite it.
@@ -468,47 +564,28 @@ def _build_tool(
             pydantic.Field(default, description=described) if described else pydantic.Field(default)
         )
         fields[param.name] = (annotation, field_info)
+    return fields, hints
+
+
+def _model_from_fields(tool_name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
+    from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
     try:
-        args_model = pydantic.create_model(
+        return pydantic.create_model(
             f"{tool_name}_arguments",
             __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
             **fields,
         )
-        schema = args_model.model_json_schema()
-    except (
-        PydanticSchemaGenerationError,
-        PydanticUserError,
-        TypeError,
-        ValueError,
-    ) as exc:
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError, ValueError) as exc:
         raise ToolDefinitionError(
             f"tool {tool_name!r}: cannot build a JSON Schema: {exc}"
         ) from None
 
-    parameters = inline_refs(_strip_titles(schema))
-    _close_objects(parameters)
-    parameters.setdefault("properties", {})
-    parameters["additionalProperties"] = False
-    module_name, module_file = _module_location(fn)
-    seeds = _parse_examples(tool_name, examples, doc.examples, _validator(tool_name, parameters))
-    spec = (
-        sandbox if isinstance(sandbox, SandboxSpec) else SandboxSpec.model_validate(sandbox or {})
-    )
-    return Tool(
-        name=tool_name,
-        description=(description or doc.summary or tool_name).strip(),
-        fn=fn,
-        parameters=parameters,
-        args_model=args_model,
-        timeout_s=timeout_s,
-        retries=retries,
-        requires_sandbox=requires_sandbox,
-        sandbox=spec,
-        module_name=module_name,
-        module_file=module_file,
-        examples=seeds,
-    )
+
+def _arguments_model(tool_name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
+    """The arguments model of a tool built with deferred schemas, built now."""
+    fields, _ = _argument_fields(tool_name, fn, _parse_docstring(fn.__doc__), check=False)
+    return _model_from_fields(tool_name, fields)
 
 
 @overload

@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from runtime.calls import ErrorInfo
 from runtime.sandbox.hardening import SandboxConfig, container_spec
@@ -354,6 +354,33 @@ class Channel:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class ContainerEngine(Protocol):
+    """What runs containers: `DockerAPI`, or `CrunAPI` (the OCI runtime without the daemons)."""
+
+    @property
+    def address(self) -> str: ...
+
+    async def create(self, spec: dict[str, Any], name: str) -> str: ...
+
+    async def start(self, ref: str, *, image: str | None = None) -> None: ...
+
+    async def kill(self, ref: str) -> None: ...
+
+    async def remove(self, ref: str) -> None: ...
+
+    async def state(self, ref: str) -> dict[str, Any] | None: ...
+
+    async def wait_exit(self, ref: str, timeout_s: float) -> dict[str, Any] | None: ...
+
+    async def logs_tail(self, ref: str, lines: int = 20) -> str: ...
+
+    async def list(self, labels: list[str], *, all: bool = True) -> list[dict[str, Any]]: ...
+
+    def translate(self, exc: Exception, *, image: str | None = None) -> SandboxUnavailable: ...
+
+    def close(self) -> None: ...
+
+
 @dataclasses.dataclass(eq=False)
 class SandboxContainer:
     """A started container whose worker has imported the tool's module and waits."""
@@ -362,6 +389,7 @@ class SandboxContainer:
     name: str
     config: SandboxConfig
     channel: Channel
+    engine: ContainerEngine
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     calls: int = 0
 
@@ -385,7 +413,7 @@ class WorkerSettings:
 
 
 async def start_container(
-    api: DockerAPI,
+    api: ContainerEngine,
     config: SandboxConfig,
     *,
     name: str,
@@ -413,12 +441,12 @@ async def start_container(
         await _handshake(api, channel, container_id, config, settings, startup_timeout_s)
     except BaseException:
         channel.close()
-        disposer.remove(name)
+        disposer.remove(name, api)
         raise
-    return SandboxContainer(id=container_id, name=name, config=config, channel=channel)
+    return SandboxContainer(id=container_id, name=name, config=config, channel=channel, engine=api)
 
 
-async def _remove_quietly(api: DockerAPI, ref: str) -> None:
+async def _remove_quietly(api: ContainerEngine, ref: str) -> None:
     try:
         await api.remove(ref)
     except Exception as exc:
@@ -426,7 +454,7 @@ async def _remove_quietly(api: DockerAPI, ref: str) -> None:
 
 
 async def _handshake(
-    api: DockerAPI,
+    api: ContainerEngine,
     channel: Channel,
     container_id: str,
     config: SandboxConfig,
@@ -478,7 +506,7 @@ async def _handshake(
 
 
 async def _start_failure(
-    api: DockerAPI, container_id: str, state: dict[str, Any] | None
+    api: ContainerEngine, container_id: str, state: dict[str, Any] | None
 ) -> SandboxUnavailable:
     state = state or await api.wait_exit(container_id, 5.0) or {}
     logs = await api.logs_tail(container_id)
@@ -499,16 +527,18 @@ class Disposer:
     awaited at shutdown.
     """
 
-    def __init__(self, api: DockerAPI) -> None:
+    def __init__(self, api: ContainerEngine) -> None:
         self._api = api
         self._tasks: set[asyncio.Task[None]] = set()
 
     def dispose(self, box: SandboxContainer) -> None:
         box.channel.close()
-        self.remove(box.id)
+        self.remove(box.id, box.engine)
 
-    def remove(self, ref: str) -> None:
-        task = asyncio.get_running_loop().create_task(_remove_quietly(self._api, ref))
+    def remove(self, ref: str, engine: ContainerEngine | None = None) -> None:
+        """Remove `ref` in the background through `engine` (default: the Docker one)."""
+        api = engine or self._api
+        task = asyncio.get_running_loop().create_task(_remove_quietly(api, ref))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import traceback
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from runtime.calls import CallContext, CallStatus, ErrorInfo, ExecutionResult
+from runtime.calls import CallContext, CallStatus, ErrorInfo, ExecutionResult, error_from_exception
 from runtime.tools import Tool
-
-TRACEBACK_LIMIT = 4000
 
 
 @runtime_checkable
@@ -46,16 +43,6 @@ class ToolExecutor(Protocol):
     async def aclose(self) -> None:
         """Stop background work and release every resource."""
         ...
-
-
-def error_from_exception(exc: BaseException) -> ErrorInfo:
-    """Describe a tool's exception for the caller and the model (traceback truncated)."""
-    text = "".join(traceback.format_exception(exc))
-    if len(text) > TRACEBACK_LIMIT:
-        text = "…" + text[-TRACEBACK_LIMIT:]
-    return ErrorInfo(
-        type=type(exc).__name__, message=str(exc) or type(exc).__name__, details=(text,)
-    )
 
 
 class InProcessExecutor:

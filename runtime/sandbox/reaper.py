@@ -19,7 +19,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from runtime.sandbox.containers import DockerAPI
+from runtime.sandbox.containers import ContainerEngine
 from runtime.sandbox.hardening import LABEL, LABEL_OWNER
 
 log = logging.getLogger(__name__)
@@ -93,11 +93,13 @@ def _is_orphan(container: dict[str, Any], everything: bool, only_owner: str | No
     return everything or owner_alive(owner) is False
 
 
-async def reap(api: DockerAPI, *, everything: bool = False, owner: str | None = None) -> list[str]:
+async def reap(
+    api: ContainerEngine, *, everything: bool = False, owner: str | None = None
+) -> list[str]:
     """Remove this runtime's orphaned containers, in any state (Created ones included).
 
     Args:
-        api: The Docker connection.
+        api: The Docker connection (or the crun engine).
         everything: Remove every container labelled by this runtime, even ones
             a live process owns. Only for when no runtime process is running.
         owner: Only containers with this `agentrt.owner` label value (one

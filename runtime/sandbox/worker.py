@@ -185,6 +185,7 @@ class _Worker:
         )
         try:
             self._module = _import_tool_module(str(request["module"]), request.get("file"))
+            _prepare_tools(self._module)
         except BaseException as exc:  # the module's own failure, reported at call time
             self._import_error = _error(exc)
         self.send({"t": "ready", "import_error": self._import_error})
@@ -314,7 +315,7 @@ def _record(call_id: str, status: str, **fields: Any) -> dict[str, Any]:
 
 def _error(exc: BaseException) -> dict[str, Any]:
     """Describe an exception as the executor does in-process (traceback truncated)."""
-    from runtime.sandbox.executor import error_from_exception
+    from runtime.calls import error_from_exception
 
     return error_from_exception(exc).to_dict()
 
@@ -341,6 +342,15 @@ def _find_tool(module: Any, name: str) -> Any:
         if isinstance(value, Tool) and value.name == name:
             return value
     return None
+
+
+def _prepare_tools(module: Any) -> None:
+    """Build now the argument models calls would otherwise build (tools with non-plain types)."""
+    from runtime.tools import Tool
+
+    for value in vars(module).values():
+        if isinstance(value, Tool) and value.plain_arguments is None:
+            value.model  # noqa: B018
 
 
 def _kill_leftovers() -> None:
@@ -390,9 +400,12 @@ def main() -> int:
     sock.connect(f"{CHANNEL_DIR}/{SOCKET_NAME}")
     worker = _Worker(sock, diag)
     try:
-        # pay for pydantic and the Tool class now, not during a call
-        import runtime.sandbox.executor
-        import runtime.tools  # noqa: F401
+        # pay for pydantic and the Tool class now, not during a call; the host
+        # built and checked every schema, so tools here are built without one
+        import runtime.calls
+        import runtime.tools
+
+        runtime.tools.defer_schemas()
     except BaseException as exc:
         import traceback
 

@@ -252,13 +252,17 @@ def tools(fixture_dir: Path) -> ModuleType:
     return module
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def executor() -> AsyncIterator[Any]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["docker", "crun"])
+async def executor(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """Every attack runs against both engines: dockerd, and crun launched directly."""
     from runtime.sandbox.docker_executor import DockerExecutor
+    from runtime.sandbox.oci import unsupported_reason
 
+    if request.param == "crun" and (reason := unsupported_reason()) is not None:
+        pytest.skip(f"the crun engine cannot run here: {reason}")  # a failure in CI
     os.environ["AGENTRT_FAKE_SECRET"] = SECRET  # a host secret that must not reach a tool
     try:
-        async with DockerExecutor(pool_size=2) as ex:
+        async with DockerExecutor(pool_size=2, engine=request.param) as ex:
             yield ex
     finally:
         os.environ.pop("AGENTRT_FAKE_SECRET", None)
@@ -300,6 +304,13 @@ async def _gone(executor: Any, result: ExecutionResult) -> None:
     import docker.errors
 
     await executor.settle()
+    if executor.engine == "crun":
+        from runtime.sandbox.oci import STATE_ROOT
+
+        name = result.sandbox["container_id"]
+        assert not (STATE_ROOT / name).exists()
+        assert not list(Path("/sys/fs/cgroup").glob(f"*/agentrt/{name}"))
+        return
     client = _docker()
     try:
         with pytest.raises(docker.errors.NotFound):
