@@ -35,7 +35,8 @@ TYPICAL_CALL = ToolCallRequest(
 )
 
 
-def _time_each(fn: Callable[[], object], iterations: int) -> list[float]:
+def time_each(fn: Callable[[], object], iterations: int) -> list[float]:
+    """Call `fn` `iterations` times; each call's wall time in microseconds."""
     timings: list[float] = []
     clock = time.perf_counter_ns
     for _ in range(iterations):
@@ -45,17 +46,22 @@ def _time_each(fn: Callable[[], object], iterations: int) -> list[float]:
     return timings
 
 
-def bench_gate_stages(
-    registry: ToolRegistry,
-    *,
+def pre_execution_call(
+    gate: ArgumentGate,
     request: ToolCallRequest = TYPICAL_CALL,
+    *,
     policy: PolicyEngine | None = None,
     audit: AuditSink | None = None,
     context: CallContext | None = None,
-    iterations: int = 20_000,
-) -> dict[str, Any]:
-    """Time the pre-execution stages for one typical call, in microseconds."""
-    gate = ArgumentGate(registry)
+) -> Callable[[], None]:
+    """One call through every stage before execution, as `bench gate` times it.
+
+    Parse and validate (`gate`), then the policy decision and the audit append
+    when they are given.
+
+    Raises:
+        ValueError: `request` does not pass the gate, so there is nothing to time.
+    """
     context = context or CallContext(tenant="bench", agent="bench", run_id="bench")
     first = gate.check(request)
     if not isinstance(first, ArgumentsAccepted):
@@ -70,12 +76,27 @@ def bench_gate_stages(
             call = events.call_fields(accepted.tool.name, request.id, context)
             events.write(audit, events.tool_validated(call, accepted.arguments))
 
+    return full
+
+
+def bench_gate_stages(
+    registry: ToolRegistry,
+    *,
+    request: ToolCallRequest = TYPICAL_CALL,
+    policy: PolicyEngine | None = None,
+    audit: AuditSink | None = None,
+    context: CallContext | None = None,
+    iterations: int = 20_000,
+) -> dict[str, Any]:
+    """Time the pre-execution stages for one typical call, in microseconds."""
+    gate = ArgumentGate(registry)
+    full = pre_execution_call(gate, request, policy=policy, audit=audit, context=context)
     # Warm caches (validator compilation, policy regexes) before timing.
     for _ in range(200):
         full()
-    baseline = _time_each(lambda: json.loads(request.arguments), iterations)
-    parse_validate = _time_each(lambda: gate.check(request), iterations)
-    gate_times = _time_each(full, iterations)
+    baseline = time_each(lambda: json.loads(request.arguments), iterations)
+    parse_validate = time_each(lambda: gate.check(request), iterations)
+    gate_times = time_each(full, iterations)
     out: dict[str, Any] = {
         "gate_p50_us": round(percentile(gate_times, 0.5), 2),
         "gate_p95_us": round(percentile(gate_times, 0.95), 2),
