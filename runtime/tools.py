@@ -18,11 +18,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
-import pydantic
-
 from runtime.binding import Converter, bind_plain, plain_binder
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pydantic and jsonschema load on first need: sandbox workers skip them
+    import pydantic
     from jsonschema.protocols import Validator
 
 __all__ = [
@@ -70,18 +69,34 @@ class _Docstring:
 # this module, never the reverse.
 
 
-class Mount(pydantic.BaseModel):
+@dataclasses.dataclass(frozen=True)
+class Mount:
     """A host directory made visible to the tool, read-only unless stated."""
-
-    # built on first validation: a sandbox worker importing this module never validates one
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     source: str
     target: str
     read_only: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("source", "target"):
+            if not isinstance(getattr(self, name), str):
+                raise ToolDefinitionError(f"a mount's {name} must be a string path")
+        if not isinstance(self.read_only, bool):
+            raise ToolDefinitionError("a mount's read_only must be true or false")
 
-class SandboxSpec(pydantic.BaseModel):
+    @classmethod
+    def of(cls, value: Mount | Mapping[str, Any]) -> Mount:
+        """A `Mount` from itself or a mapping with source, target and read_only."""
+        if isinstance(value, Mount):
+            return value
+        if not isinstance(value, Mapping):
+            raise ToolDefinitionError(f"a mount must be a mapping, not {value!r}")
+        _no_unknown_keys("mount", value, {"source", "target", "read_only"})
+        return cls(**dict(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxSpec:
     """Overrides of the sandbox defaults for one tool.
 
     Every field is optional: `None` means "the executor's hardened default".
@@ -96,15 +111,56 @@ class SandboxSpec(pydantic.BaseModel):
         tmpfs_size: Size of the writable /tmp, e.g. "64m".
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
     memory: str | None = None
-    cpus: float | None = pydantic.Field(default=None, gt=0)
+    cpus: float | None = None
     network: bool = False
     image: str | None = None
     mounts: tuple[Mount, ...] = ()
-    pids_limit: int | None = pydantic.Field(default=None, gt=0)
+    pids_limit: int | None = None
     tmpfs_size: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("memory", "image", "tmpfs_size"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ToolDefinitionError(f"sandbox {name} must be a string")
+        if not isinstance(self.network, bool):
+            raise ToolDefinitionError("sandbox network must be true or false")
+        if self.cpus is not None:
+            if isinstance(self.cpus, bool) or not isinstance(self.cpus, int | float):
+                raise ToolDefinitionError("sandbox cpus must be a number of cores")
+            if not self.cpus > 0:
+                raise ToolDefinitionError("sandbox cpus must be greater than 0")
+            object.__setattr__(self, "cpus", float(self.cpus))
+        if self.pids_limit is not None and (
+            isinstance(self.pids_limit, bool)
+            or not isinstance(self.pids_limit, int)
+            or self.pids_limit <= 0
+        ):
+            raise ToolDefinitionError("sandbox pids_limit must be a positive integer")
+        if isinstance(self.mounts, str) or not isinstance(self.mounts, Iterable):
+            raise ToolDefinitionError("sandbox mounts must be a list of mounts")
+        object.__setattr__(self, "mounts", tuple(Mount.of(m) for m in self.mounts))
+
+    @classmethod
+    def of(cls, value: SandboxSpec | Mapping[str, Any] | None) -> SandboxSpec:
+        """A `SandboxSpec` from itself, a mapping of its fields, or None (all defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, SandboxSpec):
+            return value
+        if not isinstance(value, Mapping):
+            raise ToolDefinitionError(f"sandbox= must be a mapping or a SandboxSpec, not {value!r}")
+        _no_unknown_keys("sandbox", value, {f.name for f in dataclasses.fields(cls)})
+        return cls(**dict(value))
+
+
+def _no_unknown_keys(what: str, value: Mapping[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ToolDefinitionError(
+            f"unknown {what} setting(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -295,6 +351,7 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_json_type(func_name: str, param: str, annotation: Any) -> None:
+    import pydantic
     from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
     try:
@@ -422,7 +479,8 @@ def to_jsonable(value: Any) -> Any:
     Raises:
         TypeError: The value has no JSON form (the caller reports `tool_error`).
     """
-    if isinstance(value, pydantic.BaseModel):
+    models = sys.modules.get("pydantic.main")  # not loaded: no value can be a model
+    if models is not None and isinstance(value, models.BaseModel):
         return value.model_dump(mode="json")
     try:
         json.dumps(value, allow_nan=False)
@@ -433,6 +491,8 @@ def to_jsonable(value: Any) -> Any:
         problem = exc
     try:
         # Dataclasses, datetimes, sets and models nested in containers have a JSON form.
+        import pydantic
+
         converted = pydantic.TypeAdapter(Any).dump_python(value, mode="json")
         json.dumps(converted, allow_nan=False)
     except Exception:
@@ -465,7 +525,9 @@ def _build_tool(
         raise ToolDefinitionError(f"tool {tool_name!r}: retries must be >= 0")
 
     doc = _parse_docstring(fn.__doc__)
-    fields, hints = _argument_fields(tool_name, fn, doc, check=not _schemas_deferred)
+    fields, hints = _argument_fields(
+        tool_name, fn, doc, check=not _schemas_deferred, with_fields=not _schemas_deferred
+    )
     module_name, module_file = _module_location(fn)
     tool_description = (description or doc.summary or tool_name).strip()
     plain = plain_binder(hints)
@@ -479,7 +541,7 @@ def _build_tool(
             timeout_s=timeout_s,
             retries=retries,
             requires_sandbox=requires_sandbox,
-            sandbox=sandbox if isinstance(sandbox, SandboxSpec) else SandboxSpec.model_construct(),
+            sandbox=SandboxSpec.of(sandbox),
             module_name=module_name,
             module_file=module_file,
             plain_arguments=plain,
@@ -499,9 +561,7 @@ def _build_tool(
     parameters.setdefault("properties", {})
     parameters["additionalProperties"] = False
     seeds = _parse_examples(tool_name, examples, doc.examples, _validator(tool_name, parameters))
-    spec = (
-        sandbox if isinstance(sandbox, SandboxSpec) else SandboxSpec.model_validate(sandbox or {})
-    )
+    spec = SandboxSpec.of(sandbox)
     return Tool(
         name=tool_name,
         description=tool_description,
@@ -520,12 +580,18 @@ def _build_tool(
 
 
 def _argument_fields(
-    tool_name: str, fn: Callable[..., Any], doc: _Docstring, *, check: bool = True
+    tool_name: str,
+    fn: Callable[..., Any],
+    doc: _Docstring,
+    *,
+    check: bool = True,
+    with_fields: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Each parameter's (annotation, pydantic Field) and its type hint.
 
     With `check`, every annotation must have a JSON Schema form (costly: it
-    builds one per parameter); signature rules are always enforced.
+    builds one per parameter); signature rules are always enforced. Without
+    `with_fields` only the hints are collected (pydantic is not needed).
     """
     signature = inspect.signature(fn)
     try:
@@ -559,6 +625,10 @@ def _argument_fields(
         default = ... if param.default is param.empty else param.default
         # A description only in `Annotated[..., Field(description=...)]` must survive:
         # an explicit `description=None` here would overwrite it.
+        if not with_fields:
+            continue
+        import pydantic
+
         described = doc.params.get(param.name)
         field_info = (
             pydantic.Field(default, description=described) if described else pydantic.Field(default)
@@ -568,6 +638,7 @@ def _argument_fields(
 
 
 def _model_from_fields(tool_name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
+    import pydantic
     from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
     try:

@@ -48,6 +48,28 @@ setup_python() {
 
 docker_up() { docker info >/dev/null 2>&1; }
 
+# The crun engine (DockerExecutor(engine="crun")) runs the OCI runtime directly:
+# it needs root, crun, and cgroup v1 with no controller left in the v2 hierarchy
+# (crun refuses such "hybrid" hosts). Moving those controllers (hugetlb, on
+# these machines) to v1 mounts must happen before dockerd starts.
+setup_crun() {
+  [ "${AGENTRT_NO_CRUN:-0}" = 1 ] && { warn "AGENTRT_NO_CRUN=1: skipping the crun engine"; return 0; }
+  is_root || { warn "not root: the crun sandbox engine is unavailable (the docker engine still works)"; return 0; }
+  command -v crun >/dev/null || apt_install crun || { warn "cannot install crun: its sandbox engine is unavailable"; return 0; }
+  local unified=/sys/fs/cgroup/unified controller
+  if [ -d /sys/fs/cgroup/memory ] && [ -s "$unified/cgroup.controllers" ]; then
+    for controller in $(cat "$unified/cgroup.controllers"); do
+      say "mounting the $controller cgroup controller as v1 (crun refuses hybrid cgroup hosts)"
+      mkdir -p "/sys/fs/cgroup/$controller"
+      mount -t cgroup -o "$controller" cgroup "/sys/fs/cgroup/$controller" \
+        || warn "could not mount $controller as cgroup v1: the crun engine is unavailable"
+    done
+    if docker_up; then
+      warn "dockerd was started before the cgroup change: restart it so it sees the new mounts"
+    fi
+  fi
+}
+
 setup_docker() {
   [ "${AGENTRT_NO_DOCKER:-0}" = 1 ] && { warn "AGENTRT_NO_DOCKER=1: skipping Docker"; return 0; }
   if docker_up; then

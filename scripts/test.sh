@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The tests: installs what they need (virtualenv, JSON Schema Test Suite,
-# PostgreSQL started in a temporary folder, Chromium, Docker engine, sandbox
-# image), then runs lint, type checks and every test. Extra arguments go to pytest.
+# PostgreSQL started in a temporary folder, Chromium, crun for the direct
+# sandbox engine, Docker engine, sandbox image), then runs lint, type checks
+# and every test. Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 setup_python
 setup_schema_suite
 setup_postgres
 setup_browser
+setup_crun
 setup_docker
 setup_local_model
 setup_finetune

@@ -47,6 +47,24 @@ def register(subparsers: Any) -> None:
     )
     sandbox.add_argument("-n", type=int, default=40, help="timed calls per mode")
     sandbox.add_argument("--pool-size", type=int, default=4)
+    sandbox.add_argument(
+        "--engine",
+        choices=("docker", "crun", "auto"),
+        default="auto",
+        help="what starts containers (auto: crun where the host supports it, else docker)",
+    )
+    sandbox.add_argument(
+        "--rates",
+        default="1,2,5,10,20",
+        help="offered calls/s of the load curve, comma-separated ('' skips the curve)",
+    )
+    sandbox.add_argument("--duration", type=float, default=30.0, help="seconds per load step")
+    sandbox.add_argument(
+        "--compare-docker",
+        action="store_true",
+        help="also run the load curve through dockerd (for the chart)",
+    )
+    sandbox.add_argument("--chart", default=None, help="write the load curve as a PNG here")
     sandbox.add_argument("--json", action="store_true")
     sandbox.set_defaults(handler=_sandbox)
 
@@ -128,26 +146,59 @@ def _gate(args: argparse.Namespace) -> int:
     return 0 if figures["meets_floors"] else 1
 
 
-SANDBOX_FLOORS = {"per_call_p50_ms": 25.0, "per_session_p50_ms": 5.0, "speedup_vs_baseline": 20.0}
+SANDBOX_FLOORS = {
+    "per_call_p50_ms": 25.0,
+    "per_session_p50_ms": 5.0,
+    "speedup_vs_baseline": 20.0,
+    "sustained_calls_per_s": 10.0,
+}
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from runtime.sandbox.bench import bench_sandbox
+    from pathlib import Path
 
-    figures = asyncio.run(bench_sandbox(args.n, pool_size=args.pool_size))
+    from runtime.sandbox.bench import bench_sandbox
+    from runtime.sandbox.load_curve import load_curve, plot
+
+    figures = asyncio.run(bench_sandbox(args.n, pool_size=args.pool_size, engine=args.engine))
     speedup = figures["baseline_p50_ms"] / max(figures["per_call_p50_ms"], 1e-6)
+    rates = [float(rate) for rate in args.rates.split(",") if rate.strip()]
+    curves = []
+    if rates:
+        for engine in [args.engine] + (["docker"] if args.compare_docker else []):
+            curves.append(
+                asyncio.run(
+                    load_curve(
+                        rates, duration_s=args.duration, engine=engine, pool_size=args.pool_size
+                    )
+                )
+            )
+        figures["load_curve"] = curves[0]
+        figures["sustained_calls_per_s"] = curves[0]["sustained_calls_per_s"]
+        if len(curves) > 1:
+            figures["load_curve_docker"] = curves[1]
+        if args.chart:
+            written = plot(curves, Path(args.chart))
+            figures["chart"] = str(written) if written else "matplotlib is not installed"
     figures["floors"] = SANDBOX_FLOORS
     figures["meets_floors"] = (
         figures["per_call_p50_ms"] <= SANDBOX_FLOORS["per_call_p50_ms"]
         and figures["per_session_p50_ms"] <= SANDBOX_FLOORS["per_session_p50_ms"]
         and speedup >= SANDBOX_FLOORS["speedup_vs_baseline"]
         and figures["reused_containers"] == 0
+        and (
+            not rates or figures["sustained_calls_per_s"] >= SANDBOX_FLOORS["sustained_calls_per_s"]
+        )
     )
     if args.json:
         print_json(figures)
     else:
         for key, value in figures.items():
-            if key not in ("floors",):
+            if key.startswith("load_curve"):
+                print(f"{key} ({value['engine']}):")
+                for step in value["steps"]:
+                    print(f"  {step}")
+            elif key not in ("floors",):
                 print(f"{key}: {value}")
     return 0 if figures["meets_floors"] else 1
 

@@ -118,14 +118,19 @@ def _build_mcp_image(args: argparse.Namespace) -> int:
 
 def _reap(args: argparse.Namespace) -> int:
     import asyncio
+    import os
 
+    from runtime.sandbox import oci
     from runtime.sandbox.containers import DockerAPI, SandboxUnavailable
     from runtime.sandbox.reaper import reap
 
     async def run() -> list[str]:
         api = DockerAPI(args.docker_host)
         try:
-            return await reap(api, everything=args.all, owner=args.owner)
+            removed = await reap(api, everything=args.all, owner=args.owner)
+            if oci.STATE_ROOT.exists() and os.geteuid() == 0:  # containers the crun engine ran
+                removed += await reap(oci.CrunAPI(api), everything=args.all, owner=args.owner)
+            return removed
         finally:
             api.close()
 

@@ -9,8 +9,11 @@ import it from the mounted runtime package) in one process:
 - per_call: the executor's warm pool, one container per call, measured with
   the pool full before each call (steady state at moderate load);
 - per_session: one container reused for the calls of one run;
-- sustained: calls back to back from several callers while the pool refills,
-  reported as calls per second.
+- saturation: calls back to back from several callers while the pool refills
+  (closed loop: the most calls per second the machine gives);
+- load curve (`runtime.sandbox.load_curve`): calls arriving on a schedule at
+  1, 2, 5, 10 and 20 calls/s, the highest rate kept at p95 <= 50 ms reported
+  as `sustained_calls_per_s`.
 
 This module imports nothing heavy at import time: it is imported inside every
 benchmark container.
@@ -26,24 +29,14 @@ import time
 from typing import Any
 
 from runtime.calls import CallContext, CallStatus, ExecutionResult
+from runtime.sandbox.bench_tool import bench_echo
 from runtime.stats import percentile
-from runtime.tools import tool
 
 _ONE_SHOT = (
     "import sys, json; sys.path[:0] = ['/opt/agentrt/lib', '/opt/agentrt/site'];"
-    "from runtime.sandbox.bench import bench_echo;"
+    "from runtime.sandbox.bench_tool import bench_echo;"
     "print(json.dumps(bench_echo.invoke_sync({'value': 7})))"
 )
-
-
-@tool(timeout_s=30.0)
-def bench_echo(value: int) -> int:
-    """Return the value unchanged (the benchmark's trivial tool).
-
-    Args:
-        value: Any integer.
-    """
-    return value
 
 
 def _ms(started: float) -> float:
@@ -113,6 +106,7 @@ async def bench_sandbox(
     sustained_n: int | None = None,
     concurrency: int = 4,
     docker_host: str | None = None,
+    engine: str | None = None,
 ) -> dict[str, Any]:
     """Measure the sandbox in every mode; return one JSON-ready dict.
 
@@ -125,10 +119,12 @@ async def bench_sandbox(
         sustained_n: Calls in the throughput run (default: 2 * n).
         concurrency: Concurrent callers in the throughput run.
         docker_host: Daemon address; None reads DOCKER_HOST.
+        engine: `docker`, `crun` or `auto` (see `DockerExecutor`); the
+            baseline is always a hardened `docker run`.
 
     Returns:
         At least `baseline_p50_ms`, `per_call_p50_ms`, `per_call_p95_ms`,
-        `per_session_p50_ms`, `sustained_calls_per_s`, `reused_containers`
+        `per_session_p50_ms`, `saturation_calls_per_s`, `reused_containers`
         (containers that served more than one call in per-call mode; must be
         0) and the ratios to the baseline.
 
@@ -147,7 +143,12 @@ async def bench_sandbox(
     baseline = await _baseline(baseline_n, image, docker_host)
 
     cold: list[float] = []
-    async with DockerExecutor(image=image, pool_size=0, docker_host=docker_host) as executor:
+    async with DockerExecutor(
+        image=image,
+        pool_size=0,
+        docker_host=docker_host,
+        engine=engine,  # type: ignore[arg-type]
+    ) as executor:
         for i in range(cold_n):
             started = time.perf_counter()
             result = await executor.execute(bench_echo, {"value": i}, context)
@@ -157,8 +158,14 @@ async def bench_sandbox(
     per_call: list[float] = []
     container_ids: list[str] = []
     warm_calls = 0
-    async with DockerExecutor(image=image, pool_size=pool_size, docker_host=docker_host) as ex:
+    async with DockerExecutor(
+        image=image,
+        pool_size=pool_size,
+        docker_host=docker_host,
+        engine=engine,  # type: ignore[arg-type]
+    ) as ex:
         report["image"] = ex.image
+        report["engine"] = ex.engine
         for i in range(n):
             await ex.wait_ready(bench_echo)  # not timed: steady state with a full pool
             started = time.perf_counter()
@@ -188,7 +195,11 @@ async def bench_sandbox(
     per_session: list[float] = []
     session_ids: set[str] = set()
     async with DockerExecutor(
-        image=image, mode="per_session", pool_size=1, docker_host=docker_host
+        image=image,
+        mode="per_session",
+        pool_size=1,
+        docker_host=docker_host,
+        engine=engine,  # type: ignore[arg-type]
     ) as ex:
         run = CallContext(tenant="bench", run_id="bench-run")
         await ex.wait_ready(bench_echo, run)
@@ -219,10 +230,10 @@ async def bench_sandbox(
         per_session_p50_ms=per_session_p50,
         per_session_p95_ms=round(percentile(per_session, 0.95), 2),
         per_session_containers=len(session_ids),
-        sustained_n=sustained_n,
-        sustained_concurrency=concurrency,
-        sustained_calls_per_s=round(sustained_n / sustained_s, 2),
-        sustained_warm_fraction=round(warm_calls / sustained_n, 3) if sustained_n else math.nan,
+        saturation_n=sustained_n,
+        saturation_concurrency=concurrency,
+        saturation_calls_per_s=round(sustained_n / sustained_s, 2),
+        saturation_warm_fraction=round(warm_calls / sustained_n, 3) if sustained_n else math.nan,
         reused_containers=len(container_ids) - len(set(container_ids)),
         per_call_speedup=round(baseline_p50 / per_call_p50, 1),
         per_session_speedup=round(baseline_p50 / per_session_p50, 1),

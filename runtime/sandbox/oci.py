@@ -43,8 +43,10 @@ T = TypeVar("T")
 STATE_ROOT = Path("/run/agentrt-oci")
 ROOTFS_ROOT = Path("/var/lib/agentrt/rootfs")
 MEMORY_CGROUP = Path("/sys/fs/cgroup/memory")
+UNIFIED_CGROUP = Path("/sys/fs/cgroup/unified")
 CGROUP_PARENT = "agentrt"
 INIT_PATH = "/sbin/docker-init"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _SECCOMP = Path(__file__).with_name("seccomp_docker_default.json")
 _LOG_TAIL = 8192
 
@@ -141,7 +143,37 @@ def unsupported_reason() -> str | None:
         return "no docker-init/tini on the host to run as the containers' init"
     if not memory_cgroup_v1():
         return "the crun engine needs the cgroup v1 memory controller at /sys/fs/cgroup/memory"
+    hybrid = hybrid_controllers()
+    if hybrid:
+        return (
+            f"cgroup v2 holds the {', '.join(hybrid)} controller(s) beside cgroup v1, which crun "
+            f"refuses; mount them as v1 before dockerd starts (scripts/setup.sh's setup_crun)"
+        )
     return None
+
+
+def hybrid_controllers() -> list[str]:
+    """Controllers the unified (v2) hierarchy holds on a cgroup v1 host."""
+    try:
+        return (UNIFIED_CGROUP / "cgroup.controllers").read_text().split()
+    except OSError:
+        return []
+
+
+def _environment(image_env: list[str], given: dict[str, Any], hostname: str) -> list[str]:
+    """The environment dockerd builds: default PATH and HOSTNAME, the image's, then the given."""
+    merged = [f"{key}={value}" for key, value in given.items()]
+    merged = [entry for entry in image_env if entry.partition("=")[0] not in given] + merged
+    env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"]
+    for entry in merged:
+        key = entry.partition("=")[0]
+        for index, existing in enumerate(env):
+            if existing.partition("=")[0] == key:
+                env[index] = entry
+                break
+        else:
+            env.append(entry)
+    return env
 
 
 def _rlimit(ulimit: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +189,7 @@ def _bind(mount: dict[str, Any]) -> dict[str, Any]:
         "destination": mount["Target"],
         "type": "bind",
         "source": mount["Source"],
-        "options": ["rbind", "ro" if mount.get("ReadOnly") else "rw", "rprivate"],
+        "options": ["rbind", "ro", "rprivate"] if mount.get("ReadOnly") else ["rbind", "rprivate"],
     }
 
 
@@ -190,24 +222,25 @@ def oci_spec(
         raise SandboxUnavailable("docker_error", "the crun engine only runs hardened containers")
     uid, _, gid = str(spec["user"]).partition(":")
     hostname = str(spec.get("hostname") or "sandbox")
-    env = [*image_env, f"HOSTNAME={hostname}"]
-    env += [f"{key}={value}" for key, value in (spec.get("environment") or {}).items()]
+    env = _environment(image_env, spec.get("environment") or {}, hostname)
     args = [INIT_PATH, "--", *spec["command"]] if host.get("Init") else list(spec["command"])
     mounts = [dict(m, options=list(m["options"])) for m in _DEFAULT_MOUNTS]
     if host.get("Init"):
         mounts.append(
             {"destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro"]}
         )
-    for target, options in (host.get("Tmpfs") or {}).items():
-        mounts.append(
-            {
-                "destination": target,
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["rprivate", *str(options).split(",")],
-            }
-        )
-    mounts.extend(_bind(mount) for mount in host.get("Mounts") or [])
+    extra = [
+        {
+            "destination": target,
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["rprivate", *str(options).split(",")],
+        }
+        for target, options in (host.get("Tmpfs") or {}).items()
+    ]
+    extra.extend(_bind(mount) for mount in host.get("Mounts") or [])
+    # as dockerd does: shallower targets first, so a mount never hides one inside it
+    mounts.extend(sorted(extra, key=lambda m: m["destination"].rstrip("/").count("/")))
     security = host.get("SecurityOpt") or []
     nano_cpus = int(host.get("NanoCpus") or 0)
     resources: dict[str, Any] = {"devices": [dict(d) for d in _DEVICES]}

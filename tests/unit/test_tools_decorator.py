@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Any, Literal
 
 import jsonschema
@@ -10,7 +11,7 @@ import pydantic
 import pytest
 
 from runtime import Tool, ToolDefinitionError, ToolRegistry, tool
-from runtime.tools import to_jsonable
+from runtime.tools import Mount, SandboxSpec, to_jsonable
 
 
 class Color(enum.Enum):
@@ -191,3 +192,34 @@ def test_examples_are_checked_as_the_gate_checks_calls() -> None:
         def ship(address: Address) -> str:
             """Ship a parcel."""
             return address.zip_code
+
+
+@pytest.mark.parametrize(
+    ("sandbox", "message"),
+    [
+        ({"memroy": "256m"}, "unknown sandbox setting(s) 'memroy'"),
+        ({"cpus": 0}, "cpus must be greater than 0"),
+        ({"cpus": "half"}, "cpus must be a number"),
+        ({"pids_limit": -1}, "pids_limit must be a positive integer"),
+        ({"network": "yes"}, "network must be true or false"),
+        ({"mounts": [{"source": "/data", "target": "/data", "rw": True}]}, "unknown mount"),
+        ({"mounts": "/data"}, "mounts must be a list"),
+    ],
+)
+def test_a_bad_sandbox_setting_fails_the_definition(sandbox: dict[str, Any], message: str) -> None:
+    with pytest.raises(ToolDefinitionError, match=re.escape(message)):
+
+        @tool(sandbox=sandbox)
+        def boxed(value: int) -> int:
+            """Boxed."""
+            return value
+
+
+def test_sandbox_settings_from_a_mapping() -> None:
+    @tool(sandbox={"memory": "256m", "cpus": 1, "mounts": [{"source": "/data", "target": "/d"}]})
+    def boxed(value: int) -> int:
+        """Boxed."""
+        return value
+
+    assert boxed.sandbox == SandboxSpec(memory="256m", cpus=1.0, mounts=(Mount("/data", "/d"),))
+    assert boxed.sandbox.mounts[0].read_only is True
