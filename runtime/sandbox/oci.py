@@ -13,8 +13,9 @@ alone creates the same namespaces, cgroups, seccomp filter and mounts in
   `container_spec()` (namespaces, capabilities, seccomp profile, masked and
   read-only paths, devices, rlimits, tmpfs, mounts, init); a test compares it
   with the spec dockerd gives runc;
-- the memory limit sits on a parent cgroup this engine owns, so an OOM kill is
-  still known after the container is gone.
+- each container's cgroup sits in a parent cgroup this engine owns, whose
+  memory high-water mark tells an OOM kill after crun has deleted the
+  container's own cgroup.
 
 It needs root, `crun`, `docker-init` (tini) and cgroup v1 with the memory
 controller. Containers with network access are not its job: the executor
@@ -208,7 +209,7 @@ def oci_spec(
         rootfs: The exported image root (mounted read-only).
         image_env: The image's `Env` (Docker puts it before the container's).
         init: Host path of tini, mounted at /sbin/docker-init.
-        cgroups_path: The container's cgroup (memory is limited on its parent).
+        cgroups_path: The container's cgroup (crun creates and deletes it).
 
     Raises:
         SandboxUnavailable: The spec asks for something this engine does not do.
@@ -244,6 +245,10 @@ def oci_spec(
     security = host.get("SecurityOpt") or []
     nano_cpus = int(host.get("NanoCpus") or 0)
     resources: dict[str, Any] = {"devices": [dict(d) for d in _DEVICES]}
+    if host.get("Memory"):
+        memory = int(host["Memory"])
+        swap = int(host.get("MemorySwap") or memory)
+        resources["memory"] = {"limit": memory, "swap": swap, "disableOOMKiller": False}
     if nano_cpus:
         resources["cpu"] = {"quota": nano_cpus // 10_000, "period": 100_000}
     if host.get("PidsLimit"):
@@ -286,7 +291,7 @@ class _Container:
     killed: bool = False
     log: bytearray = dataclasses.field(default_factory=bytearray)
     reader: asyncio.Task[None] | None = None
-    oom_events: int | None = None  # an eventfd the kernel signals on an OOM in the memory cgroup
+    memory_limit: int = 0
     oom_killed: bool | None = None
 
 
@@ -390,18 +395,14 @@ class CrunAPI:
         )
         limit = int(spec["host_config"].get("Memory") or 0)
         labels = dict(spec.get("labels") or {})
-        container = _Container(name=name, bundle=bundle, memory_cgroup=memory, labels=labels)
+        container = _Container(
+            name=name, bundle=bundle, memory_cgroup=memory, labels=labels, memory_limit=limit
+        )
         self._containers[name] = container
         bundle.mkdir(mode=0o700)
         (bundle / "config.json").write_text(json.dumps(config))
         (bundle / "labels.json").write_text(json.dumps(labels))
-        memory.mkdir(exist_ok=True)
-        if limit:
-            (memory / "memory.limit_in_bytes").write_text(str(limit))
-            swap = memory / "memory.memsw.limit_in_bytes"
-            if swap.exists():
-                swap.write_text(str(limit))
-        container.oom_events = _watch_oom(memory)
+        memory.mkdir(exist_ok=True)  # the parent of crun's cgroup: its high-water mark outlives it
         return name
 
     async def start(self, ref: str, *, image: str | None = None) -> None:
@@ -476,9 +477,6 @@ class CrunAPI:
                 await container.reader
         elif container.process is not None:
             await container.process.wait()
-        if container.oom_events is not None:
-            os.close(container.oom_events)
-            container.oom_events = None
         await self._blocking(_cleanup, container.bundle, container.name)
 
     async def _remove_unknown(self, ref: str) -> None:
@@ -563,31 +561,23 @@ def all_match(have: dict[str, str], wanted: dict[str, str]) -> bool:
 
 
 def _oom_killed(container: _Container) -> bool:
-    """Whether the kernel's OOM killer acted in the container's memory cgroup."""
-    if container.killed or container.oom_events is None:
-        return False
-    try:
-        return os.eventfd_read(container.oom_events) > 0
-    except BlockingIOError:
-        return False
+    """Whether the memory limit killed the container's process.
 
-
-def _watch_oom(memory_cgroup: Path) -> int | None:
-    """Register an eventfd for OOM notifications of a v1 memory cgroup (as containerd does).
-
-    The OOM is handled in this parent cgroup, where the limit is, but v1 counts
-    the kill only in the leaf crun creates and deletes; the notification lasts.
+    crun deletes the container's cgroup, and with it cgroup v1's OOM count, as
+    soon as the process is gone; the parent cgroup this engine made for it
+    keeps the high-water mark of the memory charged below it. A SIGKILL we did
+    not send, with memory at the limit, is the OOM killer's.
     """
-    events = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-    control = os.open(memory_cgroup / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+    if container.killed or container.exit_code != 128 + signal.SIGKILL:
+        return False
+    if not container.memory_limit:
+        return False
     try:
-        (memory_cgroup / "cgroup.event_control").write_text(f"{events} {control}")
-    except OSError:
-        os.close(events)
-        return None
-    finally:
-        os.close(control)
-    return events
+        peak = int((container.memory_cgroup / "memory.max_usage_in_bytes").read_text())
+    except (OSError, ValueError):
+        return False
+    slack = max(2 * 1024 * 1024, container.memory_limit // 100)  # charges come in batches
+    return peak >= container.memory_limit - slack
 
 
 def _cleanup(bundle: Path, name: str) -> None:
