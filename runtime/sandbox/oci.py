@@ -337,6 +337,9 @@ class CrunAPI:
         for directory in (self._state_root, self._crun_root):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         (MEMORY_CGROUP / CGROUP_PARENT).mkdir(exist_ok=True)
+        for name in await self._blocking(_stale_states, self._state_root, self._crun_root):
+            await self._crun("delete", "--force", name)
+            await self._blocking(shutil.rmtree, self._crun_root / name, True)
         return self
 
     def unavailable(self, exc: BaseException) -> SandboxUnavailable:
@@ -578,6 +581,15 @@ def _oom_killed(container: _Container) -> bool:
         return False
     slack = max(2 * 1024 * 1024, container.memory_limit // 100)  # charges come in batches
     return peak >= container.memory_limit - slack
+
+
+def _stale_states(state_root: Path, crun_root: Path) -> list[str]:
+    """crun state with no bundle beside it: a crun run cut short (a bundle lives longer)."""
+    try:
+        names = [entry.name for entry in crun_root.iterdir() if entry.is_dir()]
+    except FileNotFoundError:
+        return []
+    return [name for name in names if not (state_root / name).exists()]
 
 
 def _cleanup(bundle: Path, name: str) -> None:

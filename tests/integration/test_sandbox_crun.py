@@ -190,3 +190,15 @@ async def test_bench_sandbox_reports_a_load_curve(tmp_path: Path) -> None:
     assert chart.stat().st_size > 0 and payload["chart"] == str(chart)
     # the exit code says whether the floors were met; the figures are the benchmark's business
     assert result.returncode == (0 if payload["meets_floors"] else 1), result.stderr
+
+
+async def test_crun_state_cut_short_is_swept_at_connect() -> None:
+    stale = oci.STATE_ROOT / "crun" / f"agentrt-stale-{os.getpid()}"
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("{}")  # a crun run killed before it wrote its status
+    api = DockerAPI()
+    try:
+        await oci.CrunAPI(api).connect()
+    finally:
+        api.close()
+    assert not stale.exists()
