@@ -283,15 +283,19 @@ class OpenAICompatibleClient:
         if self.stream:
             request["stream"] = True
             request["stream_options"] = {"include_usage": True}
-        try:
-            body = encode_body(request)
-        except ValueError as exc:  # NaN, a lone surrogate: nothing a retry would change
-            raise self._classify(exc, 1) from None
+        body = b""
         loop = asyncio.get_running_loop()
         spent = 0.0  # on requests and backoff; not queued behind our own semaphore
         attempt = 0
         while True:
             async with self._in_flight:
+                # Encoded once a slot is free: a burst of new runs queued behind
+                # the limit costs the loop little at once, each encodes in turn.
+                if not body:
+                    try:
+                        body = encode_body(request)
+                    except ValueError as exc:  # NaN, a lone surrogate: a retry changes nothing
+                        raise self._classify(exc, 1) from None
                 started = loop.time()
                 try:
                     return await self._attempt(body, self.turn_timeout - spent)
