@@ -45,6 +45,8 @@ _RESOLUTION_KEYWORDS = frozenset(
     {"$id", "$anchor", "$dynamicAnchor", "$dynamicRef", "$recursiveRef", "$recursiveAnchor"}
 )
 _DEFAULT_DIALECT = validator_class({})
+# What `_Compiler._object_shape` checks in one go.
+_SHAPE_KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties"})
 
 
 class _Unsupported(Exception):
@@ -196,9 +198,14 @@ class _Compiler:
         if "$schema" in schema and not at_root:
             raise _Unsupported("a subschema that names its draft")
         ranked: list[Ranked] = []
+        shape = self._object_shape(schema)
+        if shape is not None:
+            ranked.append((0, shape))
         for keyword, value in schema.items():
             if keyword not in _DEFAULT_DIALECT.VALIDATORS:
                 continue  # annotations, $defs, unknown keywords: jsonschema ignores them too
+            if shape is not None and keyword in _SHAPE_KEYWORDS:
+                continue
             builder = _BUILDERS.get(keyword)
             if builder is None:
                 raise _Unsupported(keyword)
@@ -207,6 +214,45 @@ class _Compiler:
                 ranked.append(built)
         ranked.sort(key=lambda pair: pair[0])
         return _all([check for _, check in ranked])
+
+    def _object_shape(self, schema: dict[str, Any]) -> Check | None:
+        """`type: object` with `properties`, `required` and a boolean
+        `additionalProperties` as one check: the shape of every tool's parameters.
+
+        The same verdict as the four keywords apart, with one call per
+        property instead of one per keyword. None for any other shape.
+        """
+        properties = schema.get("properties")
+        additional = schema.get("additionalProperties", True)
+        required = schema.get("required", [])
+        if (
+            schema.get("type") != "object"
+            or not isinstance(properties, dict)
+            or "patternProperties" in schema  # additionalProperties then depends on it
+            or (additional is not True and additional is not False)
+            or not isinstance(required, list)
+        ):
+            return None
+        checks = {name: self.compile(sub) for name, sub in properties.items()}
+        names = tuple(required)
+        known = frozenset(checks)
+        closed = additional is False
+
+        def shape(x: Any) -> bool:
+            if not isinstance(x, dict):
+                return False
+            for name in names:
+                if name not in x:
+                    return False
+            if closed and not known.issuperset(x):
+                return False
+            for name, value in x.items():
+                sub = checks.get(name)
+                if sub is not None and not sub(value):
+                    return False
+            return True
+
+        return shape
 
     def reference(self, ref: Any) -> Check:
         if not isinstance(ref, str) or not ref.startswith("#") or "%" in ref:
