@@ -441,6 +441,8 @@ class Redactor:
 
     def _mapping(self, value: dict[Any, Any], depth: int, nodes: tuple[Trie, ...]) -> Any:
         out: dict[str, Any] = {}
+        keys = self._key_cache
+        clean = self._clean
         for raw_key, item in value.items():
             key = raw_key if type(raw_key) is str else str(raw_key)
             child: tuple[Trie, ...] = ()
@@ -450,9 +452,18 @@ class Redactor:
                     out[key] = dict(_PATH_REDACTED)
                     continue
                 child = tuple(found)
-            stored = self._stored_key(key)
+            stored = keys.get(key, _UNSEEN)
+            if stored is _UNSEEN:
+                stored = self._stored_key(key)
             if stored is None:
                 out[key] = dict(_KEY_REDACTED)
                 continue
-            out[stored] = self._value(item, depth + 1, child)
+            # The scalars of a typical call, inlined; `_value` does the rest.
+            kind = type(item)
+            if kind is str:
+                out[stored] = item if item in clean else self._string(item)
+            elif kind is int or kind is bool or item is None:
+                out[stored] = item
+            else:
+                out[stored] = self._value(item, depth + 1, child)
         return out
