@@ -149,10 +149,17 @@ class BoundPrompt:
     def request(
         self, history: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The messages and `tools` to send for the next turn."""
+        """The messages and `tools` to send for the next turn.
+
+        New lists of the same message and tool dicts, not copies of each one
+        per turn: a model client must not change them (the history is the
+        run's own), and `OpenAICompatibleClient` copies only what it repairs.
+        """
         if self.tools_in_prompt:
             return to_text_protocol(history), []
-        return [dict(message) for message in history], [dict(tool) for tool in tools]
+        return [dict(m) if type(m) is not dict else m for m in history], [
+            dict(t) if type(t) is not dict else t for t in tools
+        ]
 
     def read(self, turn: ModelTurn) -> ReadTurn:
         """Take think-first reasoning out of a reply."""
