@@ -204,15 +204,16 @@ def call_fields(
         Field.TOOL_NAME: tool,
         Field.TOOL_CALL_ID: call_id,
     }
-    optional = {
-        Field.AGENT_NAME: context.agent or agent_name,
-        Field.CONVERSATION_ID: context.conversation_id,
-        Field.REQUEST_MODEL: model_name,
-        Field.TENANT: context.tenant,
-        Field.PRINCIPAL: context.principal,
-        Field.RUN_ID: context.run_id,
-    }
-    fields.update({key: value for key, value in optional.items() if value is not None})
+    for key, value in (
+        (Field.AGENT_NAME, context.agent or agent_name),
+        (Field.CONVERSATION_ID, context.conversation_id),
+        (Field.REQUEST_MODEL, model_name),
+        (Field.TENANT, context.tenant),
+        (Field.PRINCIPAL, context.principal),
+        (Field.RUN_ID, context.run_id),
+    ):
+        if value is not None:
+            fields[key] = value
     return fields
 
 

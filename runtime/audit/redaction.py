@@ -115,6 +115,7 @@ _CLEAN_CACHE_MAX_LEN = 256
 _NODE_END = "\x00"
 _PATH_REDACTED = {"redacted": "path"}
 _KEY_REDACTED = {"redacted": "key"}
+_UNSEEN: Any = object()
 
 Trie = dict[str, Any]
 
@@ -245,7 +246,7 @@ class Redactor:
         self._args_mac = _Hmac(derive_key(hmac_key, "arguments")) if hmac_key else None
         self.store_results = store_results
         self._secret_keys = frozenset(_normal_key(k) for k in secret_keys)
-        self._key_cache: dict[str, bool] = {}
+        self._key_cache: dict[str, str | None] = {}
         self._clean: set[str] = set()
         self._value_cap = value_cap
         self._arguments_cap = arguments_cap
@@ -368,14 +369,24 @@ class Redactor:
             text = self._raw_keys.sub(r'\1"[REDACTED]"', text)
         return self._text(text, cap)
 
-    def _is_secret_key(self, key: str) -> bool:
-        known = self._key_cache.get(key)
-        if known is None:
-            known = _normal_key(key) in self._secret_keys
-            if len(self._key_cache) > 4096:  # keys come from models: bound the cache
-                self._key_cache.clear()
-            self._key_cache[key] = known
-        return known
+    def _stored_key(self, key: str) -> str | None:
+        """`key` as stored (secrets in it redacted), or None when its name marks a secret.
+
+        Keys repeat call after call, so the answer is cached, except for a key
+        that held a secret: the cache must not keep it in memory.
+        """
+        stored: str | None = self._key_cache.get(key, _UNSEEN)
+        if stored is _UNSEEN:
+            stored = key
+            if _normal_key(key) in self._secret_keys:
+                stored = None
+            elif len(key) >= 8:
+                stored = redact_text(key)
+            if stored is None or stored is key:
+                if len(self._key_cache) > 4096:  # keys come from models: bound the cache
+                    self._key_cache.clear()
+                self._key_cache[key] = stored
+        return stored
 
     def _string(self, value: str) -> Any:
         if len(value) > self._value_cap:
@@ -430,6 +441,8 @@ class Redactor:
 
     def _mapping(self, value: dict[Any, Any], depth: int, nodes: tuple[Trie, ...]) -> Any:
         out: dict[str, Any] = {}
+        keys = self._key_cache
+        clean = self._clean
         for raw_key, item in value.items():
             key = raw_key if type(raw_key) is str else str(raw_key)
             child: tuple[Trie, ...] = ()
@@ -439,10 +452,18 @@ class Redactor:
                     out[key] = dict(_PATH_REDACTED)
                     continue
                 child = tuple(found)
-            if self._is_secret_key(key):
+            stored = keys.get(key, _UNSEEN)
+            if stored is _UNSEEN:
+                stored = self._stored_key(key)
+            if stored is None:
                 out[key] = dict(_KEY_REDACTED)
                 continue
-            if len(key) >= 8:
-                key = redact_text(key)
-            out[key] = self._value(item, depth + 1, child)
+            # The scalars of a typical call, inlined; `_value` does the rest.
+            kind = type(item)
+            if kind is str:
+                out[stored] = item if item in clean else self._string(item)
+            elif kind is int or kind is bool or item is None:
+                out[stored] = item
+            else:
+                out[stored] = self._value(item, depth + 1, child)
         return out

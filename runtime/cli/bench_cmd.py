@@ -16,14 +16,18 @@ from runtime.cli.gate_options import (
     print_json,
 )
 
-GATE_FLOORS = {"gate_p50_us": 100.0, "loop_lag_p99_ms": 20.0}
+# The ratio holds across machines better than microseconds do: the gate's four
+# stages at most 20 times one json.loads of the same arguments.
+GATE_FLOORS = {"gate_p50_us": 100.0, "gate_vs_json_loads": 20.0, "loop_lag_p99_ms": 20.0}
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("bench", help="measure gate, sandbox and audit performance")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
 
-    gate = kinds.add_parser("gate", help="gate cost per call and event-loop lag under 100 runs")
+    gate = kinds.add_parser(
+        "gate", help="gate cost per call and event-loop lag under 100 and 1,000 concurrent runs"
+    )
     gate.add_argument("--module", "-m", default="tools", help="tool module (default: tools)")
     gate.add_argument(
         "--policy",
@@ -37,7 +41,15 @@ def register(subparsers: Any) -> None:
         default=True,
         help="include the audit append (batched fsync, to a temp file; default on)",
     )
-    gate.add_argument("--runs", type=int, default=100)
+    gate.add_argument(
+        "--runs",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="concurrent runs to measure loop lag under, one measurement each "
+        "(default: 100 1000); the floor applies to the first",
+    )
     gate.add_argument("--iterations", type=int, default=20_000)
     gate.add_argument("--json", action="store_true")
     gate.set_defaults(handler=_gate)
@@ -100,7 +112,7 @@ def register(subparsers: Any) -> None:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from runtime.bench.gate import bench_concurrent_runs, bench_gate_stages
+    from runtime.bench.gate import DEFAULT_RUNS, bench_concurrent_runs, bench_gate_stages
 
     try:
         registry = load_registry(args.module)
@@ -116,10 +128,12 @@ def _gate(args: argparse.Namespace) -> int:
         finally:
             if audit is not None:
                 audit.close()
-    figures.update(asyncio.run(bench_concurrent_runs(registry, runs=args.runs, policy=policy)))
+    runs = args.runs or DEFAULT_RUNS
+    figures.update(asyncio.run(bench_concurrent_runs(registry, runs=runs, policy=policy)))
     figures["floors"] = GATE_FLOORS
     figures["meets_floors"] = (
         figures["gate_p50_us"] <= GATE_FLOORS["gate_p50_us"]
+        and figures["gate_vs_json_loads"] <= GATE_FLOORS["gate_vs_json_loads"]
         and figures["loop_lag_p99_ms"] < GATE_FLOORS["loop_lag_p99_ms"]
         and figures["errors"] == 0
     )
@@ -130,18 +144,21 @@ def _gate(args: argparse.Namespace) -> int:
         print(
             f"gate p50 {figures['gate_p50_us']} µs, p95 {figures['gate_p95_us']} µs "
             f"(json.loads alone: {figures['baseline_json_loads_p50_us']} µs, "
-            f"{figures['gate_vs_json_loads']}x)  floor p50 <= 100 µs"
+            f"{figures['gate_vs_json_loads']}x)  floor p50 <= 100 µs and <= 20x"
         )
-        print(
-            f"{figures['runs']} concurrent runs: {figures['errors']} errors, "
-            f"{figures['runs_wall_s']} s, loop lag p99 {figures['loop_lag_p99_ms']} ms "
-            f"(idle loop: {figures['idle_loop_lag_p99_ms']} ms)  floor p99 < 20 ms"
-        )
-        print(
-            f"  without gc.freeze() after start-up: loop lag p99 "
-            f"{figures['loop_lag_p99_ms_without_gc_freeze']} ms "
-            f"({figures['gc_collections_without_freeze']} collections during the runs)"
-        )
+        for index, lag in enumerate(figures["lag_by_runs"].values()):
+            floor = "  floor p99 < 20 ms" if index == 0 else ""
+            print(
+                f"{lag['runs']} concurrent runs: {lag['errors']} errors, "
+                f"{lag['runs_wall_s']} s, loop lag p99 {lag['loop_lag_p99_ms']} ms, max "
+                f"{lag['loop_lag_max_ms']} ms (idle loop: {figures['idle_loop_lag_p99_ms']} ms)"
+                f"{floor}"
+            )
+            print(
+                f"  without gc.freeze() after start-up: loop lag p99 "
+                f"{lag['loop_lag_p99_ms_without_gc_freeze']} ms "
+                f"({lag['gc_collections_without_freeze']} collections during the runs)"
+            )
         print("meets floors" if figures["meets_floors"] else "BELOW FLOOR")
     return 0 if figures["meets_floors"] else 1
 

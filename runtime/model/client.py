@@ -12,6 +12,13 @@ from typing import Any, Protocol
 from runtime.calls import ToolCallRequest
 from runtime.model import compat, wire
 from runtime.model.settings import SamplingSettings
+from runtime.model.transport import (
+    ChatTransport,
+    HTTPFailure,
+    TransportTimeout,
+    Unreachable,
+    encode_body,
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -219,9 +226,6 @@ class OpenAICompatibleClient:
         retry: RetryPolicy = RetryPolicy(),
         max_concurrent_requests: int = 8,
     ) -> None:
-        import openai  # deferred: keeps `import runtime` cheap
-        import openai.types.chat
-
         attempt = timeout if timeout is not None else timeout_s
         self.timeout = attempt if attempt is not None else DEFAULT_TIMEOUT_S
         self.turn_timeout = (
@@ -235,20 +239,16 @@ class OpenAICompatibleClient:
         self.base_url = base_url
         self.stream = stream
         self.retry = retry
-        self._openai = openai
         self.max_concurrent_requests = max_concurrent_requests
         self._in_flight = asyncio.Semaphore(max_concurrent_requests)
         # The HTTP layer's own limit is only a backstop: the limits above are
         # enforced around each attempt, where they can be told apart.
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key,
-            timeout=max(self.timeout, self.idle_timeout) + 1.0,
-            max_retries=0,
+        self._transport = ChatTransport(
+            base_url, api_key, timeout_s=max(self.timeout, self.idle_timeout) + 1.0
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._transport.aclose()
 
     def with_model(self, model: str) -> OpenAICompatibleClient:
         """This client sending `model` instead: same server, connections, limits and timeouts.
@@ -267,10 +267,11 @@ class OpenAICompatibleClient:
         settings: SamplingSettings,
     ) -> ModelTurn:
         fields, extra_body = settings.request_fields(has_tools=bool(tools))
-        # The body goes through the SDK's generic `post`: `chat.completions.create`
-        # re-walks every message and tool schema through its TypedDict transform
-        # (~2 ms of blocking CPU per request here), which stalls the event loop
-        # when many runs share it. The wire format is the same.
+        # Built and encoded here, once per turn, and sent by `ChatTransport`:
+        # the SDK's `chat.completions.create` re-walks every message and tool
+        # schema through its TypedDict transform (~2 ms of blocking CPU per
+        # request here), and even its generic `post` spends as much again as
+        # the HTTP exchange itself. The wire format is the same.
         request: dict[str, Any] = {
             "model": self.model,
             "messages": compat.repair_history(messages),
@@ -278,15 +279,26 @@ class OpenAICompatibleClient:
             **extra_body,
         }
         if tools:
-            request["tools"] = list(tools)
+            request["tools"] = tools
+        if self.stream:
+            request["stream"] = True
+            request["stream_options"] = {"include_usage": True}
+        body = b""
         loop = asyncio.get_running_loop()
         spent = 0.0  # on requests and backoff; not queued behind our own semaphore
         attempt = 0
         while True:
             async with self._in_flight:
+                # Encoded once a slot is free: a burst of new runs queued behind
+                # the limit costs the loop little at once, each encodes in turn.
+                if not body:
+                    try:
+                        body = encode_body(request)
+                    except ValueError as exc:  # NaN, a lone surrogate: a retry changes nothing
+                        raise self._classify(exc, 1) from None
                 started = loop.time()
                 try:
-                    return await self._attempt(request, self.turn_timeout - spent)
+                    return await self._attempt(body, self.turn_timeout - spent)
                 except Exception as exc:
                     failure, error = exc, self._classify(exc, attempt + 1)
                 finally:
@@ -312,11 +324,11 @@ class OpenAICompatibleClient:
             attempts=attempts,
         )
 
-    async def _attempt(self, request: dict[str, Any], budget: float) -> ModelTurn:
+    async def _attempt(self, body: bytes, budget: float) -> ModelTurn:
         if budget <= 0:
             raise _Deadline(f"the turn's {self.turn_timeout:g} s")
         if self.stream:
-            return await self._complete_streaming(request, budget)
+            return await self._complete_streaming(body, budget)
         limit = min(self.timeout, budget)
         what = (
             f"{self.timeout:g} s"
@@ -325,12 +337,11 @@ class OpenAICompatibleClient:
         )
         try:
             async with asyncio.timeout(limit):
-                return await self._complete_once(request)
+                return await self._complete_once(body)
         except TimeoutError:
             raise _Deadline(what) from None
 
     def _classify(self, exc: Exception, attempts: int) -> ModelError:
-        openai = self._openai
         where = f"model server at {self.base_url}"
         if isinstance(exc, ModelError):
             return exc
@@ -350,11 +361,11 @@ class OpenAICompatibleClient:
                 retryable=False,
                 attempts=attempts,
             )
-        if isinstance(exc, openai.APITimeoutError) or (
+        if isinstance(exc, TransportTimeout) or (
             _is_transport_error(exc) and "Timeout" in type(exc).__name__
         ):
             return ModelError("timeout", f"{where} timed out", retryable=True, attempts=attempts)
-        if isinstance(exc, openai.APIConnectionError):
+        if isinstance(exc, Unreachable):
             return ModelError(
                 "connection",
                 f"cannot reach the {where} ({exc.__cause__ or exc}); is it running? "
@@ -362,7 +373,7 @@ class OpenAICompatibleClient:
                 retryable=True,
                 attempts=attempts,
             )
-        if isinstance(exc, openai.APIStatusError):
+        if isinstance(exc, HTTPFailure):
             status = exc.status_code
             message = compat.error_message(exc.body, str(exc))
             if status == 429:
@@ -406,25 +417,20 @@ class OpenAICompatibleClient:
         )
 
     def _retry_after(self, exc: Exception) -> float | None:
-        response = getattr(exc, "response", None)
-        if response is None:
+        if not isinstance(exc, HTTPFailure):
             return None
-        value = response.headers.get("retry-after")
+        value = exc.headers.get("retry-after")
         try:
             return float(value) if value is not None else None
         except ValueError:
             return None
 
-    async def _complete_once(self, request: dict[str, Any]) -> ModelTurn:
-        # Read as text and parsed here: the SDK's lenient model would turn an
-        # HTML page or a `message: null` into an AttributeError further on.
-        body = await self._client.post("/chat/completions", cast_to=str, body=request)
-        return self._turn(wire.parse_completion(body))
+    async def _complete_once(self, body: bytes) -> ModelTurn:
+        # Read as text and parsed here, strictly: an HTML page or a
+        # `message: null` is a MalformedReply, not an AttributeError further on.
+        return self._turn(wire.parse_completion(await self._transport.post(body)))
 
-    async def _complete_streaming(self, request: dict[str, Any], budget: float) -> ModelTurn:
-        from openai import AsyncStream
-        from openai.types.chat import ChatCompletionChunk
-
+    async def _complete_streaming(self, body: bytes, budget: float) -> ModelTurn:
         loop = asyncio.get_running_loop()
         turn_end = loop.time() + budget
 
@@ -436,37 +442,28 @@ class OpenAICompatibleClient:
         when, what = limit(self.timeout, f"{self.timeout:g} s")
         assembler = wire.StreamAssembler()
         try:
-            async with asyncio.timeout_at(when) as deadline:
-                body = {**request, "stream": True, "stream_options": {"include_usage": True}}
-                stream = await self._client.post(
-                    "/chat/completions",
-                    cast_to=str,
-                    body=body,
-                    stream=True,
-                    stream_cls=AsyncStream[ChatCompletionChunk],
-                )
-                response = stream.response
+            async with (
+                asyncio.timeout_at(when) as deadline,
+                self._transport.stream(body) as response,
+            ):
                 # From the response head on, silence is bounded too.
                 if loop.time() + self.idle_timeout < when:
                     when, what = limit(self.idle_timeout, f"{self.idle_timeout:g} s of silence")
                     deadline.reschedule(when)
-                try:
-                    content_type = response.headers.get("content-type", "")
-                    if "event-stream" not in content_type:
-                        await response.aread()
-                        raise wire.MalformedReply(
-                            f"a stream was asked for, the reply is {content_type or 'untyped'}: "
-                            f"{wire.snippet(response.text)!r}"
-                        )
-                    async for data in wire.sse_data(response.aiter_lines()):
-                        assembler.add(data)
-                        if assembler.done:
-                            break
-                        # Only events reset the clock: keep-alive comments do not.
-                        when, what = limit(self.idle_timeout, f"{self.idle_timeout:g} s of silence")
-                        deadline.reschedule(when)
-                finally:
-                    await response.aclose()
+                content_type = response.headers.get("content-type", "")
+                if "event-stream" not in content_type:
+                    await response.aread()
+                    raise wire.MalformedReply(
+                        f"a stream was asked for, the reply is {content_type or 'untyped'}: "
+                        f"{wire.snippet(response.text)!r}"
+                    )
+                async for data in wire.sse_data(response.aiter_lines()):
+                    assembler.add(data)
+                    if assembler.done:
+                        break
+                    # Only events reset the clock: keep-alive comments do not.
+                    when, what = limit(self.idle_timeout, f"{self.idle_timeout:g} s of silence")
+                    deadline.reschedule(when)
         except TimeoutError:
             raise _Deadline(what) from None
         return self._turn(assembler.finish())

@@ -132,32 +132,51 @@ def _arguments_parse(arguments: Any) -> bool:
 
 
 def repair_history(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Return a copy of the history that any OpenAI-compatible server accepts.
+    """The history as any OpenAI-compatible server accepts it.
 
     Assistant `content` of None becomes "" (llama.cpp), and a tool call whose
     `arguments` is not a JSON object goes back as "{}" (vLLM answers 400
     otherwise; the tool message that follows already tells the model what was
     wrong with the original).
+
+    The caller's messages are never changed: a message that needs a repair is
+    copied first, and one that needs none (nearly all, turn after turn) is
+    passed through as it is, so a request does not copy the whole history.
     """
     repaired: list[dict[str, Any]] = []
     for message in messages:
-        item = dict(message)
-        if item.get("role") == "assistant":
-            if item.get("content") is None:
-                item["content"] = ""
-            calls = item.get("tool_calls")
-            if calls:
-                fixed = []
-                for call in calls:
-                    function = dict(call.get("function", {}))
-                    if not _arguments_parse(function.get("arguments")):
-                        function["arguments"] = "{}"
-                    fixed.append({**call, "function": function})
-                item["tool_calls"] = fixed
-            elif "tool_calls" in item:
-                del item["tool_calls"]
-        repaired.append(item)
+        if message.get("role") == "assistant" and _needs_repair(message):
+            repaired.append(_repaired(message))
+        else:
+            repaired.append(message if type(message) is dict else dict(message))
     return repaired
+
+
+def _needs_repair(message: Mapping[str, Any]) -> bool:
+    if message.get("content") is None:
+        return True
+    calls = message.get("tool_calls")
+    if not calls:
+        return "tool_calls" in message
+    return not all(_arguments_parse(call.get("function", {}).get("arguments")) for call in calls)
+
+
+def _repaired(message: Mapping[str, Any]) -> dict[str, Any]:
+    item = dict(message)
+    if item.get("content") is None:
+        item["content"] = ""
+    calls = item.get("tool_calls")
+    if calls:
+        fixed = []
+        for call in calls:
+            function = dict(call.get("function", {}))
+            if not _arguments_parse(function.get("arguments")):
+                function["arguments"] = "{}"
+            fixed.append({**call, "function": function})
+        item["tool_calls"] = fixed
+    elif "tool_calls" in item:
+        del item["tool_calls"]
+    return item
 
 
 def error_message(body: object, fallback: str) -> str:

@@ -124,7 +124,7 @@ def lookup(
             return _MISSING
         rest = path[1:]
     for segment in rest:
-        if isinstance(current, Mapping):
+        if type(current) is dict or isinstance(current, Mapping):
             if segment not in current:
                 return _MISSING
             current = current[segment]
@@ -344,7 +344,7 @@ class Node(abc.ABC):
 class FieldTest(Node):
     """`{args.path: {op: value, ...}}`: every operator must hold for the field."""
 
-    __slots__ = ("_if_missing", "_if_nonfinite", "field", "ops", "path", "source")
+    __slots__ = ("_if_missing", "_if_nonfinite", "_key", "_tests", "field", "ops", "path", "source")
 
     def __init__(self, field: str, ops: Sequence[tuple[str, Any, Callable[[Any], int]]]) -> None:
         self.field = field
@@ -352,6 +352,9 @@ class FieldTest(Node):
         self.source = source
         self.path = tuple(rest.split("."))
         self.ops = tuple(ops)
+        self._tests = tuple(test for _, _, test in self.ops)
+        # `args.NAME`, the usual field, is read with one dict lookup.
+        self._key = self.path[0] if source == "args" and len(self.path) == 1 else None
         exists = [arg for name, arg, _ in self.ops if name == "exists"]
         others = len(self.ops) - len(exists)
         # Absent: only a lone `exists: false` holds; every other operator is false.
@@ -364,13 +367,16 @@ class FieldTest(Node):
             self._if_nonfinite = ERROR if others else TRUE
 
     def evaluate(self, arguments: Mapping[str, Any], context: CallContext) -> int:
-        value = lookup(arguments, context, self.source, self.path)
+        if self._key is not None and type(arguments) is dict:
+            value = arguments.get(self._key, _MISSING)
+        else:
+            value = lookup(arguments, context, self.source, self.path)
         if value is _MISSING:
             return self._if_missing
         if type(value) is float and not math.isfinite(value):
             return self._if_nonfinite
         result = TRUE
-        for _, _, test in self.ops:
+        for test in self._tests:
             try:
                 outcome = test(value)
             except EvalError:

@@ -452,7 +452,7 @@ class PolicySet:
     # ------------------------------------------------------------------ decisions
 
     def _allow(self, granted: list[_Rule], *, approved: bool) -> PolicyDecision:
-        ids = tuple(sorted({rule.id for rule in granted}))
+        ids = (granted[0].id,) if len(granted) == 1 else tuple(sorted({r.id for r in granted}))
         cache_key = (*ids, "+approved") if approved else ids
         decision = self._allow_cache.get(cache_key)
         if decision is None:

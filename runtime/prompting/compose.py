@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runtime.model.client import ModelTurn
+from runtime.model.transport import EncodedTools
 from runtime.prompting.examples import FewShotExamples, load_examples
 from runtime.prompting.template import PromptTemplate
 from runtime.prompting.text_tools import render_tools_block, to_text_protocol
@@ -149,10 +150,19 @@ class BoundPrompt:
     def request(
         self, history: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The messages and `tools` to send for the next turn."""
+        """The messages and `tools` to send for the next turn.
+
+        New lists of the same message and tool dicts, not copies of each one
+        per turn: a model client must not change them (the history is the
+        run's own), and `OpenAICompatibleClient` copies only what it repairs.
+        `EncodedTools` stay `EncodedTools`, their JSON encoded once.
+        """
         if self.tools_in_prompt:
             return to_text_protocol(history), []
-        return [dict(message) for message in history], [dict(tool) for tool in tools]
+        messages = [m if type(m) is dict else dict(m) for m in history]
+        if isinstance(tools, EncodedTools):
+            return messages, tools.share()
+        return messages, [t if type(t) is dict else dict(t) for t in tools]
 
     def read(self, turn: ModelTurn) -> ReadTurn:
         """Take think-first reasoning out of a reply."""

@@ -18,6 +18,7 @@ from typing import Any
 from runtime.model import compat
 from runtime.model.client import ModelTurn
 from runtime.model.settings import SamplingSettings
+from runtime.model.transport import EncodedTools
 from runtime.prompting.compose import BoundPrompt, ContextProvider, Prompt, ReadTurn
 from runtime.prompting.think import ThinkFirst
 
@@ -50,7 +51,8 @@ class RequestBuilder:
     """
 
     def __init__(self, prompt: Prompt, schemas: Sequence[Mapping[str, Any]]) -> None:
-        self.tools = compat.model_facing_tools(schemas)
+        # Encoded once for every request that sends them (see EncodedTools).
+        self.tools = EncodedTools(compat.model_facing_tools(schemas))
         self.bound: BoundPrompt = prompt.bind(self.tools, validate_with=schemas)
 
     @property

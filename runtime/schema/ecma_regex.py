@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 
 import regress
 
-__all__ = ["EcmaRegexError", "compile_ecma", "ecma_search"]
+__all__ = ["EcmaRegexError", "compile_ecma", "ecma_search", "ecma_searcher"]
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -70,7 +71,20 @@ def ecma_search(pattern: str, text: str) -> bool:
     Raises:
         EcmaRegexError: The pattern is not valid ECMA-262 (Unicode mode).
     """
+    return _found(compile_ecma(pattern), text)
+
+
+def ecma_searcher(pattern: str) -> Callable[[str], bool]:
+    """`ecma_search` with `pattern` compiled once: for checks that run on every call.
+
+    Raises:
+        EcmaRegexError: The pattern is not valid ECMA-262 (Unicode mode).
+    """
     compiled = compile_ecma(pattern)
+    return lambda text: _found(compiled, text)
+
+
+def _found(compiled: regress.Regex, text: str) -> bool:
     try:
         return compiled.find(text) is not None
     except UnicodeEncodeError:

@@ -196,13 +196,26 @@ def test_a_broken_policy_directory_refuses_to_start(tmp_path: Path) -> None:
 
 def test_bench_gate_json_has_the_documented_keys() -> None:
     result = agentrt(
-        "bench", "gate", "--runs", "10", "--iterations", "300", "--policy", str(POLICY_ROOT),
-        "--audit", "--json",
+        "bench", "gate", "--runs", "10", "20", "--iterations", "300", "--policy",
+        str(POLICY_ROOT), "--audit", "--json",
     )  # fmt: skip
     payload = json.loads(result.stdout)
-    for key in ("gate_p50_us", "gate_p95_us", "loop_lag_p99_ms", "runs", "errors"):
+    for key in (
+        "gate_p50_us",
+        "gate_p95_us",
+        "gate_vs_json_loads",
+        "loop_lag_p99_ms",
+        "loop_lag_p99_ms_without_gc_freeze",
+        "runs",
+        "errors",
+    ):
         assert key in payload, key
     assert payload["runs"] == 10 and payload["errors"] == 0
+    # every --runs value has its own lag figures, with and without gc.freeze()
+    assert [lag["runs"] for lag in payload["lag_by_runs"].values()] == [10, 20]
+    for runs in (10, 20):
+        assert payload[f"loop_lag_p99_ms_{runs}_runs"] >= 0
+        assert payload[f"loop_lag_p99_ms_{runs}_runs_without_gc_freeze"] >= 0
     assert payload["stages"] == ["parse", "validate", "policy", "audit"]
     # exit code says whether the floors were met; the figures are the benchmark's business
     assert result.returncode == (0 if payload["meets_floors"] else 1)

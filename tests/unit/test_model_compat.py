@@ -167,3 +167,20 @@ def test_a_reply_becomes_a_turn_in_one_place() -> None:
         f"<think>{block}</think>4", (), "stop", usage=Usage(), model="m", read="4"
     )
     assert part.tool_calls == () and part.text == "4" and part.finish_reason == "stop"
+
+
+def test_repair_history_passes_sound_messages_through_uncopied() -> None:
+    sound = [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "1", "type": "function", "function": {"name": "a", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "1", "content": "ok"},
+    ]
+    repaired = compat.repair_history(sound)
+    assert repaired == sound
+    assert all(out is given for out, given in zip(repaired, sound, strict=True))
