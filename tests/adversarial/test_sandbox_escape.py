@@ -299,17 +299,21 @@ def _host_processes(fragment: str) -> list[int]:
     return found
 
 
+def _crun_traces(name: str) -> list[str]:
+    """The bundle and cgroups of a crun-engine container that should be gone."""
+    from runtime.sandbox.oci import STATE_ROOT
+
+    found = [str(path) for path in Path("/sys/fs/cgroup").glob(f"*/agentrt/{name}")]
+    return found + ([str(STATE_ROOT / name)] if (STATE_ROOT / name).exists() else [])
+
+
 async def _gone(executor: Any, result: ExecutionResult) -> None:
     """The call's container is removed once the executor settles."""
     import docker.errors
 
     await executor.settle()
     if executor.engine == "crun":
-        from runtime.sandbox.oci import STATE_ROOT
-
-        name = result.sandbox["container_id"]
-        assert not (STATE_ROOT / name).exists()
-        assert not list(Path("/sys/fs/cgroup").glob(f"*/agentrt/{name}"))
+        assert _crun_traces(result.sandbox["container_id"]) == []
         return
     client = _docker()
     try:
