@@ -56,9 +56,11 @@ setup_crun() {
   [ "${AGENTRT_NO_CRUN:-0}" = 1 ] && { warn "AGENTRT_NO_CRUN=1: skipping the crun engine"; return 0; }
   is_root || { warn "not root: the crun sandbox engine is unavailable (the docker engine still works)"; return 0; }
   command -v crun >/dev/null || apt_install crun || { warn "cannot install crun: its sandbox engine is unavailable"; return 0; }
-  local unified=/sys/fs/cgroup/unified controller
-  if [ -d /sys/fs/cgroup/memory ] && [ -s "$unified/cgroup.controllers" ]; then
-    for controller in $(cat "$unified/cgroup.controllers"); do
+  # cgroup files report size 0 whatever they hold: read them, never test them with -s
+  local unified="${AGENTRT_CGROUP_UNIFIED:-/sys/fs/cgroup/unified}" controllers controller
+  controllers="$(cat "$unified/cgroup.controllers" 2>/dev/null || true)"
+  if [ -d /sys/fs/cgroup/memory ] && [ -n "$controllers" ]; then
+    for controller in $controllers; do
       say "mounting the $controller cgroup controller as v1 (crun refuses hybrid cgroup hosts)"
       mkdir -p "/sys/fs/cgroup/$controller"
       mount -t cgroup -o "$controller" cgroup "/sys/fs/cgroup/$controller" \
