@@ -166,7 +166,3 @@ def plot(curves: Sequence[dict[str, Any]], path: Path) -> Path | None:
     plt.close(figure)
     return path
 
-
-def measure(curves_for: Sequence[str], **options: Any) -> list[dict[str, Any]]:
-    """Run `load_curve` for each engine in turn (blocking)."""
-    return [asyncio.run(load_curve(engine=engine, **options)) for engine in curves_for]
