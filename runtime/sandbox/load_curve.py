@@ -165,4 +165,3 @@ def plot(curves: Sequence[dict[str, Any]], path: Path) -> Path | None:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
-
