@@ -8,10 +8,13 @@
 #    held-out tool in bench/heldout does are left out (runtime.finetune.general.HELD_OUT_LOOKALIKES)
 # 2. LoRA on the bundled SmolLM2-135M (r=16, alpha=32, all linear layers), one pass with a
 #    55-minute time budget on 2 CPU cores; each example sees the SIMILAR (default 2) requests
-#    of its module most like it before it (runtime.prompting.similar_requests), as served
+#    of its module most like it before it (runtime.prompting.similar_requests), as served;
+#    calls are taught in the every-key form (runtime.model.call_form): every parameter
+#    written, an optional one the request does not state as null
 # 3. ship: float16 safetensors + GGUF, manifest with the data hash, seed and commands
 #    (runtime.finetune.adapter_export.ship_adapter); the eval figures are added by
 #    bench/heldout/evaluate.sh
+# Set SHIP=0 to stop after training (WORK_DIR/adapter), e.g. to evaluate it first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${1:-/tmp/agentrt-general}"
@@ -22,11 +25,13 @@ mkdir -p "$WORK"
 cd "$ROOT"
 SYNTH=(agentrt dataset synth --general 100 --seed "$SEED" --out "$WORK/general.jsonl")
 TRAIN=(agentrt finetune "$WORK/general.jsonl" --out "$WORK/adapter" --time-budget "$BUDGET"
-       --epochs 1 --batch-size 8 --lr 1e-3 --seed "$SEED" --similar-requests "$SIMILAR")
+       --epochs 1 --batch-size 8 --lr 1e-3 --seed "$SEED" --similar-requests "$SIMILAR"
+       --call-form "${CALL_FORM:-every-key}")
 echo "==> ${SYNTH[*]}"
 "${SYNTH[@]}"
 echo "==> ${TRAIN[*]}"
 "${TRAIN[@]}"
+[ "${SHIP:-1}" = 1 ] || exit 0
 python - "$WORK" "${SYNTH[*]}" "${TRAIN[*]}" <<'EOF'
 import hashlib, json, sys
 from pathlib import Path
@@ -38,6 +43,7 @@ from runtime.model.adapters import general_adapter_dir
 work, synth, train = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 data = work / "general.jsonl"
 log = json.loads((work / "adapter" / "train_log.json").read_text())
+trained = json.loads((work / "adapter" / "agentrt_adapter.json").read_text())
 model, _, base = load_base("bundled")
 manifest = {
     "name": "general",
@@ -48,9 +54,8 @@ manifest = {
         "examples": sum(1 for _ in data.open()),
     },
     "seed": log["config"]["seed"],
-    "similar_requests": json.loads((work / "adapter" / "agentrt_adapter.json").read_text()).get(
-        "similar_requests", 0
-    ),
+    "similar_requests": trained.get("similar_requests", 0),
+    "call_form": trained.get("call_form", "plain"),
     "train": {"command": train, **{k: v for k, v in log["result"].items() if k != "losses"}},
     "rebuild": "bench/finetune/build_general_adapter.sh",
 }

@@ -266,7 +266,12 @@ async def _demo(args: argparse.Namespace, workspace: Path) -> int:
         f"   [bold]workspace[/]: {workspace}"
     )
     client = OpenAICompatibleClient(
-        base_url, model, api_key=args.api_key, stream=args.stream, timeout=args.model_timeout
+        base_url,
+        model,
+        api_key=args.api_key,
+        stream=args.stream,
+        timeout=args.model_timeout,
+        call_form=args.call_form,
     )
     live = _LiveCalls(console)
     agent = stages.agent(

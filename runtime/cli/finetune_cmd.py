@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runtime.model.call_form import CALL_FORMS, CallForm
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -51,11 +53,30 @@ def register(subparsers: Any) -> None:
         help="show each example its K nearest same-tool requests before it "
         "(serve the adapter with the same K: see README, Similar requests)",
     )
+    parser.add_argument(
+        "--call-form",
+        choices=["plain", "every-key"],
+        help="how calls' arguments are written: every-key (every parameter, in the schema's "
+        "order, an unstated optional one null; the default) or plain; with --init-adapter, "
+        "the default is that adapter's form",
+    )
     parser.add_argument("--no-gguf", action="store_true", help="skip the GGUF adapter export")
     parser.add_argument("--save-base", type=Path, metavar="DIR",
                         help="also save the dequantised base as a HF dir (for vLLM)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_finetune)
+
+
+def training_call_form(requested: str | None, init: Path | None) -> CallForm:
+    """The form a run teaches calls in: as asked; else the form of the adapter it
+    continues from (its weights learned that one); else `every-key`."""
+    from runtime.model.adapters import call_form_of
+
+    if requested is not None:
+        if requested not in CALL_FORMS:
+            raise ValueError(f"--call-form is one of {', '.join(CALL_FORMS)}, not {requested!r}")
+        return "every-key" if requested == "every-key" else "plain"
+    return call_form_of(init) if init is not None else "every-key"
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -82,6 +103,16 @@ def _finetune(args: argparse.Namespace) -> int:
         from runtime.finetune.similar import with_similar_requests
 
         examples = with_similar_requests(examples, args.similar_requests)
+    init = args.init_adapter
+    if init is not None and str(init) == "general":
+        from runtime.model.adapters import general_adapter_dir
+
+        init = general_adapter_dir()
+    call_form = training_call_form(args.call_form, init)
+    if call_form == "every-key":
+        from runtime.model.call_form import spell_out_example
+
+        examples = [spell_out_example(example) for example in examples]
     targets = args.target_modules
     config = TrainConfig(
         rank=args.rank,
@@ -107,11 +138,6 @@ def _finetune(args: argparse.Namespace) -> int:
     outputs = {"adapter_dir": str(args.out)}
     if args.save_base is not None:  # before LoRA layers are injected into `model`
         outputs["base_dir"] = str(export_base(model, tokenizer, args.save_base, base=base_name))
-    init = args.init_adapter
-    if init is not None and str(init) == "general":
-        from runtime.model.adapters import general_adapter_dir
-
-        init = general_adapter_dir()
     try:
         peft_model, result = train_lora(
             model,
@@ -137,6 +163,7 @@ def _finetune(args: argparse.Namespace) -> int:
             "tools": tools,
             "init_adapter": str(init) if init is not None else None,
             "similar_requests": args.similar_requests,
+            "call_form": call_form,
             "train": {k: v for k, v in result.to_dict().items() if k != "losses"},
         },
     )

@@ -55,6 +55,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=os.environ.get("AGENTRT_API_KEY", "not-needed"))
     add_sampling_options(parser)
     parser.add_argument("--stream", action="store_true", help="stream the reply (SSE)")
+    parser.add_argument(
+        "--call-form",
+        choices=["plain", "every-key"],
+        default=os.environ.get("AGENTRT_CALL_FORM", "plain"),
+        help="the form a --base-url server's adapter writes calls in: every-key for an "
+        "adapter trained so (its agentrt_adapter.json says), served by vLLM; the embedded "
+        "server follows its adapter by itself (env AGENTRT_CALL_FORM)",
+    )
     parser.add_argument("--max-turns", type=int, default=10)
     add_prompt_options(parser)
 
@@ -205,6 +213,7 @@ async def _run(
         api_key=args.api_key,
         stream=args.stream,
         timeout=args.model_timeout,
+        call_form=args.call_form,
     )
     try:
         warn_refused_mcp_tools(await stages.open())

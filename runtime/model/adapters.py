@@ -18,8 +18,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from runtime.model.call_form import CallForm
+
 __all__ = [
     "GeneralAdapterError",
+    "call_form_of",
     "general_adapter_dir",
     "general_adapter_gguf",
     "manifest",
@@ -71,17 +74,28 @@ def general_adapter_gguf(*, verify: bool = False) -> Path:
     return path
 
 
+def _manifest_next_to(adapter: Path | None) -> dict[str, Any]:
+    if adapter is None:
+        return {}
+    folder = adapter if adapter.is_dir() else adapter.parent
+    try:
+        data = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def call_form_of(adapter: Path | None) -> CallForm:
+    """How the adapter writes a call's arguments (`runtime.model.call_form`), from
+    the manifest next to `adapter`; `plain` without one (the bare model, and
+    adapters trained before the form was recorded)."""
+    value = _manifest_next_to(adapter).get("call_form")
+    return "every-key" if value == "every-key" else "plain"
+
+
 def similar_requests_of(adapter: Path | None) -> int:
     """How many similar worked requests the adapter was trained to see before a
     request (`agentrt finetune --similar-requests K`), from the manifest next to
     `adapter` (a GGUF file or an adapter directory); 0 without one."""
-    if adapter is None:
-        return 0
-    folder = adapter if adapter.is_dir() else adapter.parent
-    path = folder / MANIFEST_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return 0
-    value = data.get("similar_requests", 0) if isinstance(data, dict) else 0
+    value = _manifest_next_to(adapter).get("similar_requests", 0)
     return value if isinstance(value, int) and value > 0 else 0

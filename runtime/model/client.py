@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from runtime.calls import ToolCallRequest
 from runtime.model import compat, wire
+from runtime.model.call_form import CALL_FORMS, CallForm, drop_unstated, spell_out_messages
 from runtime.model.settings import SamplingSettings
 from runtime.model.transport import (
     ChatTransport,
@@ -210,6 +212,12 @@ class OpenAICompatibleClient:
             Each request costs the event loop some synchronous work (building
             and parsing it); bounding them keeps loop lag low when many runs
             share one client. Raise it for a batching server under heavy load.
+        call_form: The form the served adapter writes calls in
+            (`runtime.model.call_form`). With `every-key` (an adapter trained
+            so, served by vLLM) earlier calls are sent in that form and the
+            unstated (`null`) optional arguments of each reply's calls are
+            dropped before the turn is returned. The embedded server does both
+            itself; `plain` leaves calls as the server sent them.
     """
 
     def __init__(
@@ -225,7 +233,11 @@ class OpenAICompatibleClient:
         timeout_s: float | None = None,
         retry: RetryPolicy = RetryPolicy(),
         max_concurrent_requests: int = 8,
+        call_form: CallForm = "plain",
     ) -> None:
+        if call_form not in CALL_FORMS:
+            raise ValueError(f"call_form is one of {', '.join(CALL_FORMS)}, not {call_form!r}")
+        self.call_form = call_form
         attempt = timeout if timeout is not None else timeout_s
         self.timeout = attempt if attempt is not None else DEFAULT_TIMEOUT_S
         self.turn_timeout = (
@@ -272,6 +284,9 @@ class OpenAICompatibleClient:
         # schema through its TypedDict transform (~2 ms of blocking CPU per
         # request here), and even its generic `post` spends as much again as
         # the HTTP exchange itself. The wire format is the same.
+        every_key = self.call_form == "every-key" and bool(tools)
+        if every_key:
+            messages = spell_out_messages(messages, tools)
         request: dict[str, Any] = {
             "model": self.model,
             "messages": compat.repair_history(messages),
@@ -298,7 +313,8 @@ class OpenAICompatibleClient:
                         raise self._classify(exc, 1) from None
                 started = loop.time()
                 try:
-                    return await self._attempt(body, self.turn_timeout - spent)
+                    turn = await self._attempt(body, self.turn_timeout - spent)
+                    return _without_unstated(turn, tools) if every_key else turn
                 except Exception as exc:
                     failure, error = exc, self._classify(exc, attempt + 1)
                 finally:
@@ -476,3 +492,25 @@ class OpenAICompatibleClient:
             usage=Usage(parts.prompt_tokens, parts.completion_tokens),
             model=parts.model or self.model,
         )
+
+
+def _without_unstated(turn: ModelTurn, tools: Sequence[Mapping[str, Any]]) -> ModelTurn:
+    """`turn` with each call's unstated (`null`) optional arguments dropped; a
+    call whose arguments are not a JSON object is left for the gate to report."""
+    parameters = {
+        str(fn.get("name")): fn.get("parameters")
+        for fn in (tool.get("function", tool) for tool in tools)
+        if isinstance(fn, Mapping)
+    }
+    calls = []
+    for call in turn.tool_calls:
+        try:
+            arguments = json.loads(call.arguments)
+        except ValueError:
+            arguments = None
+        if call.name in parameters and isinstance(arguments, dict):
+            kept = drop_unstated(arguments, parameters[call.name])
+            if kept != arguments:
+                call = dataclasses.replace(call, arguments=json.dumps(kept, ensure_ascii=False))
+        calls.append(call)
+    return dataclasses.replace(turn, tool_calls=tuple(calls))

@@ -21,10 +21,17 @@ from __future__ import annotations
 import logging
 import runpy
 import sys
+from collections.abc import Iterator, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from runtime.model.call_form import (
+    CALL_FORMS,
+    CallForm,
+    drop_unstated_in_text,
+    spell_out_messages,
+)
 from runtime.model.tool_grammar import ToolGrammarError, tool_call_grammar
 
 CHAT_FORMAT = "agentrt-tools"
@@ -35,7 +42,7 @@ def tool_chat_template() -> str:
     return files("runtime.model").joinpath("templates/tool_chat_template.jinja").read_text()
 
 
-def with_tool_grammar(handler: Any) -> Any:
+def with_tool_grammar(handler: Any, call_form: CallForm = "plain") -> Any:
     """Wrap a llama-cpp-python chat handler so requests with `tools` decode under
     the tools' grammar (unless the request brings its own `grammar`)."""
     from llama_cpp.llama_grammar import LlamaGrammar
@@ -48,7 +55,8 @@ def with_tool_grammar(handler: Any) -> Any:
         if tools and kwargs.get("grammar") is None and choice in (None, "auto", "required"):
             try:
                 grammar = LlamaGrammar.from_string(
-                    tool_call_grammar(tools, tool_choice=choice), verbose=False
+                    tool_call_grammar(tools, tool_choice=choice, call_form=call_form),
+                    verbose=False,
                 )
             except (ToolGrammarError, ValueError) as exc:
                 logging.getLogger(__name__).warning("serving without a tool grammar: %s", exc)
@@ -59,9 +67,65 @@ def with_tool_grammar(handler: Any) -> Any:
     return constrained
 
 
-def register_chat_format(template: str | None = None, *, tool_grammar: bool = True) -> None:
+def with_call_form(handler: Any) -> Any:
+    """Wrap a chat handler for an adapter trained in the `every-key` call form
+    (`runtime.model.call_form`): earlier calls in the history are shown in that
+    form, and the unstated (`null`) optional arguments of the reply's calls are
+    dropped, so clients see ordinary calls. A streamed reply that is a call is
+    sent in one piece when it is complete; a plain answer streams as it comes."""
+
+    def spelled(**kwargs: Any) -> Any:
+        tools = kwargs.get("tools") or []
+        if not tools:
+            return handler(**kwargs)
+        kwargs["messages"] = spell_out_messages(kwargs.get("messages") or [], tools)
+        result = handler(**kwargs)
+        if isinstance(result, dict):
+            for choice in result.get("choices") or []:
+                message = choice.get("message") or {}
+                if isinstance(message.get("content"), str):
+                    message["content"] = drop_unstated_in_text(message["content"], tools)
+            return result
+        return _stream_without_unstated(result, tools)
+
+    return spelled
+
+
+def _stream_without_unstated(chunks: Iterator[Any], tools: Sequence[Any]) -> Iterator[Any]:
+    held: list[Any] = []
+    text = ""
+    calls: bool | None = None  # unknown until the first character of content
+    for chunk in chunks:
+        choices = chunk.get("choices") or [{}]
+        delta = choices[0].get("delta") or {}
+        content = delta.get("content")
+        if calls is None and content:
+            calls = content.lstrip().startswith("<")
+        if not calls:
+            yield chunk
+            continue
+        if content:
+            text += content
+            if not held:
+                held.append(chunk)  # the one chunk that will carry the whole call
+            continue
+        if held and choices[0].get("finish_reason") is not None:
+            first = held.pop()
+            first["choices"][0]["delta"]["content"] = drop_unstated_in_text(text, tools)
+            yield first
+        yield chunk
+    if held:  # the stream ended without a finish reason: pass on what came
+        first = held.pop()
+        first["choices"][0]["delta"]["content"] = drop_unstated_in_text(text, tools)
+        yield first
+
+
+def register_chat_format(
+    template: str | None = None, *, tool_grammar: bool = True, call_form: CallForm = "plain"
+) -> None:
     """Register `template` (default: the shared tool template) as `agentrt-tools`,
-    decoding calls under the tools' grammar unless `tool_grammar` is False."""
+    decoding calls under the tools' grammar unless `tool_grammar` is False, in
+    `call_form` (the form the served adapter was trained in)."""
     from llama_cpp import llama_chat_format
 
     formatter = llama_chat_format.Jinja2ChatFormatter(
@@ -69,7 +133,9 @@ def register_chat_format(template: str | None = None, *, tool_grammar: bool = Tr
     )
     handler = formatter.to_chat_handler()
     if tool_grammar:
-        handler = with_tool_grammar(handler)
+        handler = with_tool_grammar(handler, call_form)
+    if call_form == "every-key":
+        handler = with_call_form(handler)
     llama_chat_format.register_chat_completion_handler(CHAT_FORMAT)(handler)
 
 
@@ -85,7 +151,8 @@ def _take_option(args: list[str], flag: str) -> str | None:
 
 def main() -> None:
     """`--chat_template_file PATH` serves an adapter with the template it was trained
-    with; `--tool_grammar on|off` switches constrained decoding (both ours, removed
+    with; `--tool_grammar on|off` switches constrained decoding; `--call_form
+    plain|every-key` is the form the adapter writes calls in (all ours, removed
     before llama_cpp.server parses the rest)."""
     args = sys.argv[1:]
     template_file = _take_option(args, "--chat_template_file")
@@ -93,7 +160,14 @@ def main() -> None:
     grammar = _take_option(args, "--tool_grammar") or "on"
     if grammar not in ("on", "off"):
         sys.exit(f"--tool_grammar is 'on' or 'off', not {grammar!r}")
-    register_chat_format(template, tool_grammar=grammar == "on")
+    call_form = _take_option(args, "--call_form") or "plain"
+    if call_form not in CALL_FORMS:
+        sys.exit(f"--call_form is one of {', '.join(CALL_FORMS)}, not {call_form!r}")
+    register_chat_format(
+        template,
+        tool_grammar=grammar == "on",
+        call_form="every-key" if call_form == "every-key" else "plain",
+    )
     sys.argv[:] = ["llama_cpp.server", *args]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 

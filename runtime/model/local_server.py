@@ -22,6 +22,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from runtime.model.adapters import call_form_of
+from runtime.model.call_form import CallForm
+
 BUNDLED_MODEL_NAME = "smollm2-135m"
 # Our tool chat format (see llama_server_main): tools rendered into the prompt,
 # calls written as <tool_call> text; SmolLM2's own template ignores `tools`.
@@ -79,6 +82,9 @@ class LocalModelServer:
         tool_grammar: Decode requests that offer tools under a grammar built
             from them (`runtime/model/tool_grammar.py`): every call names an
             offered tool and matches its schema. False serves unconstrained.
+        call_form: The form the adapter writes calls in
+            (`runtime.model.call_form`); default: what the adapter's manifest
+            says (`plain` for the bare model).
     """
 
     def __init__(
@@ -94,7 +100,9 @@ class LocalModelServer:
         log_path: Path | None = None,
         chat_template_file: Path | None = None,
         tool_grammar: bool = True,
+        call_form: CallForm | None = None,
     ) -> None:
+        self.call_form: CallForm = call_form or call_form_of(adapter)
         self.chat_template_file = chat_template_file
         self.tool_grammar = tool_grammar
         self.model_path = model_path
@@ -137,6 +145,8 @@ class LocalModelServer:
             command += ["--chat_template_file", str(self.chat_template_file)]
         if not self.tool_grammar:
             command += ["--tool_grammar", "off"]
+        if self.call_form != "plain":
+            command += ["--call_form", self.call_form]
         return command
 
     def start(self, *, timeout_s: float = 120.0) -> LocalModelServer:

@@ -36,6 +36,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runtime.model.call_form import CallForm, every_key_schema
+
 __all__ = ["ToolGrammarError", "tool_call_grammar"]
 
 logger = logging.getLogger(__name__)
@@ -147,13 +149,18 @@ def _with_described_shape(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _arguments_rule(converter: Any, schema: Any, rule_name: str) -> str:
+def _arguments_rule(
+    converter: Any, schema: Any, rule_name: str, call_form: CallForm = "plain"
+) -> str:
     """The converter's rule for one tool's parameters; any JSON object if it cannot say."""
     from llama_cpp.llama_grammar import PRIMITIVE_RULES
 
     if isinstance(schema, Mapping) and schema:
         try:
-            resolved = converter.resolve_refs(json.loads(json.dumps(_loosened(schema))), "tool")
+            loosened = _loosened(schema)
+            if call_form == "every-key":
+                loosened = every_key_schema(loosened)
+            resolved = converter.resolve_refs(json.loads(json.dumps(loosened)), "tool")
             name: str = converter.visit(resolved, rule_name)
             return name
         except Exception as exc:
@@ -165,12 +172,15 @@ def tool_call_grammar(
     tools: Sequence[Mapping[str, Any]],
     *,
     tool_choice: str | Mapping[str, Any] | None = "auto",
+    call_form: CallForm = "plain",
 ) -> str:
     """The GBNF grammar for a reply to a request offering `tools`.
 
     `tool_choice` "auto" (or None) allows a plain answer or one or more calls;
     "required" allows only calls; `{"type": "function", "function": {"name": N}}`
-    allows exactly one call to N. Raises `ToolGrammarError` for "none", no
+    allows exactly one call to N. `call_form` "every-key" writes every
+    parameter, in the schema's order, an optional one possibly `null`
+    (`runtime.model.call_form`). Raises `ToolGrammarError` for "none", no
     tools, or a named tool that is not offered.
     """
     from llama_cpp.llama_grammar import SchemaConverter
@@ -198,7 +208,9 @@ def tool_call_grammar(
         name = function.get("name")
         if not isinstance(name, str) or not name:
             raise ToolGrammarError(f"tool #{index} has no name")
-        arguments = _arguments_rule(converter, function.get("parameters"), f"tool{index}-args")
+        arguments = _arguments_rule(
+            converter, function.get("parameters"), f"tool{index}-args", call_form
+        )
         head = _literal(json.dumps(name, ensure_ascii=False)[1:] + ', "arguments": ')
         alternatives.append(f"{head} {arguments}")
 

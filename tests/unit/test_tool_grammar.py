@@ -7,6 +7,8 @@ tests/integration/test_tool_grammar_model.py.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,6 +132,32 @@ def test_required_and_named_choices_leave_no_plain_answer() -> None:
 )
 def test_llama_cpp_parses_the_grammar(tools: list[dict[str, object]]) -> None:
     _parse(tool_call_grammar(tools))
+    _parse(tool_call_grammar(tools, call_form="every-key"))
+
+
+def test_the_every_key_form_writes_every_parameter_in_order_optional_ones_maybe_null() -> None:
+    rules = _rules(tool_call_grammar([WEATHER, PING], call_form="every-key"))
+    # no optional group: the unit key always follows the city, and may be null
+    assert rules["tool0-args"] == (
+        '"{" space tool0-args-city-kv "," space tool0-args-unit-kv "}" space'
+    )
+    assert rules["tool0-args-unit"] == "tool0-args-unit-0 | null"
+    assert "celsius" in rules["tool0-args-unit-0"] and "null" not in rules["tool0-args-unit-0"]
+    assert "null" not in rules["tool0-args-city-kv"]
+    plain = _rules(tool_call_grammar([WEATHER]))
+    assert plain["tool0-args"] != rules["tool0-args"]
+
+
+def test_the_embedded_server_follows_the_adapters_call_form(tmp_path: Path) -> None:
+    from runtime.model.local_server import LocalModelServer
+
+    adapter = tmp_path / "adapter.gguf"
+    adapter.write_bytes(b"")
+    assert "--call_form" not in LocalModelServer(adapter=adapter).command()
+    (tmp_path / "agentrt_adapter.json").write_text(json.dumps({"call_form": "every-key"}))
+    assert LocalModelServer(adapter=adapter).command()[-2:] == ["--call_form", "every-key"]
+    forced = LocalModelServer(adapter=adapter, call_form="plain").command()
+    assert "--call_form" not in forced
 
 
 def test_refuses_what_it_cannot_constrain() -> None:
