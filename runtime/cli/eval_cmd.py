@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runtime.model.call_form import CallForm
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -38,6 +40,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--model", action="append", default=[], help="model name for each --base-url"
     )
+    parser.add_argument(
+        "--call-form", action="append", default=[], choices=["plain", "every-key"],
+        help="for each --base-url: the form its adapter writes calls in (default plain; "
+        "every-key for an adapter whose agentrt_adapter.json says so); --local follows "
+        "the adapter's manifest",
+    )  # fmt: skip
     parser.add_argument("--local", action="append", default=[], metavar="LABEL[=ADAPTER]",
                         help="start the embedded llama.cpp server for the bundled model, optionally "
                         "with an adapter (dir from `agentrt finetune`, a .gguf, or 'general' for "
@@ -77,9 +85,13 @@ def _targets(args: argparse.Namespace) -> list[Any]:
     targets: list[Any] = []
     if len(args.model) not in (0, len(args.base_url)) or (args.model and not args.base_url):
         raise ValueError("give one --model per --base-url")
+    if args.call_form and len(args.call_form) != len(args.base_url):
+        raise ValueError("give one --call-form per --base-url, or none")
     for index, url in enumerate(args.base_url):
         model = args.model[index] if args.model else "default"
-        targets.append(RemoteTarget(label=model, base_url=url, model=model))
+        every_key = bool(args.call_form) and args.call_form[index] == "every-key"
+        form: CallForm = "every-key" if every_key else "plain"
+        targets.append(RemoteTarget(label=model, base_url=url, model=model, call_form=form))
     for spec in args.local:
         label, _, adapter = spec.partition("=")
         targets.append(

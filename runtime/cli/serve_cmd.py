@@ -77,6 +77,13 @@ def register(subparsers: Any) -> None:
         "sent as the version serving it when each run starts (see --adapter-store)",
     )
     parser.add_argument("--api-key", default=os.environ.get("AGENTRT_API_KEY", "not-needed"))
+    parser.add_argument(
+        "--call-form",
+        choices=["plain", "every-key"],
+        default=os.environ.get("AGENTRT_CALL_FORM", "plain"),
+        help="the form the served adapter writes calls in: every-key for an adapter trained "
+        "so (its agentrt_adapter.json says) (env AGENTRT_CALL_FORM)",
+    )
     add_adapter_store_option(parser, "--adapter-store")
     parser.add_argument("--max-turns", type=int, default=10)
     parser.add_argument(
@@ -183,7 +190,9 @@ async def _serve(args: argparse.Namespace, tokens: Any, listener: socket.socket)
         from runtime.deploy.resolve import DeployedModel
         from runtime.model.client import OpenAICompatibleClient
 
-        model = OpenAICompatibleClient(args.base_url, args.model, api_key=args.api_key)
+        model = OpenAICompatibleClient(
+            args.base_url, args.model, api_key=args.api_key, call_form=args.call_form
+        )
         deployed = DeployedModel(model, store=args.adapter_store, api_key=args.api_key)
     host, port = listener.getsockname()[:2]
     replica = args.replica or f"{socket.gethostname()}:{os.getpid()}:{port}"

@@ -41,6 +41,8 @@ from runtime.deploy.registry import (
 )
 from runtime.deploy.server import AdapterServer, AdapterServerError, ModelCard
 from runtime.finetune.evaluate import EvalItem, ItemScore, Prediction, score_item
+from runtime.model.adapters import call_form_of
+from runtime.model.call_form import CallForm
 
 __all__ = [
     "DeployOptions",
@@ -286,9 +288,16 @@ async def _load_and_gate(
             )
         version = await mark(status=VersionStatus.EVALUATING, loaded=True)
         against = incumbent.served_name if incumbent is not None else base_card.id
+        # each version is asked in the call form it was trained in (its manifest's)
         (new_predictions, new_scores), (old_predictions, old_scores) = await asyncio.gather(
-            _measure(server.base_url, served, items, options),
-            _measure(server.base_url, against, items, options),
+            _measure(server.base_url, served, items, options, call_form_of(Path(version.path))),
+            _measure(
+                server.base_url,
+                against,
+                items,
+                options,
+                call_form_of(Path(incumbent.path)) if incumbent is not None else "plain",
+            ),
         )
         result = decide_promotion(
             new_scores,
@@ -390,7 +399,11 @@ async def _promote(
 
 
 async def _measure(
-    base_url: str, model: str, items: Sequence[EvalItem], options: DeployOptions
+    base_url: str,
+    model: str,
+    items: Sequence[EvalItem],
+    options: DeployOptions,
+    call_form: CallForm = "plain",
 ) -> tuple[list[Prediction], list[ItemScore]]:
     """Ask `model` every item the way `agentrt eval` does (greedy, seed 0) and score it."""
     from runtime.finetune.eval_variants import Variant, predict_variant
@@ -405,6 +418,7 @@ async def _measure(
         progress=False,
         timeout_s=options.timeout_s,
         api_key=options.api_key,
+        call_form=call_form,
     )
     predictions = [run.prediction for run in runs]
     return predictions, [score_item(i, p) for i, p in zip(items, predictions, strict=True)]

@@ -15,16 +15,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from runtime.model.call_form import CallForm
+
 __all__ = ["LocalTarget", "RemoteTarget", "Target", "describe_target"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RemoteTarget:
-    """An OpenAI-compatible server someone else runs."""
+    """An OpenAI-compatible server someone else runs; `call_form` is the form
+    its adapter writes calls in (`runtime.model.call_form`)."""
 
     label: str
     base_url: str
     model: str
+    call_form: CallForm = "plain"
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[tuple[str, str]]:

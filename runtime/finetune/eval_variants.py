@@ -41,6 +41,7 @@ from runtime.finetune.evaluate import (
     score_item,
     summarize,
 )
+from runtime.model.call_form import CallForm
 from runtime.model.settings import SamplingSettings
 from runtime.prompting import ContextProvider, Prompt, PromptTemplate, RequestBuilder
 from runtime.stats import percentile
@@ -221,17 +222,21 @@ async def predict_variant(
     progress: bool = True,
     timeout_s: float = 300.0,
     api_key: str = "not-needed",
+    call_form: CallForm = "plain",
 ) -> list[VariantRun]:
     """Ask for the next turn of every item, composed the variant's way.
 
     `timeout_s` bounds one request (a busy CPU server can take minutes on a long prompt);
-    `api_key` is sent as a bearer token (a vLLM started with `--api-key`).
+    `api_key` is sent as a bearer token (a vLLM started with `--api-key`); `call_form`
+    is the form the served adapter writes calls in (`runtime.model.call_form`).
     """
     from runtime.model import OpenAICompatibleClient
     from runtime.model.client import ModelError
 
     prepared = _Prepared(variant, max_tokens)
-    client = OpenAICompatibleClient(base_url, model, timeout_s=timeout_s, api_key=api_key)
+    client = OpenAICompatibleClient(
+        base_url, model, timeout_s=timeout_s, api_key=api_key, call_form=call_form
+    )
     semaphore = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -344,6 +349,8 @@ def compare_variants(
                         max_tokens=max_tokens,
                         concurrency=concurrency,
                         timeout_s=timeout_s,
+                        # the embedded server turns its adapter's form back itself
+                        call_form=getattr(target, "call_form", "plain"),
                     )
                 )
                 seconds[variant.label] = time.monotonic() - started

@@ -30,7 +30,7 @@ TOOLS = [
             "description": "Look up a city's timezone.",
             "parameters": {
                 "type": "object",
-                "properties": {"city": {"type": "string"}},
+                "properties": {"city": {"type": "string"}, "date": {"type": "string"}},
                 "required": ["city"],
                 "additionalProperties": False,
             },
@@ -52,14 +52,16 @@ ITEMS = [
 Handler = Callable[[dict[str, Any]], ScriptedReply]
 
 
-def behaviour(*, calls: int = 0, calls_on_chat: bool = False) -> Handler:
-    """A model that calls `lookup` right for the first `calls` cities and abstains otherwise."""
+def behaviour(*, calls: int = 0, calls_on_chat: bool = False, every_key: bool = False) -> Handler:
+    """A model that calls `lookup` right for the first `calls` cities and abstains otherwise
+    (`every_key`: writing the unstated `date` as null, as an every-key adapter does)."""
 
     def answer(body: dict[str, Any]) -> ScriptedReply:
         text = body["messages"][-1]["content"]
         match = re.search(r"Timezone of (\w+)", text)
         if match and CITIES.index(match.group(1)) < calls:
-            return ScriptedReply.call("lookup", {"city": match.group(1)})
+            unstated = {"date": None} if every_key else {}
+            return ScriptedReply.call("lookup", {"city": match.group(1), **unstated})
         if not match and calls_on_chat:
             return ScriptedReply.call("lookup", {"city": "Paris"})
         return ScriptedReply.message("I can only talk.")
@@ -209,6 +211,23 @@ def test_worse_is_rejected_unloaded_and_the_reason_given(
         assert rejected.evaluation["candidate"]["full_call"] == 0.625
         serving = registry.serving("tools")
         assert serving is not None and serving.version == 1
+
+
+def test_an_every_key_adapter_is_measured_in_its_own_call_form(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its manifest says every-key: the unstated nulls are dropped before scoring,
+    # as `run` and the embedded server drop them.
+    folder = world.adapter(behaviour(calls=8, every_key=True))
+    (folder / "agentrt_adapter.json").write_text(json.dumps({"call_form": "every-key"}))
+    code, out, err = world.deploy(folder, capsys)
+    assert code == 0, (out, err)
+    assert out["gate"]["candidate"]["full_call"] == 1.0
+    # The same replies from an adapter that does not say so are calls with a null
+    # argument the tool does not take: scored wrong, and the version is rejected.
+    code, out, _ = world.deploy(world.adapter(behaviour(calls=8, every_key=True)), capsys)
+    assert code == 1 and out["gate"]["candidate"]["full_call"] == 0.0
+    assert out["gate"]["incumbent"]["full_call"] == 1.0  # v1, still asked in its form
 
 
 def test_significantly_worse_abstention_is_rejected_though_full_calls_tie(
