@@ -14,7 +14,8 @@
 # 3. ship: float16 safetensors + GGUF, manifest with the data hash, seed and commands
 #    (runtime.finetune.adapter_export.ship_adapter); the eval figures are added by
 #    bench/heldout/evaluate.sh
-# Set SHIP=0 to stop after training (WORK_DIR/adapter), e.g. to evaluate it first.
+# SHIP=0 stops after training (WORK_DIR/adapter), e.g. to evaluate it first; SKIP_TRAIN=1
+# ships what WORK_DIR already holds (made by the same commands).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${1:-/tmp/agentrt-general}"
@@ -27,10 +28,12 @@ SYNTH=(agentrt dataset synth --general 100 --seed "$SEED" --out "$WORK/general.j
 TRAIN=(agentrt finetune "$WORK/general.jsonl" --out "$WORK/adapter" --time-budget "$BUDGET"
        --epochs 1 --batch-size 8 --lr 1e-3 --seed "$SEED" --similar-requests "$SIMILAR"
        --call-form "${CALL_FORM:-every-key}")
-echo "==> ${SYNTH[*]}"
-"${SYNTH[@]}"
-echo "==> ${TRAIN[*]}"
-"${TRAIN[@]}"
+if [ "${SKIP_TRAIN:-0}" != 1 ]; then
+  echo "==> ${SYNTH[*]}"
+  "${SYNTH[@]}"
+  echo "==> ${TRAIN[*]}"
+  "${TRAIN[@]}"
+fi
 [ "${SHIP:-1}" = 1 ] || exit 0
 python - "$WORK" "${SYNTH[*]}" "${TRAIN[*]}" <<'EOF'
 import hashlib, json, sys
