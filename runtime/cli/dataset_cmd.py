@@ -34,6 +34,9 @@ def register(subparsers: Any) -> None:
                        help="trajectories per tool, as a share of --per-tool")  # fmt: skip
     synth.add_argument("--parallel-ratio", type=float, default=0.2,
                        help="two-call examples, as a share of single-call ones")  # fmt: skip
+    synth.add_argument("--optional-rate", type=float, default=0.3,
+                       help="chance that a request states a given optional argument "
+                       "(settings: booleans and choices, 1.3 times as often)")  # fmt: skip
     synth.add_argument("--no-tool-share", type=float, default=0.22,
                        help="share of examples that need no call")  # fmt: skip
     synth.add_argument(
@@ -135,7 +138,12 @@ def _synth(args: argparse.Namespace) -> int:
     if args.general is not None:
         from runtime.finetune.general import describe, general_dataset
 
-        examples = general_dataset(args.general, per_tool=args.per_tool or 5, seed=args.seed)
+        examples = general_dataset(
+            args.general,
+            per_tool=args.per_tool or 5,
+            seed=args.seed,
+            optional_rate=args.optional_rate,
+        )
         count = write_jsonl(args.out, examples, metadata=not args.no_metadata)
         print(json.dumps({"written": count, "out": str(args.out), **describe(examples)}))
         return 0
@@ -145,6 +153,7 @@ def _synth(args: argparse.Namespace) -> int:
         trajectory_ratio=args.trajectory_ratio,
         parallel_ratio=args.parallel_ratio,
         no_tool_share=args.no_tool_share,
+        optional_rate=args.optional_rate,
         seed=args.seed,
     )
     try:

@@ -62,6 +62,7 @@ def general_dataset(
     seed: int = 0,
     exclude: Sequence[str] = HELD_OUT_LOOKALIKES,
     absent_share: float = 0.04,
+    optional_rate: float = 0.3,
 ) -> list[Example]:
     """Examples across `modules` generated modules, shuffled with `seed`.
 
@@ -72,6 +73,7 @@ def general_dataset(
         exclude: Catalog tools never used.
         absent_share: Extra no-tool examples asking for a tool from another
             domain, as a share of each module's examples.
+        optional_rate: Chance that a request states a given optional argument.
     """
     rng = random.Random(seed)
     pool = [t for t in catalog_tools() if t.name not in set(exclude)]
@@ -82,6 +84,7 @@ def general_dataset(
             seed=seed * 100_003 + index,
             trajectory_ratio=0.25,
             parallel_ratio=0.15,
+            optional_rate=optional_rate,
         )
         synth = Synthesizer(module, None, config)
         part = synth.generate()
