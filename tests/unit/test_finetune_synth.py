@@ -250,3 +250,32 @@ def test_json_phrasebook_drives_wording_values_and_answers(tmp_path: Any) -> Non
             assert _m(example)[3]["content"] == f"It is 19 degrees in {city}."
     no_tool = [e for e in examples if e["metadata"].get("why") == "chat"]
     assert no_tool and all(_m(e)[0]["content"] == "Write a haiku about fog" for e in no_tool)
+
+
+def _optional_arguments_stated(examples: list[dict[str, Any]]) -> tuple[int, int]:
+    """(optional arguments in the calls, calls) over `examples`."""
+    stated = calls = 0
+    for example in examples:
+        required = {
+            t["function"]["name"]: set(t["function"]["parameters"].get("required", []))
+            for t in example["tools"]
+        }
+        for message in example["messages"]:
+            for call in message.get("tool_calls") or []:
+                arguments = json.loads(call["function"]["arguments"])
+                stated += len(set(arguments) - required[call["function"]["name"]])
+                calls += 1
+    return stated, calls
+
+
+def test_the_optional_rate_sets_how_often_requests_state_optional_arguments() -> None:
+    from runtime.finetune.general import general_dataset
+
+    never, calls = _optional_arguments_stated(general_dataset(6, seed=1, optional_rate=0.0))
+    assert never == 0 and calls > 50
+    usual, _ = _optional_arguments_stated(general_dataset(6, seed=1, optional_rate=0.3))
+    often, _ = _optional_arguments_stated(general_dataset(6, seed=1, optional_rate=0.6))
+    assert 0 < usual < often
+    registry = ToolRegistry.from_module(tools)
+    quiet = Synthesizer(registry, None, SynthConfig(per_tool=20, optional_rate=0.0)).generate()
+    assert _optional_arguments_stated(quiet)[0] == 0
