@@ -118,3 +118,55 @@ def test_auto_leaves_the_model_free_to_answer_in_words(constrained: LocalModelSe
             assert call["name"] in SCHEMAS
     else:
         assert content and not content.startswith("<")
+
+
+@pytest.fixture(scope="module")
+def every_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModelServer]:
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    server = LocalModelServer(log_path=log, call_form="every-key").start(timeout_s=180)
+    yield server
+    server.stop()
+
+
+def _streamed(server: LocalModelServer, request: str) -> str:
+    body = {
+        "model": server.model_alias,
+        "messages": [{"role": "user", "content": request}],
+        "tools": TOOLS,
+        "tool_choice": "required",
+        "temperature": 0,
+        "max_tokens": 96,
+        "stream": True,
+    }
+    http = urllib.request.Request(
+        f"{server.base_url}/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    text = ""
+    with urllib.request.urlopen(http, timeout=120) as response:
+        for raw in response:
+            line = raw.decode().strip()
+            if not line.startswith("data:"):
+                continue  # blank lines between events, ": ping" comments
+            data = line.removeprefix("data:").strip()
+            if data != "[DONE]":
+                delta = json.loads(data)["choices"][0].get("delta") or {}
+                text += delta.get("content") or ""
+    return text
+
+
+@pytest.mark.parametrize("request_text", REQUESTS)
+def test_the_every_key_form_answers_calls_without_the_unstated_nulls(
+    every_key: LocalModelServer, request_text: str
+) -> None:
+    # The grammar makes the bare model write `speed` every time (a number or null);
+    # what the server sends has only what the schema takes, streamed or not, alike.
+    content = _reply(every_key, request_text, "required")
+    calls = _calls(content)
+    assert calls, content
+    for call in calls:
+        assert call["name"] in SCHEMAS, content
+        jsonschema.validate(call["arguments"], SCHEMAS[str(call["name"])])
+        assert None not in dict(call["arguments"]).values(), content  # type: ignore[call-overload]
+    assert _streamed(every_key, request_text) == content
