@@ -9,8 +9,8 @@
 # 2. LoRA on the bundled SmolLM2-135M (r=16, alpha=32, all linear layers), one pass with a
 #    55-minute time budget on 2 CPU cores; each example sees the SIMILAR (default 2) requests
 #    of its module most like it before it (runtime.prompting.similar_requests), as served;
-#    calls are taught in the every-key form (runtime.model.call_form): every parameter
-#    written, an optional one the request does not state as null
+#    calls in the plain form (CALL_FORM=every-key and OPTIONAL_RATE=R are the variants the
+#    README measures: every parameter written, an unstated optional one as null)
 # 3. ship: float16 safetensors + GGUF, manifest with the data hash, seed and commands
 #    (runtime.finetune.adapter_export.ship_adapter); the eval figures are added by
 #    bench/heldout/evaluate.sh
@@ -24,10 +24,11 @@ BUDGET="${BUDGET:-3300}"
 SIMILAR="${SIMILAR:-2}"
 mkdir -p "$WORK"
 cd "$ROOT"
-SYNTH=(agentrt dataset synth --general 100 --seed "$SEED" --out "$WORK/general.jsonl")
+SYNTH=(agentrt dataset synth --general 100 --seed "$SEED" --out "$WORK/general.jsonl"
+       --optional-rate "${OPTIONAL_RATE:-0.3}")
 TRAIN=(agentrt finetune "$WORK/general.jsonl" --out "$WORK/adapter" --time-budget "$BUDGET"
        --epochs 1 --batch-size 8 --lr 1e-3 --seed "$SEED" --similar-requests "$SIMILAR"
-       --call-form "${CALL_FORM:-every-key}")
+       --call-form "${CALL_FORM:-plain}")
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   echo "==> ${SYNTH[*]}"
   "${SYNTH[@]}"

@@ -200,8 +200,8 @@ def test_requests_without_tools_pass_through() -> None:
 def test_a_finetune_run_keeps_the_form_of_the_adapter_it_continues(tmp_path: Any) -> None:
     from runtime.cli.finetune_cmd import training_call_form
 
-    assert training_call_form(None, None) == "every-key"
-    assert training_call_form("plain", None) == "plain"
+    assert training_call_form(None, None) == "plain"
+    assert training_call_form("every-key", None) == "every-key"
     assert training_call_form(None, tmp_path) == "plain"  # no manifest: an older adapter
     (tmp_path / "agentrt_adapter.json").write_text(json.dumps({"call_form": "every-key"}))
     assert training_call_form(None, tmp_path) == "every-key"
