@@ -36,6 +36,7 @@ __all__ = [
     "drop_unstated",
     "drop_unstated_in_text",
     "every_key_schema",
+    "parameters_by_name",
     "spell_out",
     "spell_out_example",
     "spell_out_messages",
@@ -104,7 +105,8 @@ def every_key_schema(parameters: Any) -> Any:
     return {**parameters, "properties": spelled, "required": list(spelled)}
 
 
-def _parameters_by_name(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def parameters_by_name(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each offered tool's `parameters` schema, by the tool's name."""
     out: dict[str, Any] = {}
     for tool in tools:
         function = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
@@ -133,7 +135,7 @@ def spell_out_messages(
     messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:
     """`messages` with every assistant call's arguments spelled out for `tools`."""
-    parameters = _parameters_by_name(tools)
+    parameters = parameters_by_name(tools)
     out: list[Mapping[str, Any]] = []
     for message in messages:
         calls = message.get("tool_calls") if message.get("role") == "assistant" else None
@@ -159,7 +161,7 @@ def drop_unstated_in_text(text: str, tools: Sequence[Mapping[str, Any]]) -> str:
     runtime's parser and gate to report."""
     if "<tool_call>" not in text:
         return text
-    parameters = _parameters_by_name(tools)
+    parameters = parameters_by_name(tools)
 
     def rewrite(match: re.Match[str]) -> str:
         try:

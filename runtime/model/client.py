@@ -12,7 +12,13 @@ from typing import Any, Protocol
 
 from runtime.calls import ToolCallRequest
 from runtime.model import compat, wire
-from runtime.model.call_form import CALL_FORMS, CallForm, drop_unstated, spell_out_messages
+from runtime.model.call_form import (
+    CALL_FORMS,
+    CallForm,
+    drop_unstated,
+    parameters_by_name,
+    spell_out_messages,
+)
 from runtime.model.settings import SamplingSettings
 from runtime.model.transport import (
     ChatTransport,
@@ -497,11 +503,7 @@ class OpenAICompatibleClient:
 def _without_unstated(turn: ModelTurn, tools: Sequence[Mapping[str, Any]]) -> ModelTurn:
     """`turn` with each call's unstated (`null`) optional arguments dropped; a
     call whose arguments are not a JSON object is left for the gate to report."""
-    parameters = {
-        str(fn.get("name")): fn.get("parameters")
-        for fn in (tool.get("function", tool) for tool in tools)
-        if isinstance(fn, Mapping)
-    }
+    parameters = parameters_by_name(tools)
     calls = []
     for call in turn.tool_calls:
         try:

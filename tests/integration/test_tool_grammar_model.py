@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import jsonschema
 import pytest
@@ -69,7 +70,7 @@ def constrained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModel
     server.stop()
 
 
-def _reply(server: LocalModelServer, request: str, tool_choice: str) -> str:
+def _post(server: LocalModelServer, request: str, tool_choice: str, **extra: object) -> Any:
     body = {
         "model": server.model_alias,
         "messages": [{"role": "user", "content": request}],
@@ -77,13 +78,18 @@ def _reply(server: LocalModelServer, request: str, tool_choice: str) -> str:
         "tool_choice": tool_choice,
         "temperature": 0,
         "max_tokens": 96,
+        **extra,
     }
     http = urllib.request.Request(
         f"{server.base_url}/chat/completions",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(http, timeout=120) as response:
+    return urllib.request.urlopen(http, timeout=120)
+
+
+def _reply(server: LocalModelServer, request: str, tool_choice: str) -> str:
+    with _post(server, request, tool_choice) as response:
         content: str = json.load(response)["choices"][0]["message"]["content"] or ""
     return content
 
@@ -129,22 +135,8 @@ def every_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModelSe
 
 
 def _streamed(server: LocalModelServer, request: str) -> str:
-    body = {
-        "model": server.model_alias,
-        "messages": [{"role": "user", "content": request}],
-        "tools": TOOLS,
-        "tool_choice": "required",
-        "temperature": 0,
-        "max_tokens": 96,
-        "stream": True,
-    }
-    http = urllib.request.Request(
-        f"{server.base_url}/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
     text = ""
-    with urllib.request.urlopen(http, timeout=120) as response:
+    with _post(server, request, "required", stream=True) as response:
         for raw in response:
             line = raw.decode().strip()
             if not line.startswith("data:"):
