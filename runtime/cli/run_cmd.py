@@ -39,6 +39,7 @@ from runtime.cli.prompt_options import (
 from runtime.model.client import DEFAULT_TIMEOUT_S, DEFAULT_TURN_TIMEOUT_S
 
 if TYPE_CHECKING:
+    from runtime.deploy.resolve import ResolvedModel
     from runtime.stack import Stack
 
 
@@ -60,8 +61,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=["plain", "every-key"],
         default=os.environ.get("AGENTRT_CALL_FORM", "plain"),
         help="the form a --base-url server's adapter writes calls in: every-key for an "
-        "adapter trained so (its agentrt_adapter.json says), served by vLLM; the embedded "
-        "server follows its adapter by itself (env AGENTRT_CALL_FORM)",
+        "adapter trained so (its agentrt_adapter.json says), served by vLLM; a name deployed "
+        "with `agentrt adapter deploy` uses the form its serving version was deployed with, "
+        "and the embedded server follows its adapter by itself (env AGENTRT_CALL_FORM)",
     )
     parser.add_argument("--max-turns", type=int, default=10)
     add_prompt_options(parser)
@@ -109,17 +111,18 @@ def add_model_timeout_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def deployed_model(args: argparse.Namespace) -> str:
+def deployed_model(args: argparse.Namespace) -> ResolvedModel:
     """The name to send for `--model`: a deployed adapter's promoted `NAME@vN`, if loaded.
 
     A name the adapter store does not know (or no store at all) is sent as
-    given; a known one only when the server lists what it resolves to.
+    given; a known one only when the server lists what it resolves to, and
+    with the call form that version was deployed with.
 
     Raises:
         UsageError: The store names a version the server has not loaded.
     """
     from runtime.deploy.registry import RegistryError, SQLAdapterRegistry, open_existing_registry
-    from runtime.deploy.resolve import AdapterNotLoaded, resolve_model
+    from runtime.deploy.resolve import AdapterNotLoaded, ResolvedModel, resolve_model
     from runtime.deploy.server import AdapterServer, AdapterServerError
     from runtime.storage import StoreError
 
@@ -128,9 +131,9 @@ def deployed_model(args: argparse.Namespace) -> str:
     except (RegistryError, StoreError) as exc:
         raise UsageError(f"adapter store: {exc}") from None
     if registry is None:
-        return str(args.model)
+        return ResolvedModel(str(args.model), None)
 
-    async def resolve(registry: SQLAdapterRegistry) -> str:
+    async def resolve(registry: SQLAdapterRegistry) -> ResolvedModel:
         async with AdapterServer(args.base_url, api_key=args.api_key) as server:
             return await resolve_model(args.model, registry=registry, server=server)
 
@@ -163,7 +166,9 @@ def _handle(args: argparse.Namespace) -> int:
         if args.base_url and (args.adapter or args.base):
             raise UsageError("--adapter and --base choose the embedded model; not with --base-url")
         if args.base_url:
-            args.model = deployed_model(args)
+            resolved = deployed_model(args)
+            args.model = resolved.name
+            args.call_form = resolved.call_form or args.call_form
         local = None if args.base_url else embedded_server(args)
         settings = settings_from_args(args)
         if args.max_turns < 1:

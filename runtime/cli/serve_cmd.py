@@ -82,7 +82,8 @@ def register(subparsers: Any) -> None:
         choices=["plain", "every-key"],
         default=os.environ.get("AGENTRT_CALL_FORM", "plain"),
         help="the form the served adapter writes calls in: every-key for an adapter trained "
-        "so (its agentrt_adapter.json says) (env AGENTRT_CALL_FORM)",
+        "so (its agentrt_adapter.json says); a name deployed with `agentrt adapter deploy` "
+        "uses the form its serving version was deployed with (env AGENTRT_CALL_FORM)",
     )
     add_adapter_store_option(parser, "--adapter-store")
     parser.add_argument("--max-turns", type=int, default=10)

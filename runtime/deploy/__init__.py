@@ -34,7 +34,7 @@ from runtime.deploy.registry import (
     open_existing_registry,
     open_registry,
 )
-from runtime.deploy.resolve import AdapterNotLoaded, DeployedModel, resolve_model
+from runtime.deploy.resolve import AdapterNotLoaded, DeployedModel, ResolvedModel, resolve_model
 from runtime.deploy.server import AdapterServer, AdapterServerError, ModelCard
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "ModelCard",
     "Refusal",
     "RegistryError",
+    "ResolvedModel",
     "SQLAdapterRegistry",
     "SQLiteAdapterRegistry",
     "ServingChanged",

@@ -234,6 +234,7 @@ async def deploy_adapter(
         digest=adapter.digest,
         files=adapter.files,
         above=above,
+        call_form=await asyncio.to_thread(call_form_of, adapter.path),
     )
     return await _load_and_gate(version, incumbent, base_card, items, server, registry, options)
 
@@ -288,15 +289,15 @@ async def _load_and_gate(
             )
         version = await mark(status=VersionStatus.EVALUATING, loaded=True)
         against = incumbent.served_name if incumbent is not None else base_card.id
-        # each version is asked in the call form it was trained in (its manifest's)
+        # each version is asked in the call form it was trained in (recorded from its manifest)
         (new_predictions, new_scores), (old_predictions, old_scores) = await asyncio.gather(
-            _measure(server.base_url, served, items, options, call_form_of(Path(version.path))),
+            _measure(server.base_url, served, items, options, version.call_form),
             _measure(
                 server.base_url,
                 against,
                 items,
                 options,
-                call_form_of(Path(incumbent.path)) if incumbent is not None else "plain",
+                incumbent.call_form if incumbent is not None else "plain",
             ),
         )
         result = decide_promotion(

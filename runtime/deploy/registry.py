@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from runtime.model.call_form import CALL_FORMS, CallForm
 from runtime.storage.sql import Database, Migration, Row, Session, SQLiteDatabase, open_database
 from runtime.storage.url import StoreURL
 
@@ -125,6 +126,8 @@ class AdapterVersion:
         created_at: When its number was reserved (seconds since the epoch).
         updated_at: Its last change.
         promoted_at: When it last became the serving version.
+        call_form: The form its model writes calls in (`runtime.model.call_form`),
+            from its manifest: clients asking for `name` use it.
     """
 
     name: str
@@ -142,6 +145,7 @@ class AdapterVersion:
     created_at: float
     updated_at: float
     promoted_at: float | None
+    call_form: CallForm = "plain"
 
     @property
     def served_name(self) -> str:
@@ -168,6 +172,7 @@ class AdapterRegistry(Protocol):
         digest: str,
         files: Mapping[str, str],
         above: int = 0,
+        call_form: CallForm = "plain",
     ) -> AdapterVersion:
         """Take the next version number of `name` (greater than `above` too), status `loading`."""
         ...
@@ -265,6 +270,11 @@ INSERT INTO adapter_names (name, last_version)
     SELECT name, MAX(version) FROM adapter_versions GROUP BY name
 """,
     ),
+    # The form each version writes calls in; versions deployed before are plain.
+    Migration(
+        3,
+        "ALTER TABLE adapter_versions ADD COLUMN call_form TEXT NOT NULL DEFAULT 'plain'",
+    ),
 )
 
 
@@ -336,6 +346,7 @@ def _version(row: Row) -> AdapterVersion:
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
         promoted_at=float(row["promoted_at"]) if row["promoted_at"] is not None else None,
+        call_form=row["call_form"],
     )
 
 
@@ -427,7 +438,10 @@ class SQLAdapterRegistry:
         digest: str,
         files: Mapping[str, str],
         above: int = 0,
+        call_form: CallForm = "plain",
     ) -> AdapterVersion:
+        if call_form not in CALL_FORMS:
+            raise RegistryError(f"call_form is one of {', '.join(CALL_FORMS)}, not {call_form!r}")
         now = self._clock()
         with self.database.transaction() as session:
             last = self._take_name(session, name)
@@ -439,10 +453,11 @@ class SQLAdapterRegistry:
             version = max(last, int(top["top"]), above) + 1
             session.run(
                 "INSERT INTO adapter_versions (name, version, status, loaded, path, server_path,"
-                " base_url, base_model, digest, files, created_at, updated_at)"
-                " VALUES (?,?,?,0,?,?,?,?,?,?,?,?)",
+                " base_url, base_model, digest, files, created_at, updated_at, call_form)"
+                " VALUES (?,?,?,0,?,?,?,?,?,?,?,?,?)",
                 (name, version, VersionStatus.LOADING.value, path, server_path, base_url,
-                 base_model, digest, json.dumps(dict(files), sort_keys=True), now, now),
+                 base_model, digest, json.dumps(dict(files), sort_keys=True), now, now,
+                 call_form),
             )  # fmt: skip
             session.run("UPDATE adapter_names SET last_version = ? WHERE name = ?", (version, name))
             self._event(session, name, version, "reserved", digest, now)

@@ -6,6 +6,9 @@ not know is sent as it is. A name the store does know is sent only when the
 server lists it in `/v1/models` right now, so a request never goes to an
 adapter the server has not loaded (after a restart, say): the caller gets
 `AdapterNotLoaded`, with the command that fixes it, instead of the server's 404.
+The answer also carries the call form that version was deployed with
+(`runtime.model.call_form`), so the client writes and reads calls the way its
+adapter was trained to.
 
 A long-lived process (`agentrt serve`) holds a `DeployedModel`, which asks
 again for every run, so a promote or rollback takes effect from the next run
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from runtime.deploy.registry import (
     AdapterRegistry,
@@ -29,17 +32,33 @@ from runtime.deploy.server import AdapterServer
 from runtime.storage.url import StoreURL
 
 if TYPE_CHECKING:
+    from runtime.model.call_form import CallForm
     from runtime.model.client import OpenAICompatibleClient
 
-__all__ = ["AdapterNotLoaded", "DeployedModel", "resolve_model"]
+__all__ = ["AdapterNotLoaded", "DeployedModel", "ResolvedModel", "resolve_model"]
 
 
 class AdapterNotLoaded(Exception):
     """The adapter store names a version the server does not serve; the message says what to do."""
 
 
-async def resolve_model(name: str, *, registry: AdapterRegistry, server: AdapterServer) -> str:
-    """The model name to send for `name` (see the module docstring).
+class ResolvedModel(NamedTuple):
+    """What to send for a requested name.
+
+    Attributes:
+        name: The model name to send (`NAME@vN` for a deployed adapter).
+        call_form: The form that version writes calls in, as deployed; None for
+            a name the adapter store does not know (the caller's own choice holds).
+    """
+
+    name: str
+    call_form: CallForm | None
+
+
+async def resolve_model(
+    name: str, *, registry: AdapterRegistry, server: AdapterServer
+) -> ResolvedModel:
+    """The model name to send for `name`, and its call form (see the module docstring).
 
     Raises:
         AdapterNotLoaded: The store knows `name` but the server has not loaded
@@ -50,12 +69,13 @@ async def resolve_model(name: str, *, registry: AdapterRegistry, server: Adapter
     family = pinned[0] if pinned else name
     versions = await asyncio.to_thread(registry.versions, family)
     if not versions:
-        return name  # not a deployed adapter: whatever the server calls it
+        return ResolvedModel(name, None)  # not a deployed adapter: whatever the server calls it
     serving = await asyncio.to_thread(registry.serving, family)
     target = name if pinned else (serving.served_name if serving else name)
     listed = {card.id for card in await server.models()}
     if target in listed:
-        return target
+        chosen = next((v for v in versions if v.served_name == target), None)
+        return ResolvedModel(target, chosen.call_form if chosen is not None else None)
     url = server.base_url
     if not pinned and serving is None:
         raise AdapterNotLoaded(
@@ -84,7 +104,7 @@ class DeployedModel:
 
     `for_run()` asks the adapter store what serves the client's model name and
     checks that the server lists it, then returns the client under that name
-    (`NAME@vN`; the same connections). A name the store does not know is sent
+    (`NAME@vN`; the same connections) and in that version's call form. A name the store does not know is sent
     as given; a SQLite store that does not exist yet is looked for again at
     each run, so a first deploy needs no restart either.
 
@@ -106,7 +126,7 @@ class DeployedModel:
         self._registry: SQLAdapterRegistry | None = None
         self._opening = asyncio.Lock()
         self._server = AdapterServer(client.base_url, api_key=api_key)
-        self._renamed: dict[str, OpenAICompatibleClient] = {client.model: client}
+        self._renamed: dict[ResolvedModel, OpenAICompatibleClient] = {}
 
     async def open(self) -> None:
         """Open the store now if it exists, so a bad URL or an unreachable server fails early.
@@ -134,10 +154,14 @@ class DeployedModel:
         registry = await self._open_registry()
         if registry is None:
             return self.client
-        name = await resolve_model(self.client.model, registry=registry, server=self._server)
-        found = self._renamed.get(name)
+        resolved = await resolve_model(self.client.model, registry=registry, server=self._server)
+        if resolved == (self.client.model, None):
+            return self.client
+        found = self._renamed.get(resolved)
         if found is None:
-            found = self._renamed[name] = self.client.with_model(name)
+            found = self._renamed[resolved] = self.client.with_model(
+                resolved.name, call_form=resolved.call_form
+            )
         return found
 
     async def aclose(self) -> None:

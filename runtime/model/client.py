@@ -268,14 +268,21 @@ class OpenAICompatibleClient:
     async def aclose(self) -> None:
         await self._transport.aclose()
 
-    def with_model(self, model: str) -> OpenAICompatibleClient:
+    def with_model(
+        self, model: str, *, call_form: CallForm | None = None
+    ) -> OpenAICompatibleClient:
         """This client sending `model` instead: same server, connections, limits and timeouts.
 
         The copy shares this client's connections and its in-flight limit;
-        close only this one (closing either closes both).
+        close only this one (closing either closes both). `call_form`, when
+        given, replaces this client's (the form `model` writes calls in).
         """
+        if call_form is not None and call_form not in CALL_FORMS:
+            raise ValueError(f"call_form is one of {', '.join(CALL_FORMS)}, not {call_form!r}")
         renamed = copy.copy(self)
         renamed.model = model
+        if call_form is not None:
+            renamed.call_form = call_form
         return renamed
 
     async def complete(

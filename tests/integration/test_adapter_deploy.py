@@ -8,6 +8,7 @@ also checks that no request went to a model name the server had not loaded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -18,7 +19,9 @@ import pytest
 
 from runtime.cli import main
 from runtime.deploy.registry import SQLAdapterRegistry, VersionStatus, open_registry
+from runtime.deploy.resolve import DeployedModel
 from runtime.finetune.evaluate import EvalItem, ExpectedCall
+from runtime.model.client import OpenAICompatibleClient
 from runtime.testing import ScriptedReply, ScriptedServer
 from tests.adapter_fixtures import make_adapter, make_base
 
@@ -410,11 +413,17 @@ def test_a_deploy_that_loses_the_race_changes_nothing(
         assert serving is not None and serving.version == 3  # the rival's promotion stands
 
 
-def _run(world: World, tool_file: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> Any:
+def _run(
+    world: World,
+    tool_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
+    prompt: str = "hello",
+) -> Any:
     return world.agentrt(
         "run", "--module", str(tool_file), "--base-url", world.server.base_url,
         "--model", "tools", "--adapter-store", world.store_url, "--policy", "none",
-        "--sandbox", "inprocess", "--audit-log", "none", "--json", *extra, "hello",
+        "--sandbox", "inprocess", "--audit-log", "none", "--json", *extra, prompt,
         capsys=capsys,
     )  # fmt: skip
 
@@ -539,3 +548,57 @@ def test_an_unreachable_postgresql_store_is_one_sentence_and_exit_2(
         err = capsys.readouterr().err
         assert "is unavailable" in err and "Traceback" not in err, err
         assert "secret" not in err  # the password is never printed
+
+
+def test_run_asks_each_deployed_version_in_the_call_form_it_was_deployed_with(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tool_file = tmp_path / "lookup_dated.py"
+    tool_file.write_text(
+        "from runtime import tool\n\n\n@tool\ndef lookup(city: str, date: str = '') -> str:\n"
+        '    """Look up a city\'s timezone.\n\n    Args:\n        city: The city.\n'
+        '        date: The day, if not today.\n    """\n'
+        '    return "UTC+1"\n'
+    )
+    folder = world.adapter(behaviour(calls=8, every_key=True))
+    (folder / "agentrt_adapter.json").write_text(json.dumps({"call_form": "every-key"}))
+    assert world.deploy(folder, capsys)[0] == 0
+    with world.registry() as registry:
+        serving = registry.serving("tools")
+        assert serving is not None and serving.call_form == "every-key"
+    # No --call-form: the store says v1 writes every key, so the unstated `date: null`
+    # it writes is dropped and `lookup` runs with what the request said.
+    code, out, err = _run(world, tool_file, capsys, "--max-turns", "3", prompt="Timezone of Oslo?")
+    assert code == 0, err
+    assert out["status"] == "completed", out
+    assert [(c["status"], c["arguments"]) for c in out["tool_calls"]] == [("ok", {"city": "Oslo"})]
+    # A plain version promoted over it is asked plainly (its history too: no nulls sent).
+    assert world.deploy(world.adapter(GOOD), capsys)[0] == 0
+    before = len(world.server.requests)
+    code, out, err = _run(world, tool_file, capsys, "--max-turns", "3", prompt="Timezone of Oslo?")
+    assert code == 0 and out["status"] == "completed", (out, err)
+    sent = world.server.requests[before:]
+    assert {r["model"] for r in sent} == {"tools@v2"}
+    assert all("null" not in json.dumps(r["messages"]) for r in sent)
+
+
+async def test_a_long_lived_client_follows_the_serving_versions_call_form(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def deploy(folder: Path) -> int:  # the CLI runs its own event loop: off this one
+        return (await asyncio.to_thread(world.deploy, folder, capsys))[0]
+
+    folder = world.adapter(behaviour(calls=8, every_key=True))
+    (folder / "agentrt_adapter.json").write_text(json.dumps({"call_form": "every-key"}))
+    assert await deploy(folder) == 0
+    client = OpenAICompatibleClient(world.server.base_url, "tools")
+    deployed = DeployedModel(client, store=world.store_url)
+    try:
+        first = await deployed.for_run()
+        assert (first.model, first.call_form) == ("tools@v1", "every-key")
+        assert await deploy(world.adapter(GOOD)) == 0
+        second = await deployed.for_run()  # no restart: the next run asks v2, plainly
+        assert (second.model, second.call_form) == ("tools@v2", "plain")
+    finally:
+        await deployed.aclose()
+        await client.aclose()

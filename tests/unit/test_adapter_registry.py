@@ -144,10 +144,27 @@ def test_a_store_written_before_the_shared_store_is_taken_over(tmp_path: Path) -
     with SQLiteAdapterRegistry(path) as registry:
         serving = registry.serving("tools")
         assert serving is not None and serving.version == 4
+        assert serving.call_form == "plain"  # recorded before forms were: plain, as it was
         assert _reserve(registry) == 5
         with registry.database.read() as session:
             row = session.one("SELECT version FROM agentrt_schema WHERE component = 'adapters'")
         assert row == {"version": len(ADAPTER_MIGRATIONS)}
+
+
+def test_each_version_keeps_the_call_form_it_was_deployed_with(tmp_path: Path) -> None:
+    with SQLiteAdapterRegistry(tmp_path / "a.db") as registry:
+        spelled = registry.reserve(
+            "tools", path="/a", server_path="/a", base_url="u", base_model="smol", digest="d",
+            files={}, call_form="every-key",
+        )  # fmt: skip
+        assert _reserve(registry) == 2
+        assert [v.call_form for v in registry.versions("tools")] == ["every-key", "plain"]
+        assert registry.get("tools", spelled.version) == spelled
+        with pytest.raises(RegistryError, match="call_form"):
+            registry.reserve(
+                "tools", path="/a", server_path="/a", base_url="u", base_model="smol",
+                digest="d", files={}, call_form="json",  # type: ignore[arg-type]
+            )  # fmt: skip
 
 
 def test_a_store_migrated_by_a_newer_agentrt_is_refused(tmp_path: Path) -> None:
