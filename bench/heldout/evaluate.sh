@@ -26,8 +26,7 @@ for m in "${modules[@]}"; do
     echo "==> $m: synthesise from the schema"
     agentrt dataset synth --module "bench/heldout/$m.py" --out "$WORK/$m.jsonl" --seed 0
     echo "==> $m: fine-tune (init: ${INIT:-general}, time budget ${BUDGET}s)"
-    init=()
-    [ "${INIT:-general}" = none ] || init=(--init-adapter "${INIT:-general}")
+    init=(--init-adapter "${INIT:-general}")
     # train with the worked requests the general adapter was trained (and is served) with
     similar="${SIMILAR:-$(python -c 'from runtime.model.adapters import general_adapter_dir, similar_requests_of; print(similar_requests_of(general_adapter_dir()))')}"
     agentrt finetune "$WORK/$m.jsonl" "${init[@]}" \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -31,7 +32,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dropout", type=float, default=0.05)
     parser.add_argument("--target-modules", default="all-linear",
                         help="'all-linear' or comma-separated module names")  # fmt: skip
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--lr", type=float,
+                        help="peak learning rate (default 5e-4 continuing an adapter, "
+                        "1e-3 from the bare model)")  # fmt: skip
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-steps", type=int, help="stop after this many steps")
@@ -42,16 +45,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: tuned while training)")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help="stop training after this long (shared-prefix)")  # fmt: skip
-    parser.add_argument("--init-adapter", type=Path, metavar="DIR",
-                        help="continue from this adapter (e.g. the shipped general adapter: "
-                        "'general'); its rank and targets are kept")  # fmt: skip
+    parser.add_argument("--init-adapter", metavar="DIR",
+                        help="continue from this adapter, keeping its rank and targets: "
+                        "'general' (the shipped general adapter: the default with --base "
+                        "bundled), a directory, or 'none' for the bare model")  # fmt: skip
     parser.add_argument(
         "--similar-requests",
         type=int,
-        default=0,
         metavar="K",
-        help="show each example its K nearest same-tool requests before it "
-        "(serve the adapter with the same K: see README, Similar requests)",
+        help="show each example its K nearest same-tool requests before it (default: as "
+        "many as the adapter it continues was trained with, else 0; the adapter is served "
+        "with the same K: see README, Similar requests)",
     )
     parser.add_argument(
         "--call-form",
@@ -65,6 +69,60 @@ def register(subparsers: Any) -> None:
                         help="also save the dequantised base as a HF dir (for vLLM)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_finetune)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingStart:
+    """Where a run starts from and how its examples are shown.
+
+    Attributes:
+        init: The adapter it continues (None: the bare model).
+        similar_requests: Worked requests before each example.
+        learning_rate: The peak learning rate.
+    """
+
+    init: Path | None
+    similar_requests: int
+    learning_rate: float
+
+
+def training_start(
+    base: str, init: str | None, similar_requests: int | None, learning_rate: float | None
+) -> TrainingStart:
+    """What `finetune` starts from, for the flags given (None: not given).
+
+    On the bundled model a run continues the shipped general adapter unless told
+    otherwise (`--init-adapter none`): its skill at reading requests and its
+    abstention carry over, and a few minutes on one module's data refine them
+    (the README's held-out figures). A run that continues an adapter shows the
+    worked requests that adapter learned with and takes a gentler learning rate.
+
+    Raises:
+        ValueError: A negative number of worked requests, or an init adapter
+            that is not there.
+    """
+    from runtime.finetune.train import BUNDLED_BASE
+    from runtime.model.adapters import general_adapter_dir, similar_requests_of
+
+    if similar_requests is not None and similar_requests < 0:
+        raise ValueError("--similar-requests must be 0 or more")
+    path: Path | None
+    if init is None:
+        general = general_adapter_dir()
+        path = general if base == BUNDLED_BASE and general.is_dir() else None
+    elif init == "none":
+        path = None
+    elif init == "general":
+        path = general_adapter_dir()
+    else:
+        path = Path(init)
+    if path is not None and not path.is_dir():
+        raise ValueError(f"--init-adapter {init}: {path} is not an adapter directory")
+    if similar_requests is None:
+        similar_requests = similar_requests_of(path) if path is not None else 0
+    if learning_rate is None:
+        learning_rate = 5e-4 if path is not None else 1e-3
+    return TrainingStart(path, similar_requests, learning_rate)
 
 
 def training_call_form(requested: str | None, init: Path | None) -> CallForm:
@@ -97,18 +155,22 @@ def _finetune(args: argparse.Namespace) -> int:
     except (DatasetFormatError, OSError) as exc:
         print(f"agentrt finetune: {exc}", file=sys.stderr)
         return 2
-    if args.similar_requests < 0:
-        print("agentrt finetune: --similar-requests must be 0 or more", file=sys.stderr)
+    try:
+        start = training_start(args.base, args.init_adapter, args.similar_requests, args.lr)
+    except ValueError as exc:
+        print(f"agentrt finetune: {exc}", file=sys.stderr)
         return 2
-    if args.similar_requests:
+    init = start.init
+    if not args.quiet:
+        print(
+            f"agentrt finetune: from {init or 'the bare model'}, {start.similar_requests} "
+            f"worked requests per example, learning rate {start.learning_rate:g}",
+            file=sys.stderr,
+        )
+    if start.similar_requests:
         from runtime.finetune.similar import with_similar_requests
 
-        examples = with_similar_requests(examples, args.similar_requests)
-    init = args.init_adapter
-    if init is not None and str(init) == "general":
-        from runtime.model.adapters import general_adapter_dir
-
-        init = general_adapter_dir()
+        examples = with_similar_requests(examples, start.similar_requests)
     call_form = training_call_form(args.call_form, init)
     if call_form == "every-key":
         from runtime.model.call_form import spell_out_example
@@ -120,7 +182,7 @@ def _finetune(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         dropout=args.dropout,
         target_modules=targets if targets == "all-linear" else tuple(targets.split(",")),
-        learning_rate=args.lr,
+        learning_rate=start.learning_rate,
         epochs=args.epochs,
         batch_size=args.batch_size,
         max_steps=args.max_steps,
@@ -136,7 +198,7 @@ def _finetune(args: argparse.Namespace) -> int:
         print(f"agentrt finetune: cannot load base {args.base!r}: {exc}", file=sys.stderr)
         return 2
     loaded = time.monotonic() - started
-    outputs = {"adapter_dir": str(args.out)}
+    outputs = {"adapter_dir": str(args.out), "init_adapter": str(init) if init else None}
     if args.save_base is not None:  # before LoRA layers are injected into `model`
         outputs["base_dir"] = str(export_base(model, tokenizer, args.save_base, base=base_name))
     try:
@@ -163,7 +225,7 @@ def _finetune(args: argparse.Namespace) -> int:
         manifest={
             "tools": tools,
             "init_adapter": str(init) if init is not None else None,
-            "similar_requests": args.similar_requests,
+            "similar_requests": start.similar_requests,
             "call_form": call_form,
             "train": {k: v for k, v in result.to_dict().items() if k != "losses"},
         },
