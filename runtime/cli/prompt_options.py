@@ -81,7 +81,8 @@ def add_prompt_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="K",
         help="show the K synthesised requests most like each request before it "
-        "(default: what the embedded adapter was trained with; 0 for none)",
+        "(default: what the embedded adapter, or the deployed version --model names, was "
+        "trained with; 0 for none)",
     )
     group.add_argument("--rag-min-score", type=float, default=0.3, help="cosine threshold")
 

@@ -115,8 +115,8 @@ def deployed_model(args: argparse.Namespace) -> ResolvedModel:
     """The name to send for `--model`: a deployed adapter's promoted `NAME@vN`, if loaded.
 
     A name the adapter store does not know (or no store at all) is sent as
-    given; a known one only when the server lists what it resolves to, and
-    with the call form that version was deployed with.
+    given; a known one only when the server lists what it resolves to, in the
+    call form and with the worked requests that version was deployed with.
 
     Raises:
         UsageError: The store names a version the server has not loaded.
@@ -131,7 +131,7 @@ def deployed_model(args: argparse.Namespace) -> ResolvedModel:
     except (RegistryError, StoreError) as exc:
         raise UsageError(f"adapter store: {exc}") from None
     if registry is None:
-        return ResolvedModel(str(args.model), None)
+        return ResolvedModel(str(args.model))
 
     async def resolve(registry: SQLAdapterRegistry) -> ResolvedModel:
         async with AdapterServer(args.base_url, api_key=args.api_key) as server:
@@ -169,6 +169,8 @@ def _handle(args: argparse.Namespace) -> int:
             resolved = deployed_model(args)
             args.model = resolved.name
             args.call_form = resolved.call_form or args.call_form
+            if args.similar_requests is None:  # as the deployed version learned, if it is one
+                args.similar_requests = resolved.similar_requests
         local = None if args.base_url else embedded_server(args)
         settings = settings_from_args(args)
         if args.max_turns < 1:

@@ -41,7 +41,7 @@ from runtime.deploy.registry import (
 )
 from runtime.deploy.server import AdapterServer, AdapterServerError, ModelCard
 from runtime.finetune.evaluate import EvalItem, ItemScore, Prediction, score_item
-from runtime.model.adapters import call_form_of
+from runtime.model.adapters import call_form_of, similar_requests_of
 from runtime.model.call_form import CallForm
 
 __all__ = [
@@ -235,6 +235,7 @@ async def deploy_adapter(
         files=adapter.files,
         above=above,
         call_form=await asyncio.to_thread(call_form_of, adapter.path),
+        similar_requests=await asyncio.to_thread(similar_requests_of, adapter.path),
     )
     return await _load_and_gate(version, incumbent, base_card, items, server, registry, options)
 
@@ -289,16 +290,11 @@ async def _load_and_gate(
             )
         version = await mark(status=VersionStatus.EVALUATING, loaded=True)
         against = incumbent.served_name if incumbent is not None else base_card.id
-        # each version is asked in the call form it was trained in (recorded from its manifest)
+        # each version is asked as it was trained (the call form and worked requests
+        # recorded from its manifest), the base model plainly
         (new_predictions, new_scores), (old_predictions, old_scores) = await asyncio.gather(
-            _measure(server.base_url, served, items, options, version.call_form),
-            _measure(
-                server.base_url,
-                against,
-                items,
-                options,
-                incumbent.call_form if incumbent is not None else "plain",
-            ),
+            _measure(server.base_url, served, items, options, version),
+            _measure(server.base_url, against, items, options, incumbent),
         )
         result = decide_promotion(
             new_scores,
@@ -404,16 +400,19 @@ async def _measure(
     model: str,
     items: Sequence[EvalItem],
     options: DeployOptions,
-    call_form: CallForm = "plain",
+    version: AdapterVersion | None,
 ) -> tuple[list[Prediction], list[ItemScore]]:
-    """Ask `model` every item the way `agentrt eval` does (greedy, seed 0) and score it."""
+    """Ask `model` every item the way `agentrt eval` does (greedy, seed 0) and score it:
+    in `version`'s call form and with its worked requests (None: the base model, plainly)."""
     from runtime.finetune.eval_variants import Variant, predict_variant
 
+    call_form: CallForm = version.call_form if version is not None else "plain"
+    similar = version.similar_requests if version is not None else 0
     runs = await predict_variant(
         base_url,
         model,
         items,
-        Variant(label=model),
+        Variant(label=model, similar=similar),
         max_tokens=options.max_tokens,
         concurrency=options.concurrency,
         progress=False,

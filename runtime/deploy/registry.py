@@ -128,6 +128,8 @@ class AdapterVersion:
         promoted_at: When it last became the serving version.
         call_form: The form its model writes calls in (`runtime.model.call_form`),
             from its manifest: clients asking for `name` use it.
+        similar_requests: The worked requests it learned to see before a
+            request, from its manifest: runs asking for `name` show as many.
     """
 
     name: str
@@ -146,6 +148,7 @@ class AdapterVersion:
     updated_at: float
     promoted_at: float | None
     call_form: CallForm = "plain"
+    similar_requests: int = 0
 
     @property
     def served_name(self) -> str:
@@ -173,6 +176,7 @@ class AdapterRegistry(Protocol):
         files: Mapping[str, str],
         above: int = 0,
         call_form: CallForm = "plain",
+        similar_requests: int = 0,
     ) -> AdapterVersion:
         """Take the next version number of `name` (greater than `above` too), status `loading`."""
         ...
@@ -270,10 +274,14 @@ INSERT INTO adapter_names (name, last_version)
     SELECT name, MAX(version) FROM adapter_versions GROUP BY name
 """,
     ),
-    # The form each version writes calls in; versions deployed before are plain.
+    # How each version is asked, from its manifest: the form it writes calls in and the
+    # worked requests it learned with. Versions deployed before: plain, none.
     Migration(
         3,
-        "ALTER TABLE adapter_versions ADD COLUMN call_form TEXT NOT NULL DEFAULT 'plain'",
+        """
+ALTER TABLE adapter_versions ADD COLUMN call_form TEXT NOT NULL DEFAULT 'plain';
+ALTER TABLE adapter_versions ADD COLUMN similar_requests INTEGER NOT NULL DEFAULT 0
+""",
     ),
 )
 
@@ -347,6 +355,7 @@ def _version(row: Row) -> AdapterVersion:
         updated_at=float(row["updated_at"]),
         promoted_at=float(row["promoted_at"]) if row["promoted_at"] is not None else None,
         call_form=row["call_form"],
+        similar_requests=int(row["similar_requests"]),
     )
 
 
@@ -439,9 +448,12 @@ class SQLAdapterRegistry:
         files: Mapping[str, str],
         above: int = 0,
         call_form: CallForm = "plain",
+        similar_requests: int = 0,
     ) -> AdapterVersion:
         if call_form not in CALL_FORMS:
             raise RegistryError(f"call_form is one of {', '.join(CALL_FORMS)}, not {call_form!r}")
+        if similar_requests < 0:
+            raise RegistryError(f"similar_requests must be 0 or more, not {similar_requests}")
         now = self._clock()
         with self.database.transaction() as session:
             last = self._take_name(session, name)
@@ -453,11 +465,11 @@ class SQLAdapterRegistry:
             version = max(last, int(top["top"]), above) + 1
             session.run(
                 "INSERT INTO adapter_versions (name, version, status, loaded, path, server_path,"
-                " base_url, base_model, digest, files, created_at, updated_at, call_form)"
-                " VALUES (?,?,?,0,?,?,?,?,?,?,?,?,?)",
+                " base_url, base_model, digest, files, created_at, updated_at, call_form,"
+                " similar_requests) VALUES (?,?,?,0,?,?,?,?,?,?,?,?,?,?)",
                 (name, version, VersionStatus.LOADING.value, path, server_path, base_url,
                  base_model, digest, json.dumps(dict(files), sort_keys=True), now, now,
-                 call_form),
+                 call_form, similar_requests),
             )  # fmt: skip
             session.run("UPDATE adapter_names SET last_version = ? WHERE name = ?", (version, name))
             self._event(session, name, version, "reserved", digest, now)

@@ -6,9 +6,10 @@ not know is sent as it is. A name the store does know is sent only when the
 server lists it in `/v1/models` right now, so a request never goes to an
 adapter the server has not loaded (after a restart, say): the caller gets
 `AdapterNotLoaded`, with the command that fixes it, instead of the server's 404.
-The answer also carries the call form that version was deployed with
-(`runtime.model.call_form`), so the client writes and reads calls the way its
-adapter was trained to.
+The answer also carries how that version was deployed to be asked: its call
+form (`runtime.model.call_form`) and the number of worked requests it learned
+to see before a request (`runtime.prompting.similar_requests`), so a run asks
+it the way it was trained and measured.
 
 A long-lived process (`agentrt serve`) holds a `DeployedModel`, which asks
 again for every run, so a promote or rollback takes effect from the next run
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from runtime.model.call_form import CallForm
     from runtime.model.client import OpenAICompatibleClient
 
-__all__ = ["AdapterNotLoaded", "DeployedModel", "ResolvedModel", "resolve_model"]
+__all__ = ["AdapterNotLoaded", "DeployedModel", "ResolvedModel", "RunModel", "resolve_model"]
 
 
 class AdapterNotLoaded(Exception):
@@ -49,10 +50,27 @@ class ResolvedModel(NamedTuple):
         name: The model name to send (`NAME@vN` for a deployed adapter).
         call_form: The form that version writes calls in, as deployed; None for
             a name the adapter store does not know (the caller's own choice holds).
+        similar_requests: The worked requests to show before a request, as
+            deployed; None for a name the store does not know.
     """
 
     name: str
-    call_form: CallForm | None
+    call_form: CallForm | None = None
+    similar_requests: int | None = None
+
+
+class RunModel(NamedTuple):
+    """The client one run uses, and the worked requests its model should see.
+
+    Attributes:
+        client: The model client, under the name that serves now.
+        similar_requests: Worked requests before each request (the deployed
+            version's; None when the store does not know the name: the
+            caller's own choice holds).
+    """
+
+    client: OpenAICompatibleClient
+    similar_requests: int | None = None
 
 
 async def resolve_model(
@@ -69,13 +87,15 @@ async def resolve_model(
     family = pinned[0] if pinned else name
     versions = await asyncio.to_thread(registry.versions, family)
     if not versions:
-        return ResolvedModel(name, None)  # not a deployed adapter: whatever the server calls it
+        return ResolvedModel(name)  # not a deployed adapter: whatever the server calls it
     serving = await asyncio.to_thread(registry.serving, family)
     target = name if pinned else (serving.served_name if serving else name)
     listed = {card.id for card in await server.models()}
     if target in listed:
         chosen = next((v for v in versions if v.served_name == target), None)
-        return ResolvedModel(target, chosen.call_form if chosen is not None else None)
+        if chosen is None:
+            return ResolvedModel(target)
+        return ResolvedModel(target, chosen.call_form, chosen.similar_requests)
     url = server.base_url
     if not pinned and serving is None:
         raise AdapterNotLoaded(
@@ -104,7 +124,8 @@ class DeployedModel:
 
     `for_run()` asks the adapter store what serves the client's model name and
     checks that the server lists it, then returns the client under that name
-    (`NAME@vN`; the same connections) and in that version's call form. A name the store does not know is sent
+    (`NAME@vN`; the same connections) and in that version's call form, with the
+    number of worked requests that version should see. A name the store does not know is sent
     as given; a SQLite store that does not exist yet is looked for again at
     each run, so a first deploy needs no restart either.
 
@@ -126,7 +147,7 @@ class DeployedModel:
         self._registry: SQLAdapterRegistry | None = None
         self._opening = asyncio.Lock()
         self._server = AdapterServer(client.base_url, api_key=api_key)
-        self._renamed: dict[ResolvedModel, OpenAICompatibleClient] = {}
+        self._renamed: dict[tuple[str, CallForm | None], OpenAICompatibleClient] = {}
 
     async def open(self) -> None:
         """Open the store now if it exists, so a bad URL or an unreachable server fails early.
@@ -143,7 +164,7 @@ class DeployedModel:
                 self._registry = await asyncio.to_thread(open_existing_registry, self._store)
             return self._registry
 
-    async def for_run(self) -> OpenAICompatibleClient:
+    async def for_run(self) -> RunModel:
         """The client to use for one run, under the name that serves now.
 
         Raises:
@@ -153,16 +174,17 @@ class DeployedModel:
         """
         registry = await self._open_registry()
         if registry is None:
-            return self.client
+            return RunModel(self.client)
         resolved = await resolve_model(self.client.model, registry=registry, server=self._server)
-        if resolved == (self.client.model, None):
-            return self.client
-        found = self._renamed.get(resolved)
+        if resolved.name == self.client.model and resolved.call_form is None:
+            return RunModel(self.client)
+        key = (resolved.name, resolved.call_form)
+        found = self._renamed.get(key)
         if found is None:
-            found = self._renamed[resolved] = self.client.with_model(
+            found = self._renamed[key] = self.client.with_model(
                 resolved.name, call_form=resolved.call_form
             )
-        return found
+        return RunModel(found, resolved.similar_requests)
 
     async def aclose(self) -> None:
         """Close the store and the server connection (not the model client: its owner does)."""

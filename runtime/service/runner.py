@@ -36,6 +36,7 @@ from runtime.calls import ToolCallRequest
 from runtime.deploy.resolve import AdapterNotLoaded, DeployedModel
 from runtime.deploy.server import AdapterServerError
 from runtime.model.client import ModelClient
+from runtime.prompting.similar_requests import SimilarRequests
 from runtime.service.metrics import Metrics
 from runtime.service.runs import FINAL_STATUSES, RunStore, ServiceRun
 from runtime.service.tokens import Identity
@@ -124,6 +125,8 @@ class RunService:
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
         self._changed = asyncio.Event()
         self._gate = ArgumentGate(stack.registry)
+        self._banks: dict[int, SimilarRequests] = {}
+        self._banks_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ runs
 
@@ -137,7 +140,7 @@ class RunService:
         wait: bool,
     ) -> dict[str, Any]:
         """Start a run; its result (`wait`) or `{"run_id", "status": "running"}`."""
-        model = await self._model_for_run()
+        served = await self._model_for_run()
         run_id = uuid.uuid4().hex
         if not await asyncio.to_thread(self._locks.take, _run_key(run_id)):
             raise Conflict("run id collision; try again")
@@ -158,13 +161,15 @@ class RunService:
         def go(runner: Agent) -> Awaitable[RunResult]:
             return runner.run(text, tenant=identity.tenant, context=context, run_id=run_id)
 
-        task = self._spawn(self._drive(run_id, agent, model, go))
+        task = self._spawn(self._drive(run_id, agent, served, go))
         if wait:
             return await asyncio.shield(task)
         return {"run_id": run_id, "status": "running"}
 
-    async def _model_for_run(self) -> ModelClient:
-        """The model a run starting (or resuming) now uses; refused with 503 when there is none.
+    async def _model_for_run(self) -> tuple[ModelClient, int]:
+        """The model a run starting (or resuming) now uses, and the worked requests its
+        model learned to see before a request (a deployed version's; else none);
+        refused with 503 when there is no model.
 
         Raises:
             Unavailable: No model server, or the deployed adapter version is not loaded.
@@ -175,9 +180,9 @@ class RunService:
                 type="no_model",
             )
         if self.deployed is None:
-            return self.model
+            return self.model, 0
         try:
-            return await self.deployed.for_run()
+            served = await self.deployed.for_run()
         except AdapterNotLoaded as exc:
             raise Unavailable(str(exc), type="adapter_not_loaded") from None
         except AdapterServerError as exc:
@@ -185,6 +190,21 @@ class RunService:
                 f"the model server's list of models could not be read: {exc}",
                 type="model_unavailable",
             ) from None
+        return served.client, served.similar_requests or 0
+
+    async def _worked_requests(self, k: int) -> SimilarRequests | None:
+        """The K worked requests most like each request, synthesised once per K from
+        the registry's schemas (as `agentrt run` and `eval` do); None for K = 0."""
+        if k == 0:
+            return None
+        async with self._banks_lock:
+            bank = self._banks.get(k)
+            if bank is None:
+                from runtime.finetune.similar import bank_for_tools
+
+                schemas = self.stack.registry.openai_schemas()
+                bank = self._banks[k] = await asyncio.to_thread(bank_for_tools, schemas, k=k)
+        return bank
 
     async def get_run(self, identity: Identity, run_id: str) -> ServiceRun:
         """A run of the identity's tenant, with a lost replica reported as `interrupted`.
@@ -222,17 +242,19 @@ class RunService:
         self,
         run_id: str,
         agent: str | None,
-        model: ModelClient,
+        served: tuple[ModelClient, int],
         go: Callable[[Agent], Awaitable[RunResult]],
     ) -> dict[str, Any]:
         """Run (or resume) with the run's liveness lock held; store and return its JSON."""
         started = time.perf_counter()
         writer = _EventWriter(self, run_id)
+        model, similar = served
         runner = self.stack.agent(
             model,
             name=agent or self.stack.context.agent or "agent",
             observer=writer.observe,
             limits=self._limits,
+            retrieval=await self._worked_requests(similar),
         )
         writer.put({"stage": "run.started", "replica": self.replica})
         status = "failed"
@@ -351,7 +373,7 @@ class RunService:
         await asyncio.to_thread(self.approvals.expire_due)
         if not await asyncio.to_thread(self.runs.has_resumable):
             return 0
-        model = await self._model_for_run()  # refused: the runs stay paused for the next sweep
+        served = await self._model_for_run()  # refused: the runs stay paused for the next sweep
         taken: list[str] = []
 
         def take(run_id: str) -> bool:
@@ -373,7 +395,7 @@ class RunService:
             def go(runner: Agent, run_id: str = run.id) -> Awaitable[RunResult]:
                 return runner.resume(run_id)
 
-            self._spawn(self._drive(run.id, run.agent, model, go))
+            self._spawn(self._drive(run.id, run.agent, served, go))
         return len(claimed)
 
     async def sweep_forever(self, interval_s: float) -> None:
@@ -405,7 +427,7 @@ class RunService:
         ):
             return run.to_dict()
         try:
-            model = await self._model_for_run()
+            served = await self._model_for_run()
         except Unavailable as exc:
             _log.warning("run %s stays paused: %s", run_id, exc)
             return {**run.to_dict(), "resume_error": exc.to_dict()["error"]}
@@ -425,7 +447,7 @@ class RunService:
         def go(runner: Agent) -> Awaitable[RunResult]:
             return runner.resume(run_id)
 
-        task = self._spawn(self._drive(run_id, run.agent, model, go))
+        task = self._spawn(self._drive(run_id, run.agent, served, go))
         if wait:
             return await asyncio.shield(task)
         return {"run_id": run_id, "status": "running"}

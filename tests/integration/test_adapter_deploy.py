@@ -22,6 +22,7 @@ from runtime.deploy.registry import SQLAdapterRegistry, VersionStatus, open_regi
 from runtime.deploy.resolve import DeployedModel
 from runtime.finetune.evaluate import EvalItem, ExpectedCall
 from runtime.model.client import OpenAICompatibleClient
+from runtime.prompting.similar_requests import HEADER as SIMILAR_HEADER
 from runtime.testing import ScriptedReply, ScriptedServer
 from tests.adapter_fixtures import make_adapter, make_base
 
@@ -594,11 +595,40 @@ async def test_a_long_lived_client_follows_the_serving_versions_call_form(
     client = OpenAICompatibleClient(world.server.base_url, "tools")
     deployed = DeployedModel(client, store=world.store_url)
     try:
-        first = await deployed.for_run()
+        first = (await deployed.for_run()).client
         assert (first.model, first.call_form) == ("tools@v1", "every-key")
         assert await deploy(world.adapter(GOOD)) == 0
-        second = await deployed.for_run()  # no restart: the next run asks v2, plainly
+        second = (await deployed.for_run()).client  # no restart: the next run asks v2, plainly
         assert (second.model, second.call_form) == ("tools@v2", "plain")
     finally:
         await deployed.aclose()
         await client.aclose()
+
+
+def _shows_worked_requests(body: dict[str, Any]) -> bool:
+    return any(str(m.get("content", "")).startswith(SIMILAR_HEADER) for m in body["messages"])
+
+
+def test_a_version_that_learned_with_worked_requests_is_measured_and_run_with_them(
+    world: World, tool_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = world.adapter(GOOD)
+    (folder / "agentrt_adapter.json").write_text(json.dumps({"similar_requests": 2}))
+    before = len(world.server.requests)
+    assert world.deploy(folder, capsys)[0] == 0
+    # measured as it will be served; the base it is measured against, plainly
+    asked = {(r["model"], _shows_worked_requests(r)) for r in world.server.requests[before:]}
+    assert asked == {("tools@v1", True), ("smol", False)}
+    with world.registry() as registry:
+        serving = registry.serving("tools")
+        assert serving is not None and serving.similar_requests == 2
+    before = len(world.server.requests)
+    code, out, err = _run(world, tool_file, capsys, prompt="Timezone of Oslo?")
+    assert code == 0 and out["status"] == "completed", (out, err)
+    assert {_shows_worked_requests(r) for r in world.server.requests[before:]} == {True}
+    before = len(world.server.requests)  # --similar-requests 0 still turns them off
+    code, out, err = _run(
+        world, tool_file, capsys, "--similar-requests", "0", prompt="Timezone of Oslo?"
+    )
+    assert code == 0 and out["status"] == "completed", (out, err)
+    assert {_shows_worked_requests(r) for r in world.server.requests[before:]} == {False}

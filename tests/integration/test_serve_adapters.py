@@ -19,6 +19,7 @@ import pytest
 from runtime.cli import main
 from runtime.deploy.checkpoint import AdapterDir
 from runtime.deploy.registry import SQLAdapterRegistry, VersionStatus, open_registry
+from runtime.prompting.similar_requests import HEADER as SIMILAR_HEADER
 from runtime.testing import ScriptedServer
 from tests.adapter_fixtures import make_adapter
 from tests.service_support import Replica, model_reply, sse_events
@@ -34,13 +35,19 @@ def adapter_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _deploy(
-    registry: SQLAdapterRegistry, vllm: ScriptedServer, folder: Path, *, expected: int | None
+    registry: SQLAdapterRegistry,
+    vllm: ScriptedServer,
+    folder: Path,
+    *,
+    expected: int | None,
+    similar_requests: int = 0,
 ) -> str:
     """Record, load and promote a version as `agentrt adapter deploy` leaves a promoted one."""
     files = AdapterDir.read(folder)
     version = registry.reserve(
         "tools", path=str(folder), server_path=str(folder), base_url=vllm.base_url,
         base_model=vllm.model, digest=files.digest, files=files.files,
+        similar_requests=similar_requests,
     )  # fmt: skip
     loaded = httpx.post(
         f"{vllm.base_url}/load_lora_adapter",
@@ -55,6 +62,14 @@ def _deploy(
 def _asked(vllm: ScriptedServer, since: int) -> set[str]:
     """The model names of the chat requests since request number `since`."""
     return {str(body["model"]) for body in vllm.requests[since:]}
+
+
+def _worked_requests_shown(vllm: ScriptedServer, since: int) -> set[bool]:
+    """Whether each chat request since `since` carried worked requests before the user's."""
+    return {
+        any(str(m.get("content", "")).startswith(SIMILAR_HEADER) for m in body["messages"])
+        for body in vllm.requests[since:]
+    }
 
 
 def _run(client: httpx.Client, text: str) -> httpx.Response:
@@ -84,11 +99,15 @@ def test_each_run_and_resume_sends_the_version_serving_then(
                 reply = _run(client, "lookup A-1")
                 assert reply.status_code == 200 and reply.json()["status"] == "completed"
                 assert _asked(vllm, before) == {"tools@v1"}
+                assert _worked_requests_shown(vllm, before) == {False}
 
-                assert _deploy(registry, vllm, second, expected=1) == "tools@v2"
+                # v2 learned with 2 worked requests per request: its runs show them.
+                deployed = _deploy(registry, vllm, second, expected=1, similar_requests=2)
+                assert deployed == "tools@v2"
                 before = len(vllm.requests)
                 assert _run(client, "lookup A-2").json()["status"] == "completed"
                 assert _asked(vllm, before) == {"tools@v2"}
+                assert _worked_requests_shown(vllm, before) == {True}
 
                 # Paused under v2; rolled back meanwhile: the resume sends v1.
                 paused = _run(client, "refund B-1 500").json()

@@ -144,26 +144,35 @@ def test_a_store_written_before_the_shared_store_is_taken_over(tmp_path: Path) -
     with SQLiteAdapterRegistry(path) as registry:
         serving = registry.serving("tools")
         assert serving is not None and serving.version == 4
-        assert serving.call_form == "plain"  # recorded before forms were: plain, as it was
+        # recorded before versions said how to ask them: plainly, as they were
+        assert (serving.call_form, serving.similar_requests) == ("plain", 0)
         assert _reserve(registry) == 5
         with registry.database.read() as session:
             row = session.one("SELECT version FROM agentrt_schema WHERE component = 'adapters'")
         assert row == {"version": len(ADAPTER_MIGRATIONS)}
 
 
-def test_each_version_keeps_the_call_form_it_was_deployed_with(tmp_path: Path) -> None:
+def test_each_version_keeps_how_it_is_asked(tmp_path: Path) -> None:
     with SQLiteAdapterRegistry(tmp_path / "a.db") as registry:
         spelled = registry.reserve(
             "tools", path="/a", server_path="/a", base_url="u", base_model="smol", digest="d",
-            files={}, call_form="every-key",
+            files={}, call_form="every-key", similar_requests=2,
         )  # fmt: skip
         assert _reserve(registry) == 2
-        assert [v.call_form for v in registry.versions("tools")] == ["every-key", "plain"]
+        assert [(v.call_form, v.similar_requests) for v in registry.versions("tools")] == [
+            ("every-key", 2),
+            ("plain", 0),
+        ]
         assert registry.get("tools", spelled.version) == spelled
         with pytest.raises(RegistryError, match="call_form"):
             registry.reserve(
                 "tools", path="/a", server_path="/a", base_url="u", base_model="smol",
                 digest="d", files={}, call_form="json",  # type: ignore[arg-type]
+            )  # fmt: skip
+        with pytest.raises(RegistryError, match="similar_requests"):
+            registry.reserve(
+                "tools", path="/a", server_path="/a", base_url="u", base_model="smol",
+                digest="d", files={}, similar_requests=-1,
             )  # fmt: skip
 
 
