@@ -86,6 +86,13 @@ def register(subparsers: Any) -> None:
         "uses the form its serving version was deployed with (env AGENTRT_CALL_FORM)",
     )
     add_adapter_store_option(parser, "--adapter-store")
+    parser.add_argument(
+        "--similar-requests",
+        type=int,
+        metavar="K",
+        help="show the K synthesised requests most like each request before it (default: "
+        "what the deployed version --model names was trained with, else 0)",
+    )
     parser.add_argument("--max-turns", type=int, default=10)
     parser.add_argument(
         "--replica", default=None, help="this replica's name in run records (default HOST:PID)"
@@ -214,6 +221,7 @@ async def _serve(args: argparse.Namespace, tokens: Any, listener: socket.socket)
                 deployed=deployed,
                 replica=replica,
                 max_turns=args.max_turns,
+                similar_requests=args.similar_requests,
             )
     except (StoreError, ValueError) as exc:
         problem = str(exc)

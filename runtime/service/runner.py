@@ -97,6 +97,8 @@ class RunService:
         replica: This replica's name (owner of the runs it drives).
         metrics: Where run and call figures go.
         max_turns: Model replies per run.
+        similar_requests: Worked requests shown before each request (None: as
+            many as the deployed version learned with, else none).
     """
 
     def __init__(
@@ -110,7 +112,10 @@ class RunService:
         replica: str,
         metrics: Metrics | None = None,
         max_turns: int = 10,
+        similar_requests: int | None = None,
     ) -> None:
+        if similar_requests is not None and similar_requests < 0:
+            raise ValueError("--similar-requests must be 0 or more")
         if stack.approvals is None:
             raise ValueError("the service needs an approval store (a policy, not allow_all())")
         self.stack = stack
@@ -125,6 +130,7 @@ class RunService:
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
         self._changed = asyncio.Event()
         self._gate = ArgumentGate(stack.registry)
+        self._similar = similar_requests
         self._banks: dict[int, SimilarRequests] = {}
         self._banks_lock = asyncio.Lock()
 
@@ -167,9 +173,9 @@ class RunService:
         return {"run_id": run_id, "status": "running"}
 
     async def _model_for_run(self) -> tuple[ModelClient, int]:
-        """The model a run starting (or resuming) now uses, and the worked requests its
-        model learned to see before a request (a deployed version's; else none);
-        refused with 503 when there is no model.
+        """The model a run starting (or resuming) now uses, and the worked requests to
+        show it before a request (as configured, else as many as the deployed version
+        learned with, else none); refused with 503 when there is no model.
 
         Raises:
             Unavailable: No model server, or the deployed adapter version is not loaded.
@@ -180,7 +186,7 @@ class RunService:
                 type="no_model",
             )
         if self.deployed is None:
-            return self.model, 0
+            return self.model, self._similar or 0
         try:
             served = await self.deployed.for_run()
         except AdapterNotLoaded as exc:
@@ -190,6 +196,8 @@ class RunService:
                 f"the model server's list of models could not be read: {exc}",
                 type="model_unavailable",
             ) from None
+        if self._similar is not None:
+            return served.client, self._similar
         return served.client, served.similar_requests or 0
 
     async def _worked_requests(self, k: int) -> SimilarRequests | None:

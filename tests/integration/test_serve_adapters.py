@@ -159,3 +159,22 @@ def test_each_run_and_resume_sends_the_version_serving_then(
         finally:
             replica.stop()
     assert vllm.adapters.unknown_model_requests == []
+
+
+def test_worked_requests_for_a_model_the_store_does_not_know(tmp_path: Path) -> None:
+    """`--similar-requests K` for a server the adapter store does not track (vLLM started
+    with `--lora-modules`): each run shows K worked requests, as the adapter learned."""
+    (tmp_path / "a").mkdir()
+    with ScriptedServer(handler=model_reply, model="smol") as vllm:
+        replica = Replica(
+            tmp_path, "a", store=f"sqlite:///{tmp_path}/state.db", model=vllm,
+            ledger=tmp_path / "ledger", extra=("--similar-requests", "2"),
+        ).start()  # fmt: skip
+        try:
+            with replica.client() as client:
+                before = len(vllm.requests)
+                assert _run(client, "lookup A-1").json()["status"] == "completed"
+                assert _asked(vllm, before) == {"smol"}
+                assert _worked_requests_shown(vllm, before) == {True}
+        finally:
+            replica.stop()
