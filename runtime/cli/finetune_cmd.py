@@ -12,6 +12,11 @@ from typing import Any
 
 from runtime.model.call_form import CALL_FORMS, CallForm
 
+#: A run on 2 CPU cores stops after 10 minutes unless told otherwise: --epochs
+#: on a module's few hundred examples would otherwise take most of an hour
+#: (each example is shown after its worked requests).
+DEFAULT_TIME_BUDGET_S = 600.0
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -44,7 +49,10 @@ def register(subparsers: Any) -> None:
                         help="shared-prefix (CPU default) or TRL's SFTTrainer (GPU default)")  # fmt: skip
     parser.add_argument("--threads", type=int, help="torch threads (default: tuned while training)")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
-                        help="stop training after this long (shared-prefix)")  # fmt: skip
+                        default=DEFAULT_TIME_BUDGET_S,
+                        help="stop training after this long, the learning rate decaying to "
+                        "match (shared-prefix, the CPU method; default "
+                        f"{DEFAULT_TIME_BUDGET_S:g}: 0 for no limit)")  # fmt: skip
     parser.add_argument("--init-adapter", metavar="DIR",
                         help="continue from this adapter, keeping its rank and targets: "
                         "'general' (the shipped general adapter: the default with --base "
@@ -155,6 +163,9 @@ def _finetune(args: argparse.Namespace) -> int:
     except (DatasetFormatError, OSError) as exc:
         print(f"agentrt finetune: {exc}", file=sys.stderr)
         return 2
+    if not args.time_budget >= 0:
+        print("agentrt finetune: --time-budget must be 0 (no limit) or more", file=sys.stderr)
+        return 2
     try:
         start = training_start(args.base, args.init_adapter, args.similar_requests, args.lr)
     except ValueError as exc:
@@ -190,7 +201,7 @@ def _finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         method=args.method,
         threads=args.threads,
-        time_budget_s=args.time_budget,
+        time_budget_s=args.time_budget or None,
     )
     try:
         model, tokenizer, base_name = load_base(args.base)

@@ -47,6 +47,7 @@ def test_a_run_on_the_bundled_model_continues_the_general_adapter(
     assert manifest["similar_requests"] == similar_requests_of(general_adapter_dir()) > 0
     log = json.loads((tmp_path / "a" / "train_log.json").read_text())
     assert log["config"]["learning_rate"] == 5e-4
+    assert log["config"]["time_budget_s"] == 600  # ten minutes unless told otherwise
     # the general adapter's rank, kept
     config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     general = json.loads((general_adapter_dir() / "adapter_config.json").read_text())
@@ -56,7 +57,9 @@ def test_a_run_on_the_bundled_model_continues_the_general_adapter(
 def test_none_trains_from_the_bare_model(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    summary = _finetune(data, tmp_path / "b", capsys, "--init-adapter", "none", "--rank", "4")
+    summary = _finetune(
+        data, tmp_path / "b", capsys, "--init-adapter", "none", "--rank", "4", "--time-budget", "0"
+    )
     assert summary["init_adapter"] is None
     manifest = json.loads((tmp_path / "b" / "agentrt_adapter.json").read_text())
     assert manifest["init_adapter"] is None and manifest["similar_requests"] == 0
@@ -65,13 +68,19 @@ def test_none_trains_from_the_bare_model(
         == 1e-3
     )
     assert json.loads((tmp_path / "b" / "adapter_config.json").read_text())["r"] == 4
+    assert (
+        json.loads((tmp_path / "b" / "train_log.json").read_text())["config"]["time_budget_s"]
+        is None
+    )  # 0: no limit
 
 
-def test_a_missing_init_adapter_is_one_clear_line(
+def test_a_missing_init_adapter_or_a_negative_budget_is_one_clear_line(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["finetune", str(data), "--out", str(tmp_path / "c"),
                  "--init-adapter", str(tmp_path / "nope")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "not an adapter directory" in err
+    code = main(["finetune", str(data), "--out", str(tmp_path / "c"), "--time-budget", "-5"])
+    assert code == 2 and "--time-budget must be 0" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
