@@ -26,9 +26,9 @@ mkdir -p "$WORK"
 cd "$ROOT"
 SYNTH=(agentrt dataset synth --general 100 --seed "$SEED" --out "$WORK/general.jsonl"
        --optional-rate "${OPTIONAL_RATE:-0.3}")
-TRAIN=(agentrt finetune "$WORK/general.jsonl" --out "$WORK/adapter" --time-budget "$BUDGET"
-       --epochs 1 --batch-size 8 --lr 1e-3 --seed "$SEED" --similar-requests "$SIMILAR"
-       --call-form "${CALL_FORM:-plain}")
+TRAIN=(agentrt finetune "$WORK/general.jsonl" --init-adapter none --out "$WORK/adapter"
+       --time-budget "$BUDGET" --epochs 1 --batch-size 8 --lr 1e-3 --seed "$SEED"
+       --similar-requests "$SIMILAR" --call-form "${CALL_FORM:-plain}")
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   echo "==> ${SYNTH[*]}"
   "${SYNTH[@]}"
