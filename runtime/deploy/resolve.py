@@ -76,7 +76,7 @@ class RunModel(NamedTuple):
 async def resolve_model(
     name: str, *, registry: AdapterRegistry, server: AdapterServer
 ) -> ResolvedModel:
-    """The model name to send for `name`, and its call form (see the module docstring).
+    """The model name to send for `name`, and how to ask it (see the module docstring).
 
     Raises:
         AdapterNotLoaded: The store knows `name` but the server has not loaded
