@@ -3,7 +3,9 @@
 - vLLM's hermes parser leaves `<tool_call>{...}</tool_call>` text in `content`
   (and no `tool_calls`) when the JSON inside is malformed or `tool_choice` is
   `none`; servers without a tool parser always do. `extract_text_tool_calls`
-  recovers those calls so the gate can judge them.
+  recovers those calls so the gate can judge them. A small model sometimes ends
+  a plain answer with a stray `</tool_call>` (the template's closing tag, no
+  call before it); the answer's text is given without it (`content` keeps it).
 - vLLM `json.loads` every earlier assistant tool call in the history and
   answers 400 (and drops the connection) when one does not parse;
   `repair_history` sends such arguments back as `{}`.
@@ -27,6 +29,7 @@ from typing import Any
 from runtime.calls import ToolCallRequest
 
 _BLOCK_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+_STRAY_CLOSE_RE = re.compile(r"\s*</tool_call>")
 _NAME_RE = re.compile(r'"name"\s*:\s*"([^"\\]{1,128})"')
 # The arguments object of a block whose JSON is broken: closed by the outer
 # brace when present, else everything to the end (the model hit max_tokens).
@@ -70,18 +73,27 @@ def extract_text_tool_calls(text: str | None) -> tuple[str, list[ToolCallRequest
     block. A block whose JSON does not parse still becomes a request (name
     salvaged when possible, arguments = the raw text) so the gate rejects it
     with a reason the model can read, instead of the call silently vanishing.
-    An unterminated final block (the model hit `max_tokens`) counts too.
+    An unterminated final block (the model hit `max_tokens`) counts too. A
+    closing tag with no block is dropped from the text.
     """
-    if not text or "<tool_call>" not in text:
-        return text or "", []
+    if not text:
+        return "", []
+    if "<tool_call>" not in text:
+        return _without_stray_closers(text), []
     calls: list[ToolCallRequest] = []
     for match in _BLOCK_RE.finditer(text):
         body = match.group(1).strip()
         if not body:
             continue
         calls.append(_call_from_block(body))
-    remaining = _BLOCK_RE.sub("", text).strip()
+    remaining = _without_stray_closers(_BLOCK_RE.sub("", text)).strip()
     return remaining, calls
+
+
+def _without_stray_closers(text: str) -> str:
+    if "</tool_call>" not in text:
+        return text
+    return _STRAY_CLOSE_RE.sub("", text).strip()
 
 
 def _call_from_block(body: str) -> ToolCallRequest:

@@ -51,6 +51,15 @@ def test_text_without_blocks_is_untouched() -> None:
     assert compat.extract_text_tool_calls(None) == ("", [])
 
 
+def test_a_stray_closing_tag_is_not_part_of_the_answer() -> None:
+    # what the 135M model wrote in the demo: an answer, then the template's closing tag
+    assert compat.extract_text_tool_calls("1.0 miles\n</tool_call>") == ("1.0 miles", [])
+    text, calls = compat.extract_text_tool_calls(
+        'Sure.\n<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>\n</tool_call>'
+    )
+    assert text == "Sure." and [c.name for c in calls] == ["add"]
+
+
 def test_repair_history_fixes_null_content_and_unparseable_arguments() -> None:
     history = [
         {"role": "user", "content": "hi"},
