@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.service_support import ACME, GLOBEX, Replica, ledger_lines, replicas
@@ -74,7 +74,18 @@ def _submit(browser: WebDriver, button: Any) -> None:
     """Click a button that submits a form, and wait until the answer's page replaced this one."""
     page = browser.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(page))
+
+    def replaced(_: WebDriver) -> bool:
+        # Chromium answers a question about a node of a document being replaced with a
+        # generic error ("Node with given id does not belong to the document") rather than
+        # `StaleElementReferenceException` (its subclass): either means the page is gone.
+        try:
+            page.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    WebDriverWait(browser, 60).until(replaced)
     WebDriverWait(browser, 60).until(
         lambda b: b.execute_script("return document.readyState") == "complete"
     )
