@@ -34,7 +34,7 @@ from runtime.storage.url import StoreURL
 
 if TYPE_CHECKING:
     from runtime.model.call_form import CallForm
-    from runtime.model.client import OpenAICompatibleClient
+    from runtime.model.client import ModelClient, OpenAICompatibleClient
 
 __all__ = ["AdapterNotLoaded", "DeployedModel", "ResolvedModel", "RunModel", "resolve_model"]
 
@@ -69,7 +69,7 @@ class RunModel(NamedTuple):
             caller's own choice holds).
     """
 
-    client: OpenAICompatibleClient
+    client: ModelClient
     similar_requests: int | None = None
 
 

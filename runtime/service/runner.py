@@ -33,7 +33,7 @@ from runtime.approvals import (
 from runtime.approvals.claim_locks import ClaimLocks
 from runtime.arguments import ArgumentGate
 from runtime.calls import ToolCallRequest
-from runtime.deploy.resolve import AdapterNotLoaded, DeployedModel
+from runtime.deploy.resolve import AdapterNotLoaded, DeployedModel, RunModel
 from runtime.deploy.server import AdapterServerError
 from runtime.model.client import ModelClient
 from runtime.prompting.similar_requests import SimilarRequests
@@ -172,7 +172,7 @@ class RunService:
             return await asyncio.shield(task)
         return {"run_id": run_id, "status": "running"}
 
-    async def _model_for_run(self) -> tuple[ModelClient, int]:
+    async def _model_for_run(self) -> RunModel:
         """The model a run starting (or resuming) now uses, and the worked requests to
         show it before a request (as configured, else as many as the deployed version
         learned with, else none); refused with 503 when there is no model.
@@ -186,7 +186,7 @@ class RunService:
                 type="no_model",
             )
         if self.deployed is None:
-            return self.model, self._similar or 0
+            return RunModel(self.model, self._similar or 0)
         try:
             served = await self.deployed.for_run()
         except AdapterNotLoaded as exc:
@@ -197,8 +197,8 @@ class RunService:
                 type="model_unavailable",
             ) from None
         if self._similar is not None:
-            return served.client, self._similar
-        return served.client, served.similar_requests or 0
+            return RunModel(served.client, self._similar)
+        return RunModel(served.client, served.similar_requests or 0)
 
     async def _worked_requests(self, k: int) -> SimilarRequests | None:
         """The K worked requests most like each request, synthesised once per K from
@@ -250,19 +250,18 @@ class RunService:
         self,
         run_id: str,
         agent: str | None,
-        served: tuple[ModelClient, int],
+        served: RunModel,
         go: Callable[[Agent], Awaitable[RunResult]],
     ) -> dict[str, Any]:
         """Run (or resume) with the run's liveness lock held; store and return its JSON."""
         started = time.perf_counter()
         writer = _EventWriter(self, run_id)
-        model, similar = served
         runner = self.stack.agent(
-            model,
+            served.client,
             name=agent or self.stack.context.agent or "agent",
             observer=writer.observe,
             limits=self._limits,
-            retrieval=await self._worked_requests(similar),
+            retrieval=await self._worked_requests(served.similar_requests or 0),
         )
         writer.put({"stage": "run.started", "replica": self.replica})
         status = "failed"

@@ -596,9 +596,11 @@ async def test_a_long_lived_client_follows_the_serving_versions_call_form(
     deployed = DeployedModel(client, store=world.store_url)
     try:
         first = (await deployed.for_run()).client
+        assert isinstance(first, OpenAICompatibleClient)
         assert (first.model, first.call_form) == ("tools@v1", "every-key")
         assert await deploy(world.adapter(GOOD)) == 0
         second = (await deployed.for_run()).client  # no restart: the next run asks v2, plainly
+        assert isinstance(second, OpenAICompatibleClient)
         assert (second.model, second.call_form) == ("tools@v2", "plain")
     finally:
         await deployed.aclose()
