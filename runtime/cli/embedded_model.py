@@ -32,6 +32,12 @@ def add_embedded_model_options(parser: argparse.ArgumentParser) -> None:
         help="embedded model: decode without the tools' grammar (by default a call always "
         "names an offered tool and matches its schema)",
     )
+    parser.add_argument(
+        "--no-ground-arguments",
+        action="store_true",
+        help="embedded model: serve calls as decoded (by default the optional arguments the "
+        "request states are filled in and those it does not are dropped)",
+    )
 
 
 def embedded_adapter(args: argparse.Namespace) -> Path | None:
@@ -67,6 +73,7 @@ def embedded_server(args: argparse.Namespace, *, log_path: Path | None = None) -
         adapter=embedded_adapter(args),
         log_path=log_path,
         tool_grammar=not getattr(args, "no_tool_grammar", False),
+        ground_arguments=not getattr(args, "no_ground_arguments", False),
     )
 
 

@@ -56,6 +56,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-tool-grammar", action="store_true",
                         help="for --local: decode without the tools' grammar (by default every "
                         "call names an offered tool and matches its schema)")  # fmt: skip
+    parser.add_argument("--no-ground-arguments", action="store_true",
+                        help="for --local: serve calls as decoded (by default the optional "
+                        "arguments the request states are filled in, the others dropped)")  # fmt: skip
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL[:KEY=VALUE,...]",
                         help="a way of asking a model, compared with the others on the same items; "
                         "keys: target=LABEL examples=FILE template=FILE think=1 tools_in_prompt=1 "
@@ -100,6 +103,7 @@ def _targets(args: argparse.Namespace) -> list[Any]:
                 adapter=_adapter_path(spec, adapter) if adapter else None,
                 chat_format=args.chat_format,
                 tool_grammar=not args.no_tool_grammar,
+                ground_arguments=not args.no_ground_arguments,
             )
         )
     if not targets:

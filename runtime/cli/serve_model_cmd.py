@@ -43,6 +43,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-tool-grammar", action="store_true",
                         help="decode without the tools' grammar (by default a call always names "
                         "an offered tool and matches its schema)")  # fmt: skip
+    parser.add_argument("--no-ground-arguments", action="store_true",
+                        help="serve calls as decoded (by default the optional arguments the "
+                        "request states are filled in and those it does not are dropped)")  # fmt: skip
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--log", type=Path, default=None, help="append the server's output here")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for health")
@@ -66,6 +69,7 @@ def _handle(args: argparse.Namespace) -> int:
         n_ctx=args.n_ctx,
         log_path=args.log,
         tool_grammar=not args.no_tool_grammar,
+        ground_arguments=not args.no_ground_arguments,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -47,6 +47,8 @@ class LocalTarget:
         model_path: A GGUF base; default the bundled SmolLM2-135M.
         log_path: Where the server writes its log.
         tool_grammar: Decode calls under the tools' grammar (the server's default).
+        ground_arguments: Ground optional arguments in the conversation (the
+            server's default; `runtime.model.grounding`).
     """
 
     label: str
@@ -55,6 +57,7 @@ class LocalTarget:
     model_path: Path | None = None
     log_path: Path | None = None
     tool_grammar: bool = True
+    ground_arguments: bool = True
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[tuple[str, str]]:
@@ -70,6 +73,7 @@ class LocalTarget:
             "model_path": self.model_path,
             "log_path": self.log_path,
             "tool_grammar": self.tool_grammar,
+            "ground_arguments": self.ground_arguments,
         }
         server: LocalModelServer
         if self.chat_format == "hermes":

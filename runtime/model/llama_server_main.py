@@ -9,6 +9,10 @@ the remaining arguments.
 Every request that offers `tools` is decoded under a grammar built from them
 (`runtime/model/tool_grammar.py`): calls name an offered tool and match its
 schema, or the reply is plain text. `--tool_grammar off` (ours) serves without it.
+Each call's optional arguments are then grounded in the conversation
+(`runtime/model/grounding.py`): the model is asked for each one it left out and
+the value is kept when the request states it; one it made up is dropped.
+`--ground_arguments off` (ours) serves the calls as decoded.
 
 Why not llama-cpp-python's `chatml-function-calling`: in `auto` mode it
 generates call arguments with `max_tokens=None`, so a small model can run on
@@ -18,10 +22,12 @@ and it answers 500 for `tool_choice: required`.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import runpy
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -32,7 +38,8 @@ from runtime.model.call_form import (
     drop_unstated_in_text,
     spell_out_messages,
 )
-from runtime.model.tool_grammar import ToolGrammarError, tool_call_grammar
+from runtime.model.grounding import Probe, ground_reply
+from runtime.model.tool_grammar import ToolGrammarError, tool_call_grammar, value_grammar
 
 CHAT_FORMAT = "agentrt-tools"
 
@@ -79,19 +86,14 @@ def with_call_form(handler: Any) -> Any:
         if not tools:
             return handler(**kwargs)
         kwargs["messages"] = spell_out_messages(kwargs.get("messages") or [], tools)
-        result = handler(**kwargs)
-        if isinstance(result, dict):
-            for choice in result.get("choices") or []:
-                message = choice.get("message") or {}
-                if isinstance(message.get("content"), str):
-                    message["content"] = drop_unstated_in_text(message["content"], tools)
-            return result
-        return _stream_without_unstated(result, tools)
+        return _rewrite_reply(handler(**kwargs), lambda text: drop_unstated_in_text(text, tools))
 
     return spelled
 
 
-def _stream_without_unstated(chunks: Iterator[Any], tools: Sequence[Any]) -> Iterator[Any]:
+def _stream_rewriting_calls(chunks: Iterator[Any], rewrite: Callable[[str], str]) -> Iterator[Any]:
+    """A stream whose reply, when it is a call, is held until complete and sent as
+    `rewrite(text)` in one chunk; a plain answer streams as it comes."""
     held: list[Any] = []
     text = ""
     calls: bool | None = None  # unknown until the first character of content
@@ -111,21 +113,93 @@ def _stream_without_unstated(chunks: Iterator[Any], tools: Sequence[Any]) -> Ite
             continue
         if held and choices[0].get("finish_reason") is not None:
             first = held.pop()
-            first["choices"][0]["delta"]["content"] = drop_unstated_in_text(text, tools)
+            first["choices"][0]["delta"]["content"] = rewrite(text)
             yield first
         yield chunk
     if held:  # the stream ended without a finish reason: pass on what came
         first = held.pop()
-        first["choices"][0]["delta"]["content"] = drop_unstated_in_text(text, tools)
+        first["choices"][0]["delta"]["content"] = rewrite(text)
         yield first
 
 
+def _rewrite_reply(result: Any, rewrite: Callable[[str], str]) -> Any:
+    """A chat completion (whole or streamed) with its reply text rewritten."""
+    if isinstance(result, dict):
+        for choice in result.get("choices") or []:
+            message = choice.get("message") or {}
+            if isinstance(message.get("content"), str):
+                message["content"] = rewrite(message["content"])
+        return result
+    return _stream_rewriting_calls(result, rewrite)
+
+
+# A probed value longer than this is not one a person stated in passing.
+_PROBE_MAX_TOKENS = 40
+
+
+def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
+    """Wrap a chat handler so each call of a reply gets the optional arguments the
+    conversation states and loses those it does not (`runtime.model.grounding`).
+    The model is asked for each missing optional value with one short greedy
+    decode under that parameter's grammar, after the reply so far."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    def grounded(**kwargs: Any) -> Any:
+        tools = kwargs.get("tools") or []
+        messages = kwargs.get("messages") or []
+        if not tools or kwargs.get("tool_choice") == "none":
+            return handler(**kwargs)
+        result = handler(**kwargs)
+        llama = kwargs["llama"]
+        rendered: list[str] = []  # the prompt, rendered once and only when a call needs it
+
+        def probe_for(prefix: str) -> Probe:
+            def probe(arguments: Mapping[str, Any], name: str, schema: Any) -> Any:
+                try:
+                    grammar = LlamaGrammar.from_string(value_grammar(schema), verbose=False)
+                except (ToolGrammarError, ValueError):
+                    return None
+                if not rendered:
+                    rendered.append(
+                        formatter(
+                            messages=messages, tools=tools, tool_choice=kwargs.get("tool_choice")
+                        ).prompt
+                    )
+                so_far = json.dumps(dict(arguments), ensure_ascii=False)[:-1]
+                text = prefix + so_far + (", " if arguments else "") + json.dumps(name) + ": "
+                tokens = llama.tokenize(
+                    (rendered[0] + text).encode("utf-8"), add_bos=False, special=True
+                )
+                out = llama.create_completion(
+                    prompt=tokens, max_tokens=_PROBE_MAX_TOKENS, temperature=0.0, grammar=grammar
+                )
+                try:
+                    return json.loads(out["choices"][0]["text"])
+                except (ValueError, KeyError, IndexError):
+                    return None
+
+            return probe
+
+        def rewrite(text: str) -> str:
+            return ground_reply(text, tools, messages, probe_for)
+
+        return _rewrite_reply(result, rewrite)
+
+    return grounded
+
+
 def register_chat_format(
-    template: str | None = None, *, tool_grammar: bool = True, call_form: CallForm = "plain"
+    template: str | None = None,
+    *,
+    tool_grammar: bool = True,
+    call_form: CallForm = "plain",
+    ground_arguments: bool = True,
 ) -> None:
     """Register `template` (default: the shared tool template) as `agentrt-tools`,
     decoding calls under the tools' grammar unless `tool_grammar` is False, in
-    `call_form` (the form the served adapter was trained in)."""
+    `call_form` (the form the served adapter was trained in), with optional
+    arguments grounded in the conversation unless `ground_arguments` is False
+    (plain form only: the `every-key` form decides each parameter itself)."""
     from llama_cpp import llama_chat_format
 
     formatter = llama_chat_format.Jinja2ChatFormatter(
@@ -136,6 +210,8 @@ def register_chat_format(
         handler = with_tool_grammar(handler, call_form)
     if call_form == "every-key":
         handler = with_call_form(handler)
+    elif ground_arguments:
+        handler = with_grounded_arguments(handler, formatter)
     llama_chat_format.register_chat_completion_handler(CHAT_FORMAT)(handler)
 
 
@@ -152,8 +228,9 @@ def _take_option(args: list[str], flag: str) -> str | None:
 def main() -> None:
     """`--chat_template_file PATH` serves an adapter with the template it was trained
     with; `--tool_grammar on|off` switches constrained decoding; `--call_form
-    plain|every-key` is the form the adapter writes calls in (all ours, removed
-    before llama_cpp.server parses the rest)."""
+    plain|every-key` is the form the adapter writes calls in; `--ground_arguments
+    on|off` fills and drops optional arguments by what the conversation states
+    (all ours, removed before llama_cpp.server parses the rest)."""
     args = sys.argv[1:]
     template_file = _take_option(args, "--chat_template_file")
     template = Path(template_file).read_text(encoding="utf-8") if template_file else None
@@ -163,11 +240,22 @@ def main() -> None:
     call_form = _take_option(args, "--call_form") or "plain"
     if call_form not in CALL_FORMS:
         sys.exit(f"--call_form is one of {', '.join(CALL_FORMS)}, not {call_form!r}")
+    grounding = _take_option(args, "--ground_arguments") or "on"
+    if grounding not in ("on", "off"):
+        sys.exit(f"--ground_arguments is 'on' or 'off', not {grounding!r}")
     register_chat_format(
         template,
         tool_grammar=grammar == "on",
         call_form="every-key" if call_form == "every-key" else "plain",
+        ground_arguments=grounding == "on",
     )
+    # what grounding changes in a call goes to the server's log (AGENTRT_GROUNDING_LOG=DEBUG
+    # also shows the values the model offered and were not kept)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    grounding_log = logging.getLogger("runtime.model.grounding")
+    grounding_log.addHandler(handler)
+    grounding_log.setLevel(os.environ.get("AGENTRT_GROUNDING_LOG", "INFO").upper())
     sys.argv[:] = ["llama_cpp.server", *args]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 

@@ -85,6 +85,9 @@ class LocalModelServer:
         call_form: The form the adapter writes calls in
             (`runtime.model.call_form`); default: what the adapter's manifest
             says (`plain` for the bare model).
+        ground_arguments: Fill in the optional arguments the conversation
+            states and drop those it does not (`runtime/model/grounding.py`).
+            False serves each call as the model decoded it.
     """
 
     def __init__(
@@ -101,7 +104,9 @@ class LocalModelServer:
         chat_template_file: Path | None = None,
         tool_grammar: bool = True,
         call_form: CallForm | None = None,
+        ground_arguments: bool = True,
     ) -> None:
+        self.ground_arguments = ground_arguments
         self.call_form: CallForm = call_form or call_form_of(adapter)
         self.chat_template_file = chat_template_file
         self.tool_grammar = tool_grammar
@@ -147,6 +152,8 @@ class LocalModelServer:
             command += ["--tool_grammar", "off"]
         if self.call_form != "plain":
             command += ["--call_form", self.call_form]
+        if not self.ground_arguments:
+            command += ["--ground_arguments", "off"]
         return command
 
     def start(self, *, timeout_s: float = 120.0) -> LocalModelServer:

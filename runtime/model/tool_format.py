@@ -16,7 +16,7 @@ import ast
 import re
 from importlib.resources import files
 
-__all__ = ["TOOLS_FOOTER", "TOOLS_HEADER", "TOOL_CHAT_TEMPLATE"]
+__all__ = ["TOOLS_FOOTER", "TOOLS_HEADER", "TOOL_CHAT_TEMPLATE", "WORKED_REQUESTS_HEADER"]
 
 TOOL_CHAT_TEMPLATE = (
     files("runtime.model").joinpath("templates/tool_chat_template.jinja").read_text("utf-8")
@@ -36,3 +36,6 @@ _STRINGS = _template_strings(TOOL_CHAT_TEMPLATE)
 TOOLS_HEADER: str = _STRINGS["tools_header"]
 #: The text after them: `</tools>` and how to write a `<tool_call>`.
 TOOLS_FOOTER: str = _STRINGS["tools_footer"]
+#: The first line of the user turn of worked requests shown before a request
+#: (`runtime.prompting.similar_requests`); adapters trained with them know it.
+WORKED_REQUESTS_HEADER = "Requests like this one, and what each needed:"

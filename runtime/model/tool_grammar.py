@@ -38,7 +38,7 @@ from typing import Any
 
 from runtime.model.call_form import CallForm, every_key_schema
 
-__all__ = ["ToolGrammarError", "tool_call_grammar"]
+__all__ = ["ToolGrammarError", "tool_call_grammar", "value_grammar"]
 
 logger = logging.getLogger(__name__)
 
@@ -231,3 +231,21 @@ def tool_call_grammar(
     if len(text) > _MAX_GRAMMAR_CHARS:
         raise ToolGrammarError(f"the tools' grammar is too large ({len(text)} characters)")
     return text
+
+
+def value_grammar(schema: Mapping[str, Any]) -> str:
+    """The GBNF grammar for one JSON value of `schema` (a parameter's own schema),
+    loosened as a call's arguments are. Raises `ToolGrammarError` when the
+    converter cannot express it."""
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    converter = SchemaConverter(  # type: ignore[no-untyped-call]
+        prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
+    )
+    try:
+        resolved = converter.resolve_refs(json.loads(json.dumps(_loosened(schema))), "value")
+        converter.visit(resolved, "")  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        raise ToolGrammarError(f"no grammar for this value: {exc}") from exc
+    grammar: str = converter.format_grammar()  # type: ignore[no-untyped-call]
+    return grammar

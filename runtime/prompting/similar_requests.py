@@ -25,9 +25,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from runtime.model.tool_format import WORKED_REQUESTS_HEADER
+
 __all__ = ["HEADER", "Shown", "SimilarRequests", "first_user_text", "shown_from_example"]
 
-HEADER = "Requests like this one, and what each needed:"
+HEADER = WORKED_REQUESTS_HEADER
 _WORD = re.compile(r"[a-z0-9]+(?:['.@-][a-z0-9]+)*")
 
 

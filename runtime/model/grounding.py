@@ -1,0 +1,401 @@
+"""Optional arguments grounded in the conversation: the ones a small model leaves out or makes up.
+
+The embedded 135M model reads which tool a request needs and copies its
+required values well enough, but it decides to stop a call's arguments at one
+token: after `{"room": "living_room"` it writes `}` rather than `, "brightness"`,
+so "dim the living room lights to 30%" loses its 30. It also adds optional
+settings nobody asked for (`"mode": "heat"` for "set the thermostat to 18.5").
+A required argument is the grammar's business; these two faults are about
+optional ones, and the conversation itself says which are right.
+
+`ground_reply` rewrites each `<tool_call>` block of a reply, for the optional
+top-level parameters of the called tool:
+
+- **fill**: for each optional parameter the call leaves out, the model is
+  asked for its value — one short decode under that parameter's own grammar,
+  right after `, "name": ` — and the value is kept when the conversation states
+  it (`stated`, strict) and no other argument of the call already took it;
+- **drop**: an optional argument whose value the conversation does not state
+  (`stated`, lenient) is removed, so the tool's default applies.
+
+"The conversation" is what people and tools said: user messages, tool results
+and system text; never the worked requests shown before the request (the model
+copies values from them, which is the fault being fixed) nor the tools'
+descriptions. A value is *stated* when its words, or its number, appear there:
+`"living_room"` in "living room lights", `30` in "30%", `"2027-02-06"` in
+"February 6 2027". Booleans, arrays and objects are neither filled nor dropped
+("lights off" states `on: false` without the word), and neither are strings
+whose shape the schema fixes (a date or time pattern) unless they are dates:
+only the model can judge those. Everything here is decided from text; the gate
+still validates every call that comes out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.model.call_form import parameters_by_name
+from runtime.model.tool_format import WORKED_REQUESTS_HEADER
+
+__all__ = ["Conversation", "Probe", "ground_arguments", "ground_reply", "stated"]
+
+logger = logging.getLogger(__name__)
+
+_BLOCK = re.compile(r"<tool_call>\n(.*?)\n</tool_call>", re.DOTALL)
+_WORD = re.compile(r"[^\W_]+")
+# A number that stands on its own: not inside an id ("LH400"), a date ("2026-12-08"),
+# a time ("19:00") or a version; a unit may follow ("30%", "5km", "7pm").
+_NUMBER = re.compile(r"(?<![\w\-:/.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\d\-:/]|\.\d)")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_NUMBER_WORDS = {
+    word: value
+    for value, word in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
+    )
+} | {
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "hundred": 100,
+    "dozen": 12,
+    "single": 1,
+    "couple": 2,
+}
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+# Words too common to state a value alone ("to", "the", "me").
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "i",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "the",
+        "this",
+        "to",
+        "us",
+        "we",
+        "with",
+        "you",
+        "your",
+    ]
+)
+# A dropped value would be replaced by the default: never drop when a request
+# speaks of a date or time only relatively ("tomorrow", "next friday").
+_RELATIVE = frozenset(
+    [
+        "today",
+        "tonight",
+        "tomorrow",
+        "yesterday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "next",
+        "weekend",
+        "week",
+        "month",
+        "year",
+        "morning",
+        "afternoon",
+        "evening",
+        "noon",
+        "midnight",
+    ]
+)
+
+
+def _stem(word: str) -> str:
+    """A word without its plural ending ("mornings" -> "morning", "batteries" -> "battery")."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _normal(text: str) -> str:
+    """Case-folded word stems separated by single spaces ("Kids' rooms" -> "kid room")."""
+    folded = unicodedata.normalize("NFKC", text).casefold().replace("_", " ")
+    return " ".join(_stem(word) for word in _WORD.findall(folded))
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The text of a conversation that can state an argument's value."""
+
+    text: str
+    words: str = field(init=False)
+    numbers: frozenset[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "words", f" {_normal(self.text)} ")
+        numbers = {
+            float(whole.replace(",", "") + (fraction or ""))
+            for whole, fraction in _NUMBER.findall(self.text)
+        }
+        numbers |= {float(v) for w, v in _NUMBER_WORDS.items() if f" {w} " in self.words}
+        object.__setattr__(self, "numbers", frozenset(numbers))
+
+    @classmethod
+    def of(cls, messages: Sequence[Mapping[str, Any]]) -> Conversation:
+        """User, tool and system text of `messages`, without worked requests."""
+        parts: list[str] = []
+        for message in messages:
+            if message.get("role") not in ("user", "tool", "system"):
+                continue
+            content = message.get("content")
+            if isinstance(content, list):  # content parts
+                content = " ".join(
+                    str(p.get("text", "")) for p in content if isinstance(p, Mapping)
+                )
+            if not isinstance(content, str) or content.startswith(WORKED_REQUESTS_HEADER):
+                continue
+            parts.append(content)
+        return cls("\n".join(parts))
+
+    def has_phrase(self, text: str) -> bool:
+        phrase = _normal(text)
+        return bool(phrase) and f" {phrase} " in self.words
+
+    def has_word(self, word: str) -> bool:
+        return f" {_stem(word)} " in self.words
+
+
+def _kind(schema: Any) -> str | None:
+    """ "number", "string", "enum", "date" or None (not judged here) for a parameter."""
+    if not isinstance(schema, Mapping):
+        return None
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list):
+            kinds = {
+                _kind(o)
+                for o in options
+                if not (isinstance(o, Mapping) and o.get("type") == "null")
+            }
+            return kinds.pop() if len(kinds) == 1 else None
+    if isinstance(schema.get("enum"), list):
+        values = schema["enum"]
+        return "enum" if values and all(isinstance(v, str) for v in values) else None
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        real = [k for k in kind if k != "null"]
+        kind = real[0] if len(real) == 1 else None
+    if kind in ("integer", "number"):
+        return "number"
+    if kind != "string":
+        return None
+    description = str(schema.get("description") or "")
+    if schema.get("format") == "date" or "YYYY-MM-DD" in description:
+        return "date"
+    if "pattern" in schema or "format" in schema or re.search(r"\bHH:MM\b", description):
+        return None
+    return "string"
+
+
+def _date_stated(value: str, conversation: Conversation, *, strict: bool) -> bool:
+    match = _ISO_DATE.match(value)
+    if not match:
+        return False
+    if value in conversation.text:
+        return True
+    year, month, day = (int(part) for part in match.groups())
+    month_name = _MONTHS[month - 1] if 1 <= month <= 12 else ""
+    day_said = re.search(rf"(?<!\d){day}(?:st|nd|rd|th)?(?!\d)", conversation.text.casefold())
+    month_said = conversation.has_word(month_name) or conversation.has_word(month_name[:3])
+    year_ok = str(year) in conversation.text or not re.search(r"\b\d{4}\b", conversation.text)
+    if day_said and month_said and year_ok:
+        return True
+    return not strict and any(conversation.has_word(w) for w in _RELATIVE)
+
+
+def stated(value: Any, schema: Any, conversation: Conversation, *, strict: bool) -> bool | None:
+    """Whether `conversation` states `value` for a parameter with `schema`; None when
+    this kind of value is not judged here (booleans, arrays, objects, shaped strings).
+
+    `strict` (used before adding a value) wants the whole value; lenient (used before
+    dropping one) is content with any telling word of it, or a relative date."""
+    kind = _kind(schema)
+    if kind is None or value is None or isinstance(value, bool):
+        return None
+    if kind == "number":
+        if not isinstance(value, (int, float)):
+            return None
+        return any(abs(float(value) - n) < 1e-9 for n in conversation.numbers)
+    if not isinstance(value, str):
+        return None
+    if kind == "date":
+        return _date_stated(value, conversation, strict=strict)
+    if conversation.has_phrase(value):
+        return True
+    if strict:
+        return False
+    telling = [w for w in _normal(value).split() if w not in _STOPWORDS and len(w) > 2]
+    return any(conversation.has_word(w) for w in telling)
+
+
+def _taken(value: Any, arguments: Mapping[str, Any]) -> bool:
+    """Whether another argument of the call already holds `value` (or contains it)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return any(
+            isinstance(other, (int, float)) and not isinstance(other, bool) and other == value
+            for other in arguments.values()
+        )
+    phrase = _normal(str(value))
+    return any(
+        isinstance(other, str) and phrase and f" {phrase} " in f" {_normal(other)} "
+        for other in arguments.values()
+    )
+
+
+# Asks the model for one parameter's value after the call's arguments so far;
+# returns the value (parsed JSON) or None when it gave nothing usable.
+Probe = Callable[[Mapping[str, Any], str, Any], Any]
+
+
+def _optional_parameters(parameters: Any) -> dict[str, Any]:
+    if not isinstance(parameters, Mapping) or not isinstance(parameters.get("properties"), Mapping):
+        return {}
+    required = parameters.get("required")
+    required_names = set(required) if isinstance(required, list) else set()
+    return {n: s for n, s in parameters["properties"].items() if n not in required_names}
+
+
+def ground_arguments(
+    arguments: Mapping[str, Any],
+    parameters: Any,
+    conversation: Conversation,
+    probe: Probe | None = None,
+) -> dict[str, Any]:
+    """`arguments` with unstated optional values dropped and, with a `probe`, the
+    optional values the conversation states filled in (schema order)."""
+    optional = _optional_parameters(parameters)
+    out: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if name in optional and stated(value, optional[name], conversation, strict=False) is False:
+            logger.info("grounding: dropped %s=%s (not stated)", name, json.dumps(value))
+            continue
+        out[name] = value
+    if probe is None:
+        return out
+    for name, schema in optional.items():
+        if name in out or _kind(schema) is None:
+            continue
+        value = probe(out, name, schema)
+        if value is None or value == schema.get("default") or _taken(value, out):
+            logger.debug("grounding: %s=%s not filled (default or taken)", name, json.dumps(value))
+            continue
+        if stated(value, schema, conversation, strict=True):
+            logger.info("grounding: filled %s=%s", name, json.dumps(value))
+            out[name] = value
+        else:
+            logger.debug("grounding: %s=%s not filled (not stated)", name, json.dumps(value))
+    return out
+
+
+def ground_reply(
+    text: str,
+    tools: Sequence[Mapping[str, Any]],
+    messages: Sequence[Mapping[str, Any]],
+    probe_for: Callable[[str], Probe] | None = None,
+) -> str:
+    """`text` with each well-formed `<tool_call>` block of an offered tool grounded
+    (`ground_arguments`), written back exactly as the chat template writes a call.
+
+    `probe_for(prefix)` gives the probe for one call, where `prefix` is the reply
+    up to that call's arguments (`...<tool_call>\\n{"name": "N", "arguments": `);
+    without it, nothing is filled in, only dropped."""
+    if "<tool_call>" not in text:
+        return text
+    parameters = parameters_by_name(tools)
+    conversation = Conversation.of(messages)
+    out: list[str] = []
+    end = 0
+    for match in _BLOCK.finditer(text):
+        out.append(text[end : match.start()])
+        end = match.end()
+        block = match.group(0)
+        try:
+            call = json.loads(match.group(1))
+        except ValueError:
+            out.append(block)
+            continue
+        name = call.get("name") if isinstance(call, dict) else None
+        arguments = call.get("arguments") if isinstance(call, dict) else None
+        if name not in parameters or not isinstance(arguments, Mapping):
+            out.append(block)
+            continue
+        head = "<tool_call>\n" + json.dumps({"name": name}, ensure_ascii=False)[:-1]
+        head += ', "arguments": '
+        probe = probe_for("".join(out) + head) if probe_for is not None else None
+        grounded = ground_arguments(arguments, parameters[name], conversation, probe)
+        call["arguments"] = grounded
+        out.append("<tool_call>\n" + json.dumps(call, ensure_ascii=False) + "\n</tool_call>")
+    out.append(text[end:])
+    return "".join(out)

@@ -1,0 +1,191 @@
+"""Optional arguments grounded in the conversation (`runtime.model.grounding`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from runtime.model.grounding import Conversation, ground_arguments, ground_reply, stated
+from runtime.prompting.similar_requests import HEADER
+
+BLINDS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "window": {"type": "string", "enum": ["front_room", "study", "attic"]},
+        "position": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
+        "speed": {"type": "string", "enum": ["slow", "normal", "fast"], "default": "normal"},
+        "label": {"type": "string", "default": ""},
+        "tilt": {"type": "boolean", "default": False},
+        "when": {"type": "string", "description": "Day, YYYY-MM-DD.", "default": ""},
+        "slot": {"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$", "default": "08:00"},
+    },
+    "required": ["window"],
+}
+TOOLS = [{"type": "function", "function": {"name": "move_blinds", "parameters": BLINDS}}]
+
+
+def said(text: str) -> Conversation:
+    return Conversation.of([{"role": "user", "content": text}])
+
+
+@pytest.mark.parametrize(
+    ("value", "schema", "text"),
+    [
+        (40, BLINDS["properties"]["position"], "open the study blinds to 40%"),
+        (3, {"type": "integer"}, "for three people"),
+        (1500, {"type": "number"}, "a budget of 1,500 pounds"),
+        (2.5, {"type": "number"}, "wait 2.5 seconds"),
+        ("front_room", BLINDS["properties"]["window"], "the Front-Room blinds"),
+        ("2027-03-09", BLINDS["properties"]["when"], "on March 9th 2027"),
+        ("2027-03-09", BLINDS["properties"]["when"], "on 2027-03-09"),
+        ("Back by five", {"type": "string"}, "label it 'back by five'"),
+        ("slow", BLINDS["properties"]["speed"], "the slow ones"),  # plural or singular
+        ("front_room", BLINDS["properties"]["window"], "both front rooms"),
+    ],
+)
+def test_values_the_conversation_states(value: Any, schema: Any, text: str) -> None:
+    assert stated(value, schema, said(text), strict=True) is True
+
+
+@pytest.mark.parametrize(
+    ("value", "schema", "text"),
+    [
+        (400, {"type": "integer"}, "flight LH400 please"),  # inside an id
+        (12, {"type": "integer"}, "on 2026-12-08"),  # inside a date
+        (19, {"type": "integer"}, "at 19:00"),  # inside a time
+        ("fast", BLINDS["properties"]["speed"], "close the attic blinds"),
+        ("2027-03-10", BLINDS["properties"]["when"], "on March 9th 2027"),
+        ("2026-03-09", BLINDS["properties"]["when"], "on March 9th 2027"),
+        ("the attic", {"type": "string"}, "close the study blinds"),
+    ],
+)
+def test_values_it_does_not_state(value: Any, schema: Any, text: str) -> None:
+    assert stated(value, schema, said(text), strict=True) is False
+
+
+def test_lenient_reading_keeps_a_value_with_a_telling_word_or_a_relative_date() -> None:
+    text = said("lower the blinds in the study slowly tomorrow")
+    assert stated("slow", BLINDS["properties"]["speed"], text, strict=False) is False
+    assert stated("study", BLINDS["properties"]["window"], text, strict=False) is True
+    assert stated("the study blinds", {"type": "string"}, text, strict=False) is True
+    assert stated("2027-01-01", BLINDS["properties"]["when"], text, strict=False) is True
+    assert stated("2027-01-01", BLINDS["properties"]["when"], text, strict=True) is False
+
+
+@pytest.mark.parametrize(
+    ("value", "schema"),
+    [
+        (True, BLINDS["properties"]["tilt"]),
+        ("07:30", BLINDS["properties"]["slot"]),
+        (["a"], {"type": "array", "items": {"type": "string"}}),
+        ({"a": 1}, {"type": "object"}),
+        (None, BLINDS["properties"]["position"]),
+    ],
+)
+def test_kinds_left_to_the_model(value: Any, schema: Any) -> None:
+    assert stated(value, schema, said("anything at all"), strict=False) is None
+
+
+def test_worked_requests_and_tool_descriptions_do_not_ground_a_value() -> None:
+    conversation = Conversation.of(
+        [
+            {"role": "user", "content": f"{HEADER}\n- close the attic blinds fast -> ..."},
+            {"role": "user", "content": "close the study blinds"},
+        ]
+    )
+    assert not conversation.has_phrase("fast")
+    assert conversation.has_phrase("study")
+
+
+def test_tool_results_ground_values() -> None:
+    conversation = Conversation.of(
+        [
+            {"role": "user", "content": "find me a hotel"},
+            {"role": "assistant", "content": None, "tool_calls": []},
+            {"role": "tool", "content": json.dumps({"hotel_id": "HTL-40117", "rooms": 7})},
+        ]
+    )
+    assert stated("HTL-40117", {"type": "string"}, conversation, strict=True)
+    assert stated(7, {"type": "integer"}, conversation, strict=True)
+
+
+class ScriptedProbe:
+    """Answers each parameter it is asked about from a table, and records the asks."""
+
+    def __init__(self, answers: Mapping[str, Any]) -> None:
+        self.answers = dict(answers)
+        self.asked: list[tuple[dict[str, Any], str]] = []
+
+    def __call__(self, arguments: Mapping[str, Any], name: str, schema: Any) -> Any:
+        self.asked.append((dict(arguments), name))
+        return self.answers.get(name)
+
+
+def test_fill_adds_the_stated_optional_values_in_schema_order() -> None:
+    probe = ScriptedProbe({"position": 40, "speed": "slow", "label": "study"})
+    out = ground_arguments(
+        {"window": "study"}, BLINDS, said("study blinds to 40 percent, slowly"), probe
+    )
+    # 40 is stated; "slow" is not a word of the request; "study" is taken by `window`
+    assert out == {"window": "study", "position": 40}
+    # asked about each kind it can judge, after what was already filled in
+    assert [name for _, name in probe.asked] == ["position", "speed", "label", "when"]
+    assert probe.asked[1][0] == {"window": "study", "position": 40}
+
+
+def test_fill_skips_a_value_equal_to_the_default() -> None:
+    probe = ScriptedProbe({"speed": "normal"})
+    out = ground_arguments({"window": "study"}, BLINDS, said("study blinds, normal speed"), probe)
+    assert out == {"window": "study"}
+
+
+def test_drop_removes_made_up_optional_values_and_keeps_required_and_unjudged_ones() -> None:
+    out = ground_arguments(
+        {"window": "attic", "speed": "fast", "tilt": True, "slot": "09:00", "position": 5},
+        BLINDS,
+        said("close the attic blinds"),
+    )
+    assert out == {"window": "attic", "tilt": True, "slot": "09:00"}
+    # a required value is never the grounding's to judge, stated or not
+    assert ground_arguments({"window": "study"}, BLINDS, said("the attic")) == {"window": "study"}
+
+
+def test_ground_reply_rewrites_each_call_block_and_leaves_the_rest() -> None:
+    reply = (
+        '<tool_call>\n{"name": "move_blinds", "arguments": {"window": "study", "speed": "fast"}}'
+        '\n</tool_call>\n<tool_call>\n{"name": "move_blinds", "arguments": {"window": "attic"}}'
+        "\n</tool_call>"
+    )
+    prefixes: list[str] = []
+
+    def probe_for(prefix: str) -> ScriptedProbe:
+        prefixes.append(prefix)
+        return ScriptedProbe({"position": 20})
+
+    out = ground_reply(
+        reply, TOOLS, [{"role": "user", "content": "study and attic blinds to 20"}], probe_for
+    )
+    blocks = [json.loads(b) for b in re.findall(r"<tool_call>\n(.*?)\n</tool_call>", out)]
+    assert [b["arguments"] for b in blocks] == [
+        {"window": "study", "position": 20},
+        {"window": "attic", "position": 20},
+    ]
+    assert prefixes[0] == '<tool_call>\n{"name": "move_blinds", "arguments": '
+    assert prefixes[1].startswith(out.split("\n</tool_call>")[0])
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "It is sunny.",
+        '<tool_call>\n{"name": "other_tool", "arguments": {"x": 1}}\n</tool_call>',
+        '<tool_call>\n{"name": "move_blinds", "arguments": {"window": \n</tool_call>',
+        '<tool_call>\n{"name": "move_blinds", "arguments": [1]}\n</tool_call>',
+    ],
+)
+def test_ground_reply_leaves_answers_and_unknown_or_broken_calls_as_they_are(reply: str) -> None:
+    assert ground_reply(reply, TOOLS, [{"role": "user", "content": "hi"}]) == reply
