@@ -11,10 +11,12 @@ optional ones, and the conversation itself says which are right.
 `ground_reply` rewrites each `<tool_call>` block of a reply, for the optional
 top-level parameters of the called tool:
 
-- **fill**: for each optional parameter the call leaves out, the model is
-  asked for its value — one short decode under that parameter's own grammar,
-  right after `, "name": ` — and the value is kept when the conversation states
-  it (`stated`, strict) and no other argument of the call already took it;
+- **fill**: the model is asked to go on writing the arguments after `, ` — one
+  short decode under a grammar that allows only the optional parameters the
+  call leaves out, each with its own value schema — so it names the one it
+  ranks first and its value; the value is kept when the conversation states it
+  (`stated`, strict), is not the default, and no other argument of the call
+  already took it; then the next, until each has been offered once;
 - **drop**: an optional argument whose value the conversation does not state
   (`stated`, lenient) is removed, so the tool's default applies.
 
@@ -51,7 +53,7 @@ _BLOCK = re.compile(r"<tool_call>\n(.*?)\n</tool_call>", re.DOTALL)
 _WORD = re.compile(r"[^\W_]+")
 # A number that stands on its own: not inside an id ("LH400"), a date ("2026-12-08"),
 # a time ("19:00") or a version; a unit may follow ("30%", "5km", "7pm").
-_NUMBER = re.compile(r"(?<![\w\-:/.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\d\-:/]|\.\d)")
+_NUMBER = re.compile(r"(?<![\w\-:/.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\d|[\-:/.]\d)")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _NUMBER_WORDS = {
     word: value
@@ -174,6 +176,8 @@ def _stem(word: str) -> str:
     """A word without its plural ending ("mornings" -> "morning", "batteries" -> "battery")."""
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return word[:-2]
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
@@ -292,31 +296,43 @@ def stated(value: Any, schema: Any, conversation: Conversation, *, strict: bool)
         return None
     if kind == "date":
         return _date_stated(value, conversation, strict=strict)
-    if conversation.has_phrase(value):
-        return True
-    if strict:
-        return False
     telling = [w for w in _normal(value).split() if w not in _STOPWORDS and len(w) > 2]
-    return any(conversation.has_word(w) for w in telling)
+    if strict and kind == "enum":  # one of a few names the schema lists: its words suffice
+        return conversation.has_phrase(value)
+    if strict:
+        # a phrase of the conversation with at least one telling word: not "2" of
+        # "2 nights" nor "to" of "to 40%"
+        return any(not w.isdigit() for w in telling) and conversation.has_phrase(value)
+    return conversation.has_phrase(value) or any(conversation.has_word(w) for w in telling)
 
 
-def _taken(value: Any, arguments: Mapping[str, Any]) -> bool:
-    """Whether another argument of the call already holds `value` (or contains it)."""
+def _taken(value: Any, arguments: Mapping[str, Any], tool_name: str = "") -> bool:
+    """Whether another argument of the call already holds `value`, or a text value
+    only restates the tool's name or holds another argument's value ("good until
+    2027-01-15" next to `expires_on: "2027-01-15"`)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return any(
             isinstance(other, (int, float)) and not isinstance(other, bool) and other == value
             for other in arguments.values()
         )
-    phrase = _normal(str(value))
-    return any(
-        isinstance(other, str) and phrase and f" {phrase} " in f" {_normal(other)} "
-        for other in arguments.values()
-    )
+    phrase = f" {_normal(str(value))} "
+    if not phrase.strip() or phrase == f" {_normal(tool_name)} ":
+        return True
+    for other in arguments.values():
+        if isinstance(other, (int, float)) and not isinstance(other, bool):
+            other = str(other)
+        if not isinstance(other, str) or not _normal(other):
+            continue
+        held = f" {_normal(other)} "
+        if phrase in held or held in phrase:
+            return True
+    return False
 
 
-# Asks the model for one parameter's value after the call's arguments so far;
-# returns the value (parsed JSON) or None when it gave nothing usable.
-Probe = Callable[[Mapping[str, Any], str, Any], Any]
+# Asks the model for one more argument after the call's arguments so far, among
+# the open parameters (name -> schema): returns the (name, value) it writes, or
+# None when it gave nothing usable.
+Probe = Callable[[Mapping[str, Any], Mapping[str, Any]], "tuple[str, Any] | None"]
 
 
 def _optional_parameters(parameters: Any) -> dict[str, Any]:
@@ -332,9 +348,12 @@ def ground_arguments(
     parameters: Any,
     conversation: Conversation,
     probe: Probe | None = None,
+    tool_name: str = "",
 ) -> dict[str, Any]:
     """`arguments` with unstated optional values dropped and, with a `probe`, the
-    optional values the conversation states filled in (schema order)."""
+    optional values the conversation states filled in: the model names the
+    parameter it would write next among those still open, and its value is kept
+    when stated; then the next, until each has been offered once."""
     optional = _optional_parameters(parameters)
     out: dict[str, Any] = {}
     for name, value in arguments.items():
@@ -344,14 +363,16 @@ def ground_arguments(
         out[name] = value
     if probe is None:
         return out
-    for name, schema in optional.items():
-        if name in out or _kind(schema) is None:
-            continue
-        value = probe(out, name, schema)
-        if value is None or value == schema.get("default") or _taken(value, out):
+    open_ = {n: sch for n, sch in optional.items() if n not in out and _kind(sch) is not None}
+    while open_:
+        offered = probe(out, open_)
+        if offered is None or offered[0] not in open_:
+            break
+        name, value = offered
+        schema = open_.pop(name)
+        if value is None or value == schema.get("default") or _taken(value, out, tool_name):
             logger.debug("grounding: %s=%s not filled (default or taken)", name, json.dumps(value))
-            continue
-        if stated(value, schema, conversation, strict=True):
+        elif stated(value, schema, conversation, strict=True):
             logger.info("grounding: filled %s=%s", name, json.dumps(value))
             out[name] = value
         else:
@@ -394,7 +415,7 @@ def ground_reply(
         head = "<tool_call>\n" + json.dumps({"name": name}, ensure_ascii=False)[:-1]
         head += ', "arguments": '
         probe = probe_for("".join(out) + head) if probe_for is not None else None
-        grounded = ground_arguments(arguments, parameters[name], conversation, probe)
+        grounded = ground_arguments(arguments, parameters[name], conversation, probe, name)
         call["arguments"] = grounded
         out.append("<tool_call>\n" + json.dumps(call, ensure_ascii=False) + "\n</tool_call>")
     out.append(text[end:])

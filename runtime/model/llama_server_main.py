@@ -39,7 +39,11 @@ from runtime.model.call_form import (
     spell_out_messages,
 )
 from runtime.model.grounding import Probe, ground_reply
-from runtime.model.tool_grammar import ToolGrammarError, tool_call_grammar, value_grammar
+from runtime.model.tool_grammar import (
+    ToolGrammarError,
+    next_argument_grammar,
+    tool_call_grammar,
+)
 
 CHAT_FORMAT = "agentrt-tools"
 
@@ -140,8 +144,8 @@ _PROBE_MAX_TOKENS = 40
 def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
     """Wrap a chat handler so each call of a reply gets the optional arguments the
     conversation states and loses those it does not (`runtime.model.grounding`).
-    The model is asked for each missing optional value with one short greedy
-    decode under that parameter's grammar, after the reply so far."""
+    The model is asked for one more argument at a time with a short greedy
+    decode under a grammar of the parameters still open, after the reply so far."""
     from llama_cpp.llama_grammar import LlamaGrammar
 
     def grounded(**kwargs: Any) -> Any:
@@ -154,9 +158,11 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
         rendered: list[str] = []  # the prompt, rendered once and only when a call needs it
 
         def probe_for(prefix: str) -> Probe:
-            def probe(arguments: Mapping[str, Any], name: str, schema: Any) -> Any:
+            def probe(
+                arguments: Mapping[str, Any], open_: Mapping[str, Any]
+            ) -> tuple[str, Any] | None:
                 try:
-                    grammar = LlamaGrammar.from_string(value_grammar(schema), verbose=False)
+                    grammar = LlamaGrammar.from_string(next_argument_grammar(open_), verbose=False)
                 except (ToolGrammarError, ValueError):
                     return None
                 if not rendered:
@@ -166,17 +172,18 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
                         ).prompt
                     )
                 so_far = json.dumps(dict(arguments), ensure_ascii=False)[:-1]
-                text = prefix + so_far + (", " if arguments else "") + json.dumps(name) + ": "
+                text = prefix + so_far + (", " if arguments else "")
                 tokens = llama.tokenize(
                     (rendered[0] + text).encode("utf-8"), add_bos=False, special=True
                 )
                 out = llama.create_completion(
                     prompt=tokens, max_tokens=_PROBE_MAX_TOKENS, temperature=0.0, grammar=grammar
                 )
-                try:
-                    return json.loads(out["choices"][0]["text"])
+                try:  # one more `"name": value`, then the "," or "}" that ended it
+                    written = json.loads("{" + out["choices"][0]["text"].rstrip()[:-1] + "}")
                 except (ValueError, KeyError, IndexError):
                     return None
+                return next(iter(written.items())) if len(written) == 1 else None
 
             return probe
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from runtime.model.call_form import CallForm, every_key_schema
 
-__all__ = ["ToolGrammarError", "tool_call_grammar", "value_grammar"]
+__all__ = ["ToolGrammarError", "next_argument_grammar", "tool_call_grammar"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,19 +233,29 @@ def tool_call_grammar(
     return text
 
 
-def value_grammar(schema: Mapping[str, Any]) -> str:
-    """The GBNF grammar for one JSON value of `schema` (a parameter's own schema),
-    loosened as a call's arguments are. Raises `ToolGrammarError` when the
-    converter cannot express it."""
+def next_argument_grammar(parameters: Mapping[str, Any]) -> str:
+    """The GBNF grammar for one more `"name": value` of an arguments object, where
+    `parameters` maps the names still open to their schemas (loosened as a
+    call's arguments are), and the `,` or `}` after it. The model picks the name
+    it ranks first and then its value; without a way to end the value, a model
+    that would close the object keeps writing digits ("30" became
+    3000000000000000). Raises `ToolGrammarError` when no parameter is given or
+    the converter cannot express a schema."""
     from llama_cpp.llama_grammar import SchemaConverter
 
+    if not parameters:
+        raise ToolGrammarError("no parameter to ask for")
     converter = SchemaConverter(  # type: ignore[no-untyped-call]
         prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
     )
-    try:
-        resolved = converter.resolve_refs(json.loads(json.dumps(_loosened(schema))), "value")
-        converter.visit(resolved, "")  # type: ignore[no-untyped-call]
-    except Exception as exc:
-        raise ToolGrammarError(f"no grammar for this value: {exc}") from exc
+    alternatives = []
+    for index, (name, schema) in enumerate(parameters.items()):
+        try:
+            loosened = json.loads(json.dumps(_loosened(schema)))
+            resolved = converter.resolve_refs(loosened, f"param{index}")
+            rule: str = converter.visit(resolved, f"param{index}")  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise ToolGrammarError(f"no grammar for parameter {name!r}: {exc}") from exc
+        alternatives.append(f"{_literal(json.dumps(name, ensure_ascii=False) + ': ')} {rule}")
     grammar: str = converter.format_grammar()  # type: ignore[no-untyped-call]
-    return grammar
+    return f'root ::= ( {" | ".join(alternatives)} ) ( "," | "}}" )\n{grammar}'

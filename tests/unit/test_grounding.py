@@ -39,6 +39,7 @@ def said(text: str) -> Conversation:
         (3, {"type": "integer"}, "for three people"),
         (1500, {"type": "number"}, "a budget of 1,500 pounds"),
         (2.5, {"type": "number"}, "wait 2.5 seconds"),
+        (150, {"type": "number"}, "max 150/night"),
         ("front_room", BLINDS["properties"]["window"], "the Front-Room blinds"),
         ("2027-03-09", BLINDS["properties"]["when"], "on March 9th 2027"),
         ("2027-03-09", BLINDS["properties"]["when"], "on 2027-03-09"),
@@ -56,11 +57,14 @@ def test_values_the_conversation_states(value: Any, schema: Any, text: str) -> N
     [
         (400, {"type": "integer"}, "flight LH400 please"),  # inside an id
         (12, {"type": "integer"}, "on 2026-12-08"),  # inside a date
+        (8, {"type": "integer"}, "on 12/8"),
         (19, {"type": "integer"}, "at 19:00"),  # inside a time
         ("fast", BLINDS["properties"]["speed"], "close the attic blinds"),
         ("2027-03-10", BLINDS["properties"]["when"], "on March 9th 2027"),
         ("2026-03-09", BLINDS["properties"]["when"], "on March 9th 2027"),
         ("the attic", {"type": "string"}, "close the study blinds"),
+        ("2", {"type": "string"}, "for 2 nights"),  # a free string needs a telling word
+        ("to the", {"type": "string"}, "to the garden"),
     ],
 )
 def test_values_it_does_not_state(value: Any, schema: Any, text: str) -> None:
@@ -114,27 +118,77 @@ def test_tool_results_ground_values() -> None:
 
 
 class ScriptedProbe:
-    """Answers each parameter it is asked about from a table, and records the asks."""
+    """Writes the open parameter it ranks first (the table's order) with the table's
+    value, and records what it was offered each time."""
 
     def __init__(self, answers: Mapping[str, Any]) -> None:
         self.answers = dict(answers)
-        self.asked: list[tuple[dict[str, Any], str]] = []
+        self.offered: list[tuple[dict[str, Any], list[str]]] = []
 
-    def __call__(self, arguments: Mapping[str, Any], name: str, schema: Any) -> Any:
-        self.asked.append((dict(arguments), name))
-        return self.answers.get(name)
+    def __call__(
+        self, arguments: Mapping[str, Any], open_: Mapping[str, Any]
+    ) -> tuple[str, Any] | None:
+        self.offered.append((dict(arguments), list(open_)))
+        for name, value in self.answers.items():
+            if name in open_:
+                return name, value
+        return None
 
 
-def test_fill_adds_the_stated_optional_values_in_schema_order() -> None:
-    probe = ScriptedProbe({"position": 40, "speed": "slow", "label": "study"})
+def test_fill_adds_the_stated_optional_values_in_the_order_the_model_ranks_them() -> None:
+    probe = ScriptedProbe({"speed": "slow", "label": "study", "position": 40, "when": "x"})
     out = ground_arguments(
         {"window": "study"}, BLINDS, said("study blinds to 40 percent, slowly"), probe
     )
-    # 40 is stated; "slow" is not a word of the request; "study" is taken by `window`
+    # "slow" is not a word of the request; "study" is taken by `window`; 40 is stated
     assert out == {"window": "study", "position": 40}
-    # asked about each kind it can judge, after what was already filled in
-    assert [name for _, name in probe.asked] == ["position", "speed", "label", "when"]
-    assert probe.asked[1][0] == {"window": "study", "position": 40}
+    # offered only the kinds it can judge, each once, with what was filled in so far
+    assert probe.offered[0] == ({"window": "study"}, ["position", "speed", "label", "when"])
+    assert probe.offered[3] == ({"window": "study", "position": 40}, ["when"])
+    assert len(probe.offered) == 4
+
+
+def test_a_number_goes_to_the_parameter_the_model_ranks_first() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"q": {"type": "string"}, "max_price": {"type": "number"},
+                       "limit": {"type": "integer"}},
+        "required": ["q"],
+    }  # fmt: skip
+    probe = ScriptedProbe({"limit": 5, "max_price": 5})
+    out = ground_arguments({"q": "mugs"}, schema, said("top 5 mugs"), probe)
+    assert out == {"q": "mugs", "limit": 5}
+
+
+def test_a_text_value_that_restates_the_tool_or_another_argument_is_not_filled() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"ref": {"type": "string"}, "until": {"type": "string"},
+                       "note": {"type": "string"}},
+        "required": ["ref"],
+    }  # fmt: skip
+    conversation = said("hold booking QX81 until friday noon please, my flight is late")
+    restating = ScriptedProbe({"note": "hold booking"})
+    assert ground_arguments({"ref": "QX81"}, schema, conversation, restating, "hold_booking") == {
+        "ref": "QX81"
+    }
+    holding = ScriptedProbe({"note": "QX81 until friday"})
+    assert ground_arguments({"ref": "QX81"}, schema, conversation, holding, "hold_booking") == {
+        "ref": "QX81"
+    }
+    fresh = ScriptedProbe({"note": "my flight is late"})
+    assert ground_arguments({"ref": "QX81"}, schema, conversation, fresh, "hold_booking") == {
+        "ref": "QX81",
+        "note": "my flight is late",
+    }
+
+
+def test_fill_stops_when_the_model_writes_nothing_usable() -> None:
+    probe = ScriptedProbe({})
+    assert ground_arguments({"window": "study"}, BLINDS, said("study 40"), probe) == {
+        "window": "study"
+    }
+    assert len(probe.offered) == 1
 
 
 def test_fill_skips_a_value_equal_to_the_default() -> None:
