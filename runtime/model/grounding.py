@@ -45,9 +45,13 @@ from typing import Any
 from runtime.model.call_form import parameters_by_name
 from runtime.model.tool_format import WORKED_REQUESTS_HEADER
 
-__all__ = ["Conversation", "Probe", "ground_arguments", "ground_reply", "stated"]
+__all__ = ["MAX_OFFERS", "Conversation", "Probe", "ground_arguments", "ground_reply", "stated"]
 
 logger = logging.getLogger(__name__)
+
+#: At most this many optional parameters are offered to the model per call: a
+#: tool with dozens of settings costs a few decodes, not dozens.
+MAX_OFFERS = 6
 
 _BLOCK = re.compile(r"<tool_call>\n(.*?)\n</tool_call>", re.DOTALL)
 _WORD = re.compile(r"[^\W_]+")
@@ -353,7 +357,8 @@ def ground_arguments(
     """`arguments` with unstated optional values dropped and, with a `probe`, the
     optional values the conversation states filled in: the model names the
     parameter it would write next among those still open, and its value is kept
-    when stated; then the next, until each has been offered once."""
+    when stated; then the next, until each has been offered once (at most
+    `MAX_OFFERS`)."""
     optional = _optional_parameters(parameters)
     out: dict[str, Any] = {}
     for name, value in arguments.items():
@@ -364,7 +369,9 @@ def ground_arguments(
     if probe is None:
         return out
     open_ = {n: sch for n, sch in optional.items() if n not in out and _kind(sch) is not None}
-    while open_:
+    for _ in range(MAX_OFFERS):
+        if not open_:
+            break
         offered = probe(out, open_)
         if offered is None or offered[0] not in open_:
             break

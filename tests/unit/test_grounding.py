@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runtime.model.grounding import Conversation, ground_arguments, ground_reply, stated
+from runtime.model.grounding import MAX_OFFERS, Conversation, ground_arguments, ground_reply, stated
 from runtime.prompting.similar_requests import HEADER
 
 BLINDS: dict[str, Any] = {
@@ -181,6 +181,14 @@ def test_a_text_value_that_restates_the_tool_or_another_argument_is_not_filled()
         "ref": "QX81",
         "note": "my flight is late",
     }
+
+
+def test_at_most_max_offers_parameters_are_offered_per_call() -> None:
+    many = {f"s{i}": {"type": "string"} for i in range(MAX_OFFERS + 4)}
+    schema = {"type": "object", "properties": {"x": {"type": "string"}, **many}, "required": ["x"]}
+    probe = ScriptedProbe({name: "nothing said" for name in many})
+    assert ground_arguments({"x": "y"}, schema, said("y"), probe) == {"x": "y"}
+    assert len(probe.offered) == MAX_OFFERS
 
 
 def test_fill_stops_when_the_model_writes_nothing_usable() -> None:
