@@ -43,7 +43,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-steps", type=int, help="stop after this many steps")
-    parser.add_argument("--max-length", type=int, default=2048, help="skip longer examples")
+    parser.add_argument("--max-length", type=int, default=4096,
+                        help="skip longer examples, in tokens (default 4096: the embedded "
+                        "server's context; the run says how many it skipped)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--method", choices=["auto", "shared-prefix", "trl"], default="auto",
                         help="shared-prefix (CPU default) or TRL's SFTTrainer (GPU default)")  # fmt: skip
@@ -225,6 +227,12 @@ def _finetune(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"agentrt finetune: {exc}", file=sys.stderr)
         return 2
+    if result.skipped:
+        print(
+            f"agentrt finetune: skipped {result.skipped} of {len(examples)} examples longer "
+            f"than {config.max_length} tokens (--max-length raises the limit)",
+            file=sys.stderr,
+        )
     tools = sorted(
         {t["function"]["name"] for e in examples for t in e.get("tools", []) if "function" in t}
     )

@@ -83,7 +83,7 @@ class TrainConfig:
     batch_size: int = 8
     max_steps: int | None = None
     warmup_ratio: float = 0.06
-    max_length: int = 2048
+    max_length: int = 4096
     seed: int = 0
     method: Method = "auto"
     threads: int | None = None

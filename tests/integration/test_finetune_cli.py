@@ -84,3 +84,20 @@ def test_a_missing_init_adapter_or_a_negative_budget_is_one_clear_line(
     code = main(["finetune", str(data), "--out", str(tmp_path / "c"), "--time-budget", "-5"])
     assert code == 2 and "--time-budget must be 0" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_a_run_says_how_many_examples_it_skipped_as_too_long(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    long = json.loads(json.dumps(examples[0]))
+    long["messages"][0]["content"] = "please " * 5000  # far beyond 4096 tokens
+    mixed = tmp_path / "mixed.jsonl"
+    write_jsonl(mixed, [*examples, long])
+    code = main(["finetune", str(mixed), "--out", str(tmp_path / "d"), "--max-steps", "1",
+                 "--no-gguf", "--quiet", "--init-adapter", "none", "--rank", "4"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"skipped 1 of {len(examples) + 1} examples longer than 4096 tokens" in err
+    log = json.loads((tmp_path / "d" / "train_log.json").read_text())
+    assert log["config"]["max_length"] == 4096 and log["result"]["skipped"] == 1
