@@ -59,121 +59,36 @@ _WORD = re.compile(r"[^\W_]+")
 # a time ("19:00") or a version; a unit may follow ("30%", "5km", "7pm").
 _NUMBER = re.compile(r"(?<![\w\-:/.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\d|[\-:/.]\d)")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+# fmt: off
 _NUMBER_WORDS = {
     word: value
-    for value, word in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
+    for value, word in enumerate([
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+        "eighteen", "nineteen", "twenty",
+    ])
 } | {
-    "thirty": 30,
-    "forty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-    "hundred": 100,
-    "dozen": 12,
-    "single": 1,
-    "couple": 2,
+    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+    "ninety": 90, "hundred": 100, "dozen": 12, "single": 1, "couple": 2,
 }
 _MONTHS = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december",
 ]
 # Words too common to state a value alone ("to", "the", "me").
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "for",
-        "from",
-        "i",
-        "in",
-        "is",
-        "it",
-        "me",
-        "my",
-        "of",
-        "on",
-        "or",
-        "our",
-        "please",
-        "the",
-        "this",
-        "to",
-        "us",
-        "we",
-        "with",
-        "you",
-        "your",
-    ]
-)
+_STOPWORDS = frozenset([
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "i", "in", "is", "it", "me",
+    "my", "of", "on", "or", "our", "please", "the", "this", "to", "us", "we", "with", "you",
+    "your",
+])
 # A dropped value would be replaced by the default: never drop when a request
 # speaks of a date or time only relatively ("tomorrow", "next friday").
-_RELATIVE = frozenset(
-    [
-        "today",
-        "tonight",
-        "tomorrow",
-        "yesterday",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "next",
-        "weekend",
-        "week",
-        "month",
-        "year",
-        "morning",
-        "afternoon",
-        "evening",
-        "noon",
-        "midnight",
-    ]
-)
+_RELATIVE = frozenset([
+    "today", "tonight", "tomorrow", "yesterday", "monday", "tuesday", "wednesday", "thursday",
+    "friday", "saturday", "sunday", "next", "weekend", "week", "month", "year", "morning",
+    "afternoon", "evening", "noon", "midnight",
+])
+# fmt: on
 
 
 def _stem(word: str) -> str:
