@@ -10,8 +10,9 @@ Every request that offers `tools` is decoded under a grammar built from them
 (`runtime/model/tool_grammar.py`): calls name an offered tool and match its
 schema, or the reply is plain text. `--tool_grammar off` (ours) serves without it.
 Each call's optional arguments are then grounded in the conversation
-(`runtime/model/grounding.py`): the model is asked for each one it left out and
-the value is kept when the request states it; one it made up is dropped.
+(`runtime/model/grounding.py`): the model is asked, one at a time, for the
+optional arguments it left out, and a value is kept when the request states it;
+one it made up is dropped.
 `--ground_arguments off` (ours) serves the calls as decoded.
 
 Why not llama-cpp-python's `chatml-function-calling`: in `auto` mode it

@@ -168,6 +168,15 @@ def _arguments_rule(
     return str(converter._add_primitive("object", PRIMITIVE_RULES["object"]))
 
 
+def _converter() -> Any:
+    """llama-cpp-python's JSON Schema to GBNF converter, as every grammar here uses it."""
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    return SchemaConverter(  # type: ignore[no-untyped-call]
+        prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
+    )
+
+
 def tool_call_grammar(
     tools: Sequence[Mapping[str, Any]],
     *,
@@ -183,8 +192,6 @@ def tool_call_grammar(
     (`runtime.model.call_form`). Raises `ToolGrammarError` for "none", no
     tools, or a named tool that is not offered.
     """
-    from llama_cpp.llama_grammar import SchemaConverter
-
     if tool_choice == "none":
         raise ToolGrammarError("tool_choice 'none' needs no tool grammar")
     functions = [_function(tool) for tool in tools]
@@ -200,9 +207,7 @@ def tool_call_grammar(
     if not functions:
         raise ToolGrammarError("no tools to build a grammar for")
 
-    converter = SchemaConverter(  # type: ignore[no-untyped-call]
-        prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
-    )
+    converter = _converter()
     alternatives = []
     for index, function in enumerate(functions):
         name = function.get("name")
@@ -226,7 +231,7 @@ def tool_call_grammar(
         rules.append(
             "root ::= calls" if tool_choice == "required" else f"root ::= calls | {_REPLY_RULE}"
         )
-    grammar: str = converter.format_grammar()  # type: ignore[no-untyped-call]
+    grammar: str = converter.format_grammar()
     text = "\n".join([*reversed(rules), grammar]) + "\n"
     if len(text) > _MAX_GRAMMAR_CHARS:
         raise ToolGrammarError(f"the tools' grammar is too large ({len(text)} characters)")
@@ -241,21 +246,17 @@ def next_argument_grammar(parameters: Mapping[str, Any]) -> str:
     that would close the object keeps writing digits ("30" became
     3000000000000000). Raises `ToolGrammarError` when no parameter is given or
     the converter cannot express a schema."""
-    from llama_cpp.llama_grammar import SchemaConverter
-
     if not parameters:
         raise ToolGrammarError("no parameter to ask for")
-    converter = SchemaConverter(  # type: ignore[no-untyped-call]
-        prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
-    )
+    converter = _converter()
     alternatives = []
     for index, (name, schema) in enumerate(parameters.items()):
         try:
             loosened = json.loads(json.dumps(_loosened(schema)))
             resolved = converter.resolve_refs(loosened, f"param{index}")
-            rule: str = converter.visit(resolved, f"param{index}")  # type: ignore[no-untyped-call]
+            rule: str = converter.visit(resolved, f"param{index}")
         except Exception as exc:
             raise ToolGrammarError(f"no grammar for parameter {name!r}: {exc}") from exc
         alternatives.append(f"{_literal(json.dumps(name, ensure_ascii=False) + ': ')} {rule}")
-    grammar: str = converter.format_grammar()  # type: ignore[no-untyped-call]
+    grammar: str = converter.format_grammar()
     return f'root ::= ( {" | ".join(alternatives)} ) ( "," | "}}" )\n{grammar}'
