@@ -59,6 +59,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-ground-arguments", action="store_true",
                         help="for --local: serve calls as decoded (by default the optional "
                         "arguments the request states are filled in, the others dropped)")  # fmt: skip
+    parser.add_argument("--server-log", type=Path, metavar="DIR",
+                        help="for --local: write each server's output to DIR/LABEL.log (what "
+                        "grounding changed in each call; AGENTRT_GROUNDING_LOG=DEBUG adds what "
+                        "the model offered)")  # fmt: skip
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL[:KEY=VALUE,...]",
                         help="a way of asking a model, compared with the others on the same items; "
                         "keys: target=LABEL examples=FILE template=FILE think=1 tools_in_prompt=1 "
@@ -95,15 +99,19 @@ def _targets(args: argparse.Namespace) -> list[Any]:
         every_key = bool(args.call_form) and args.call_form[index] == "every-key"
         form: CallForm = "every-key" if every_key else "plain"
         targets.append(RemoteTarget(label=model, base_url=url, model=model, call_form=form))
+    if args.server_log is not None:
+        args.server_log.mkdir(parents=True, exist_ok=True)
     for spec in args.local:
         label, _, adapter = spec.partition("=")
+        label = label or "local"
         targets.append(
             LocalTarget(
-                label=label or "local",
+                label=label,
                 adapter=_adapter_path(spec, adapter) if adapter else None,
                 chat_format=args.chat_format,
                 tool_grammar=not args.no_tool_grammar,
                 ground_arguments=not args.no_ground_arguments,
+                log_path=args.server_log / f"{label}.log" if args.server_log else None,
             )
         )
     if not targets:
