@@ -18,15 +18,32 @@ top-level parameters of the called tool:
   (`stated`, strict), is not the default, and no other argument of the call
   already took it; then the next, until each has been offered once;
 - **drop**: an optional argument whose value the conversation does not state
-  (`stated`, lenient) is removed, so the tool's default applies.
+  (`stated`, lenient) is removed, so the tool's default applies;
+- **switches**: an optional boolean the call leaves out is set when the
+  request, asked for that parameter's value, moves the model toward the value
+  that is not the default: its odds of `true` after the request against its odds
+  with the request emptied (the model leans one way whatever is asked), as a
+  probability of at least `SWITCH_CONFIDENCE` ("kitchen lights off" ->
+  `on: false`, "don't email the traveller" -> `notify_traveller: false`): a
+  switch is stated by meaning ("off", "unlock", "skip"), never by its value's
+  word, so only the model can read it.
+
+`withdraw_invented_calls` runs first: a call whose *required* argument is an
+identifier (letters and digits, or an email address: `K7Q2ZP`, `SO-104233`,
+`dana@example.com`) that nobody in the conversation wrote is withdrawn, and a
+reply left without calls asks for the value instead ("please cancel my
+booking" has no booking reference to cancel). A small model copies such values
+from the worked requests or makes them up, and a call on an invented order or
+booking is the one that does harm.
 
 "The conversation" is what people and tools said: user messages, tool results
 and system text; never the worked requests shown before the request (the model
 copies values from them, which is the fault being fixed) nor the tools'
 descriptions. A value is *stated* when its words, or its number, appear there:
 `"living_room"` in "living room lights", `30` in "30%", `"2027-02-06"` in
-"February 6 2027". Booleans, arrays and objects are neither filled nor dropped
-("lights off" states `on: false` without the word), and neither are strings
+"February 6 2027", an identifier when its letters and digits appear in order
+(`U24512` in "U2 4512"). Arrays and objects are neither filled nor dropped, booleans
+only through the switches above, and neither are strings
 whose shape the schema fixes (a date or time pattern) unless they are dates:
 only the model can judge those. Everything here is decided from text; the gate
 still validates every call that comes out.
@@ -45,7 +62,18 @@ from typing import Any
 from runtime.model.call_form import parameters_by_name
 from runtime.model.tool_format import WORKED_REQUESTS_HEADER
 
-__all__ = ["MAX_OFFERS", "Conversation", "Probe", "ground_arguments", "ground_reply", "stated"]
+__all__ = [
+    "MAX_OFFERS",
+    "SWITCH_CONFIDENCE",
+    "Conversation",
+    "Probe",
+    "SwitchProbe",
+    "Withdrawn",
+    "ground_arguments",
+    "ground_reply",
+    "stated",
+    "withdraw_invented_calls",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +87,11 @@ _WORD = re.compile(r"[^\W_]+")
 # a time ("19:00") or a version; a unit may follow ("30%", "5km", "7pm").
 _NUMBER = re.compile(r"(?<![\w\-:/.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\d|[\-:/.]\d)")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+# An identifier: one token with letters and digits ("SO-104233", "K7Q2ZP", "EK30"),
+# or an email address; not a date, a date-time or a time of day.
+_IDENTIFIER = re.compile(r"^(?=\S*[^\W\d_])(?=\S*\d)\S{3,}$|^[^\s@]+@[^\s@]+$")
+_CLOCK = re.compile(r"^\d{4}-\d{2}-\d{2}|^\d{1,2}:\d{2}")
+_NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
 # fmt: off
 _NUMBER_WORDS = {
     word: value
@@ -115,9 +148,11 @@ class Conversation:
     text: str
     words: str = field(init=False)
     numbers: frozenset[float] = field(init=False)
+    compact: str = field(init=False)  # letters and digits only, case-folded
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "words", f" {_normal(self.text)} ")
+        object.__setattr__(self, "compact", _compact(self.text))
         numbers = {
             float(whole.replace(",", "") + (fraction or ""))
             for whole, fraction in _NUMBER.findall(self.text)
@@ -148,6 +183,39 @@ class Conversation:
 
     def has_word(self, word: str) -> bool:
         return f" {_stem(word)} " in self.words
+
+    def has_identifier(self, value: str) -> bool:
+        """Whether the identifier's letters and digits appear in order, whatever
+        the case and separators ("u2 4512" states `U24512`)."""
+        return _compact(value) in self.compact
+
+
+def _compact(text: str) -> str:
+    return _NOT_ALPHANUMERIC.sub("", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _identifier(value: Any, schema: Any) -> bool:
+    """Whether `value` is an identifier that only a person (or a tool result) can
+    give, for a parameter whose schema does not list its values."""
+    if not isinstance(value, str) or _CLOCK.match(value) or not _IDENTIFIER.match(value):
+        return False
+    if isinstance(schema, Mapping):
+        options = [schema, *(o for k in ("anyOf", "oneOf") for o in schema.get(k) or [])]
+        if any(isinstance(o, Mapping) and "enum" in o for o in options):
+            return False
+    return True
+
+
+def _is_switch(schema: Any) -> bool:
+    """A boolean parameter (or a boolean that may be null)."""
+    if not isinstance(schema, Mapping):
+        return False
+    kind = schema.get("type")
+    if kind == "boolean" or (isinstance(kind, list) and set(kind) - {"null"} == {"boolean"}):
+        return True
+    options = [o for k in ("anyOf", "oneOf") for o in schema.get(k) or []]
+    real = [o for o in options if not (isinstance(o, Mapping) and o.get("type") == "null")]
+    return len(real) == 1 and _is_switch(real[0])
 
 
 def _kind(schema: Any) -> str | None:
@@ -203,7 +271,10 @@ def stated(value: Any, schema: Any, conversation: Conversation, *, strict: bool)
     this kind of value is not judged here (booleans, arrays, objects, shaped strings).
 
     `strict` (used before adding a value) wants the whole value; lenient (used before
-    dropping one) is content with any telling word of it, or a relative date."""
+    dropping one) is content with any telling word of it, or a relative date. An
+    identifier is stated when its letters and digits are, in either case."""
+    if _identifier(value, schema):
+        return conversation.has_identifier(value)
     kind = _kind(schema)
     if kind is None or value is None or isinstance(value, bool):
         return None
@@ -253,6 +324,16 @@ def _taken(value: Any, arguments: Mapping[str, Any], tool_name: str = "") -> boo
 # None when it gave nothing usable.
 Probe = Callable[[Mapping[str, Any], Mapping[str, Any]], "tuple[str, Any] | None"]
 
+# Asks the model for the value of one boolean parameter after the call's arguments
+# so far: returns how strongly the request moves it to `true` rather than `false`,
+# as a probability (0.5: not at all), or None.
+SwitchProbe = Callable[[Mapping[str, Any], str], "float | None"]
+
+#: An optional boolean the call leaves out is set to the value that is not its
+#: default when the model gives that value at least this probability (calibrated
+#: on bench/calibration: see its README).
+SWITCH_CONFIDENCE = 0.8
+
 
 def _optional_parameters(parameters: Any) -> dict[str, Any]:
     if not isinstance(parameters, Mapping) or not isinstance(parameters.get("properties"), Mapping):
@@ -268,12 +349,14 @@ def ground_arguments(
     conversation: Conversation,
     probe: Probe | None = None,
     tool_name: str = "",
+    switch_probe: SwitchProbe | None = None,
 ) -> dict[str, Any]:
     """`arguments` with unstated optional values dropped and, with a `probe`, the
     optional values the conversation states filled in: the model names the
     parameter it would write next among those still open, and its value is kept
     when stated; then the next, until each has been offered once (at most
-    `MAX_OFFERS`)."""
+    `MAX_OFFERS`). With a `switch_probe`, each optional boolean left out is set
+    when the model is sure enough it is not the default (`SWITCH_CONFIDENCE`)."""
     optional = _optional_parameters(parameters)
     out: dict[str, Any] = {}
     for name, value in arguments.items():
@@ -281,8 +364,20 @@ def ground_arguments(
             logger.info("grounding: dropped %s=%s (not stated)", name, json.dumps(value))
             continue
         out[name] = value
-    if probe is None:
-        return out
+    if probe is not None:
+        _fill(out, optional, conversation, probe, tool_name)
+    if switch_probe is not None:
+        _set_switches(out, optional, switch_probe, tool_name)
+    return out
+
+
+def _fill(
+    out: dict[str, Any],
+    optional: Mapping[str, Any],
+    conversation: Conversation,
+    probe: Probe,
+    tool_name: str,
+) -> None:
     open_ = {n: sch for n, sch in optional.items() if n not in out and _kind(sch) is not None}
     for _ in range(MAX_OFFERS):
         if not open_:
@@ -299,7 +394,26 @@ def ground_arguments(
             out[name] = value
         else:
             logger.debug("grounding: %s=%s not filled (not stated)", name, json.dumps(value))
-    return out
+
+
+def _set_switches(
+    arguments: dict[str, Any], optional: Mapping[str, Any], switch_probe: SwitchProbe, tool: str
+) -> None:
+    switches = [n for n, sch in optional.items() if n not in arguments and _is_switch(sch)]
+    for name in switches[:MAX_OFFERS]:
+        p_true = switch_probe(arguments, name)
+        if p_true is None:
+            continue
+        value = p_true >= 0.5
+        confidence = max(p_true, 1.0 - p_true)
+        default = optional[name].get("default") if isinstance(optional[name], Mapping) else None
+        if value != default and confidence >= SWITCH_CONFIDENCE:
+            logger.info(
+                "grounding: %s: set %s=%s (p=%.2f)", tool, name, json.dumps(value), confidence
+            )
+            arguments[name] = value
+        else:
+            logger.debug("grounding: %s: %s left out (p(true)=%.2f)", tool, name, p_true)
 
 
 def ground_reply(
@@ -307,17 +421,22 @@ def ground_reply(
     tools: Sequence[Mapping[str, Any]],
     messages: Sequence[Mapping[str, Any]],
     probe_for: Callable[[str], Probe] | None = None,
+    switch_probe_for: Callable[[str], SwitchProbe] | None = None,
 ) -> str:
     """`text` with each well-formed `<tool_call>` block of an offered tool grounded
     (`ground_arguments`), written back exactly as the chat template writes a call.
 
     `probe_for(prefix)` gives the probe for one call, where `prefix` is the reply
     up to that call's arguments (`...<tool_call>\\n{"name": "N", "arguments": `);
-    without it, nothing is filled in, only dropped."""
+    without it, nothing is filled in, only dropped. `switch_probe_for(prefix)`
+    likewise gives the call's switch probe."""
     if "<tool_call>" not in text:
         return text
     parameters = parameters_by_name(tools)
     conversation = Conversation.of(messages)
+    if logger.isEnabledFor(logging.DEBUG):
+        asked = [m.get("content") for m in messages if m.get("role") == "user"]
+        logger.debug("grounding: the reply to %s", json.dumps(asked[-1] if asked else None))
     out: list[str] = []
     end = 0
     for match in _BLOCK.finditer(text):
@@ -336,9 +455,85 @@ def ground_reply(
             continue
         head = "<tool_call>\n" + json.dumps({"name": name}, ensure_ascii=False)[:-1]
         head += ', "arguments": '
-        probe = probe_for("".join(out) + head) if probe_for is not None else None
-        grounded = ground_arguments(arguments, parameters[name], conversation, probe, name)
+        prefix = "".join(out) + head
+        probe = probe_for(prefix) if probe_for is not None else None
+        switch_probe = switch_probe_for(prefix) if switch_probe_for is not None else None
+        grounded = ground_arguments(
+            arguments, parameters[name], conversation, probe, name, switch_probe
+        )
         call["arguments"] = grounded
         out.append("<tool_call>\n" + json.dumps(call, ensure_ascii=False) + "\n</tool_call>")
     out.append(text[end:])
     return "".join(out)
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """A call taken out of a reply: its required `parameter` held `value`, an
+    identifier the conversation does not give."""
+
+    tool: str
+    parameter: str
+    value: str
+
+    def question(self) -> str:
+        """The reply that asks for the missing value instead."""
+        what = self.parameter.replace("_", " ")
+        return (
+            f"To use {self.tool} I need the {what}, and this conversation does not give it. "
+            f"Which {what} should I use?"
+        )
+
+
+def _invented(arguments: Mapping[str, Any], parameters: Any, conversation: Conversation) -> str:
+    """The first required parameter whose value is an identifier nobody wrote ("" if none)."""
+    if not isinstance(parameters, Mapping) or not isinstance(parameters.get("properties"), Mapping):
+        return ""
+    required = parameters.get("required")
+    for name in required if isinstance(required, list) else []:
+        value = arguments.get(name)
+        schema = parameters["properties"].get(name)
+        if (
+            isinstance(value, str)
+            and _identifier(value, schema)
+            and not conversation.has_identifier(value)
+        ):
+            return str(name)
+    return ""
+
+
+def withdraw_invented_calls(
+    text: str, tools: Sequence[Mapping[str, Any]], messages: Sequence[Mapping[str, Any]]
+) -> tuple[str, list[Withdrawn]]:
+    """`text` without the `<tool_call>` blocks whose required identifiers the
+    conversation does not give, and what was withdrawn. A reply left with no call
+    and no text asks for the first missing value (`Withdrawn.question`)."""
+    if "<tool_call>" not in text:
+        return text, []
+    parameters = parameters_by_name(tools)
+    conversation = Conversation.of(messages)
+    withdrawn: list[Withdrawn] = []
+
+    def keep_or_withdraw(match: re.Match[str]) -> str:
+        try:
+            call = json.loads(match.group(1))
+        except ValueError:
+            return match.group(0)
+        name = call.get("name") if isinstance(call, dict) else None
+        arguments = call.get("arguments") if isinstance(call, dict) else None
+        if name not in parameters or not isinstance(arguments, Mapping):
+            return match.group(0)
+        missing = _invented(arguments, parameters[name], conversation)
+        if not missing:
+            return match.group(0)
+        value = str(arguments[missing])
+        logger.info("grounding: withdrew a %s call (%s=%s is in no message)", name, missing, value)
+        withdrawn.append(Withdrawn(str(name), missing, value))
+        return ""
+
+    kept = _BLOCK.sub(keep_or_withdraw, text)
+    if withdrawn and "<tool_call>" not in kept:
+        kept = kept.strip() or withdrawn[0].question()
+    elif withdrawn:
+        kept = re.sub(r"\n{2,}", "\n", kept).strip("\n")
+    return kept, withdrawn

@@ -12,7 +12,9 @@ schema, or the reply is plain text. `--tool_grammar off` (ours) serves without i
 Each call's optional arguments are then grounded in the conversation
 (`runtime/model/grounding.py`): the model is asked, one at a time, for the
 optional arguments it left out, and a value is kept when the request states it;
-one it made up is dropped.
+one it made up is dropped; a boolean left out is set when the model is sure it
+is not the default; and a call on an identifier nobody wrote is withdrawn (a
+reply left without calls asks for it).
 `--ground_arguments off` (ours) serves the calls as decoded.
 
 Why not llama-cpp-python's `chatml-function-calling`: in `auto` mode it
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import runpy
 import sys
@@ -39,7 +42,7 @@ from runtime.model.call_form import (
     drop_unstated_in_text,
     spell_out_messages,
 )
-from runtime.model.grounding import Probe, ground_reply
+from runtime.model.grounding import Probe, SwitchProbe, ground_reply, withdraw_invented_calls
 from runtime.model.tool_grammar import (
     ToolGrammarError,
     next_argument_grammar,
@@ -142,11 +145,31 @@ def _rewrite_reply(result: Any, rewrite: Callable[[str], str]) -> Any:
 _PROBE_MAX_TOKENS = 40
 
 
+def _next_token_logits(llama: Any, tokens: list[int]) -> Any:
+    """The model's logits for the token after `tokens`, reusing the cached prefix."""
+    import numpy as np
+
+    cached = llama.input_ids[: llama.n_tokens].tolist()
+    common = 0
+    for have, want in zip(cached, tokens, strict=False):
+        if have != want:
+            break
+        common += 1
+    llama.n_tokens = min(common, len(tokens) - 1)  # at least one token is evaluated
+    llama.eval(tokens[llama.n_tokens :])
+    return np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),))
+
+
 def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
     """Wrap a chat handler so each call of a reply gets the optional arguments the
     conversation states and loses those it does not (`runtime.model.grounding`).
     The model is asked for one more argument at a time with a short greedy
-    decode under a grammar of the parameters still open, after the reply so far."""
+    decode under a grammar of the parameters still open, after the reply so far,
+    and for each boolean left out with two forward passes: how far the request
+    moves the model's `true` against `false` from where it stands when the
+    request is emptied.
+    Calls on identifiers nobody wrote are withdrawn first (unless the request
+    demands a call with `tool_choice: required`)."""
     from llama_cpp.llama_grammar import LlamaGrammar
 
     def grounded(**kwargs: Any) -> Any:
@@ -156,7 +179,20 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
             return handler(**kwargs)
         result = handler(**kwargs)
         llama = kwargs["llama"]
-        rendered: list[str] = []  # the prompt, rendered once and only when a call needs it
+        rendered: dict[str, str] = {}  # prompts, rendered once and only when a call needs them
+
+        def render(key: str, conversation: list[dict[str, Any]]) -> str:
+            if key not in rendered:
+                rendered[key] = formatter(
+                    messages=conversation, tools=tools, tool_choice=kwargs.get("tool_choice")
+                ).prompt
+            return rendered[key]
+
+        def prompt() -> str:
+            return render("asked", messages)
+
+        def tokens_of(text: str) -> list[int]:
+            return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
         def probe_for(prefix: str) -> Probe:
             def probe(
@@ -166,17 +202,8 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
                     grammar = LlamaGrammar.from_string(next_argument_grammar(open_), verbose=False)
                 except (ToolGrammarError, ValueError):
                     return None
-                if not rendered:
-                    rendered.append(
-                        formatter(
-                            messages=messages, tools=tools, tool_choice=kwargs.get("tool_choice")
-                        ).prompt
-                    )
                 so_far = json.dumps(dict(arguments), ensure_ascii=False)[:-1]
-                text = prefix + so_far + (", " if arguments else "")
-                tokens = llama.tokenize(
-                    (rendered[0] + text).encode("utf-8"), add_bos=False, special=True
-                )
+                tokens = tokens_of(prompt() + prefix + so_far + (", " if arguments else ""))
                 out = llama.create_completion(
                     prompt=tokens, max_tokens=_PROBE_MAX_TOKENS, temperature=0.0, grammar=grammar
                 )
@@ -188,8 +215,44 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
 
             return probe
 
+        # `"name":` is followed by one token, " true" or " false", in this tokenizer
+        # and in most; a model whose tokenizer splits them gets no switch probe
+        true_false = [tokens_of(" true"), tokens_of(" false")]
+        one_token = all(len(t) == 1 for t in true_false)
+
+        def _true_over_false(tokens: list[int]) -> float:
+            logits = _next_token_logits(llama, tokens)
+            return float(logits[true_false[0][0]]) - float(logits[true_false[1][0]])
+
+        def content_free_prompt() -> str:
+            # the same conversation with the last request emptied: what the model
+            # leans to for a switch whatever was asked, which a request must overcome
+            emptied = [dict(m) for m in messages]
+            users = [i for i, m in enumerate(emptied) if m.get("role") == "user"]
+            if users:
+                emptied[users[-1]]["content"] = ""
+            return render("emptied", emptied)
+
+        def switch_probe_for(prefix: str) -> SwitchProbe:
+            def switch_probe(arguments: Mapping[str, Any], name: str) -> float | None:
+                if not one_token:
+                    return None
+                so_far = json.dumps(dict(arguments), ensure_ascii=False)[:-1]
+                text = prefix + so_far + (", " if arguments else "") + json.dumps(name) + ":"
+                try:
+                    said = _true_over_false(tokens_of(prompt() + text))
+                    unsaid = _true_over_false(tokens_of(content_free_prompt() + text))
+                except (RuntimeError, ValueError) as exc:  # a failed decode: no switch set
+                    logging.getLogger(__name__).warning("switch probe failed: %s", exc)
+                    return None
+                return 1.0 / (1.0 + math.exp(unsaid - said))
+
+            return switch_probe
+
         def rewrite(text: str) -> str:
-            return ground_reply(text, tools, messages, probe_for)
+            if kwargs.get("tool_choice") != "required":
+                text, _ = withdraw_invented_calls(text, tools, messages)
+            return ground_reply(text, tools, messages, probe_for, switch_probe_for)
 
         return _rewrite_reply(result, rewrite)
 

@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from runtime.model.grounding import MAX_OFFERS, Conversation, ground_arguments, ground_reply, stated
+from runtime.model.grounding import (
+    MAX_OFFERS,
+    SWITCH_CONFIDENCE,
+    Conversation,
+    Withdrawn,
+    ground_arguments,
+    ground_reply,
+    stated,
+    withdraw_invented_calls,
+)
 from runtime.prompting.similar_requests import HEADER
 
 BLINDS: dict[str, Any] = {
@@ -251,3 +260,154 @@ def test_ground_reply_rewrites_each_call_block_and_leaves_the_rest() -> None:
 )
 def test_ground_reply_leaves_answers_and_unknown_or_broken_calls_as_they_are(reply: str) -> None:
     assert ground_reply(reply, TOOLS, [{"role": "user", "content": "hi"}]) == reply
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "expected"),
+    [
+        ("U24512", "is U2 4512 on time?", True),
+        ("SO-117450", "so-117450 status", True),
+        ("EK30", "what gate does ek30 leave from", True),
+        ("alex.m@example.com", "send alex.m@example.com a coupon", True),
+        ("K7Q2ZP", "please cancel my booking, plans changed", False),
+        ("support@customer.com", "send the customer a discount code", False),
+        ("SO-104233", "she wants to send the hoodie back", False),
+    ],
+)
+def test_an_identifier_is_stated_by_its_letters_and_digits_in_order(
+    value: str, text: str, expected: bool
+) -> None:
+    for strict in (True, False):
+        assert stated(value, {"type": "string"}, said(text), strict=strict) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "schema"),
+    [
+        ("2026-12-08", {"type": "string"}),  # a date, judged as one
+        ("2026-12-08T10:00", {"type": "string", "format": "date-time"}),
+        ("10:30", {"type": "string"}),
+        ("v2", {"type": "string", "enum": ["v1", "v2"]}),  # the schema lists it
+        ("living room", {"type": "string"}),  # words, not an identifier
+    ],
+)
+def test_dates_times_listed_values_and_words_are_not_identifiers(value: str, schema: Any) -> None:
+    reply = (
+        '<tool_call>\n{"name": "do", "arguments": {"x": ' + json.dumps(value) + "}}\n</tool_call>"
+    )
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "do",
+                "parameters": {"type": "object", "properties": {"x": schema}, "required": ["x"]},
+            },
+        }
+    ]
+    assert withdraw_invented_calls(reply, tools, [{"role": "user", "content": "hi"}]) == (reply, [])
+
+
+BOOKINGS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "cancel_booking",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "booking_ref": {"type": "string", "pattern": "^[A-Z0-9]{6}$"},
+                    "reason": {"type": "string", "default": ""},
+                },
+                "required": ["booking_ref"],
+            },
+        },
+    }
+]
+
+
+def _call(name: str, arguments: dict[str, Any]) -> str:
+    body = json.dumps({"name": name, "arguments": arguments})
+    return f"<tool_call>\n{body}\n</tool_call>"
+
+
+def test_a_call_on_an_invented_identifier_is_withdrawn_and_the_reply_asks_for_it() -> None:
+    reply = _call("cancel_booking", {"booking_ref": "K7Q2ZP", "reason": "plans changed"})
+    messages = [
+        {"role": "user", "content": f"{HEADER}\ncancel K7Q2ZP -> cancel_booking"},
+        {"role": "user", "content": "please cancel my booking, plans changed"},
+    ]
+    text, withdrawn = withdraw_invented_calls(reply, BOOKINGS, messages)
+    assert withdrawn == [Withdrawn("cancel_booking", "booking_ref", "K7Q2ZP")]
+    assert "<tool_call>" not in text
+    assert text == withdrawn[0].question()
+    assert "booking ref" in text and text.endswith("?")
+
+
+def test_only_the_invented_call_of_several_is_withdrawn() -> None:
+    reply = "\n".join(
+        [
+            _call("cancel_booking", {"booking_ref": "QX81LM"}),
+            _call("cancel_booking", {"booking_ref": "QX18LN"}),
+        ]
+    )
+    messages = [{"role": "user", "content": "cancel QX81LM and QX81LN, the trip got scrapped"}]
+    text, withdrawn = withdraw_invented_calls(reply, BOOKINGS, messages)
+    assert [w.value for w in withdrawn] == ["QX18LN"]
+    assert text == _call("cancel_booking", {"booking_ref": "QX81LM"})
+
+
+def test_an_identifier_from_a_tool_result_is_not_invented() -> None:
+    reply = _call("cancel_booking", {"booking_ref": "ZP44RT"})
+    messages = [
+        {"role": "user", "content": "cancel my last booking"},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "tool", "content": json.dumps({"last_booking": "ZP44RT"})},
+    ]
+    assert withdraw_invented_calls(reply, BOOKINGS, messages) == (reply, [])
+
+
+class ScriptedSwitches:
+    """Gives each boolean parameter the table's p(true) and records the calls."""
+
+    def __init__(self, p_true: Mapping[str, float | None]) -> None:
+        self.p_true = dict(p_true)
+        self.asked: list[tuple[dict[str, Any], str]] = []
+
+    def __call__(self, arguments: Mapping[str, Any], name: str) -> float | None:
+        self.asked.append((dict(arguments), name))
+        return self.p_true.get(name)
+
+
+LIGHTS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "room": {"type": "string"},
+        "on": {"type": "boolean", "default": True},
+        "dim": {"anyOf": [{"type": "boolean"}, {"type": "null"}], "default": False},
+        "night_mode": {"type": "boolean", "default": False},
+    },
+    "required": ["room"],
+}
+
+
+def test_a_switch_is_set_only_when_the_model_is_sure_it_is_not_the_default() -> None:
+    sure = 1.0 - (1.0 - SWITCH_CONFIDENCE) / 2
+    unsure = (1.0 + SWITCH_CONFIDENCE) / 2 - 0.2
+    probe = ScriptedSwitches({"on": 1.0 - sure, "dim": sure, "night_mode": unsure})
+    out = ground_arguments({"room": "kitchen"}, LIGHTS, said("kitchen off"), switch_probe=probe)
+    assert out == {"room": "kitchen", "on": False, "dim": True}
+    assert [name for _, name in probe.asked] == ["on", "dim", "night_mode"]
+    assert probe.asked[1][0] == {"room": "kitchen", "on": False}  # asked after what was set
+
+
+def test_a_switch_the_model_prefers_at_its_default_or_cannot_judge_is_left_out() -> None:
+    probe = ScriptedSwitches({"on": 0.99, "dim": None, "night_mode": 0.01})
+    out = ground_arguments({"room": "kitchen"}, LIGHTS, said("kitchen on"), switch_probe=probe)
+    assert out == {"room": "kitchen"}
+
+
+def test_a_switch_the_call_already_has_is_not_asked_about() -> None:
+    probe = ScriptedSwitches({"on": 0.0})
+    out = ground_arguments({"room": "hall", "on": True}, LIGHTS, said("hall"), switch_probe=probe)
+    assert out == {"room": "hall", "on": True}
+    assert "on" not in [name for _, name in probe.asked]
