@@ -1,12 +1,14 @@
-"""Optional arguments grounded in the conversation: the ones a small model leaves out or makes up.
+"""Calls grounded in the conversation: optional values a small model leaves out or
+makes up, and calls on required values nobody gave.
 
 The embedded 135M model reads which tool a request needs and copies its
 required values well enough, but it decides to stop a call's arguments at one
 token: after `{"room": "living_room"` it writes `}` rather than `, "brightness"`,
 so "dim the living room lights to 30%" loses its 30. It also adds optional
 settings nobody asked for (`"mode": "heat"` for "set the thermostat to 18.5").
-A required argument is the grammar's business; these two faults are about
-optional ones, and the conversation itself says which are right.
+That a required argument is there is the grammar's business; these two faults
+are about optional ones, and the conversation itself says which are right. And
+where a request leaves a required value out, the model writes one anyway.
 
 `ground_reply` rewrites each `<tool_call>` block of a reply, for the optional
 top-level parameters of the called tool:
@@ -23,8 +25,9 @@ top-level parameters of the called tool:
   request, asked for that parameter's value, moves the model toward the value
   that is not the default: its odds of `true` after the request against its odds
   with the request emptied (the model leans one way whatever is asked), as a
-  probability of at least `SWITCH_CONFIDENCE` ("kitchen lights off" ->
-  `on: false`, "don't email the traveller" -> `notify_traveller: false`): a
+  probability of at least `SWITCH_CONFIDENCE`, and the model, asked, picks that
+  value too ("kitchen lights off" -> `on: false`, "don't email the traveller"
+  -> `notify_traveller: false`): a
   switch is stated by meaning ("off", "unlock", "skip"), never by its value's
   word, so only the model can read it.
 
@@ -34,7 +37,12 @@ identifier (letters and digits, or an email address: `K7Q2ZP`, `SO-104233`,
 reply left without calls asks for the value instead ("please cancel my
 booking" has no booking reference to cancel). A small model copies such values
 from the worked requests or makes them up, and a call on an invented order or
-booking is the one that does harm.
+booking is the one that does harm. With the model at hand (a `ValueProbe`),
+any other required value the conversation does not spell out is put to it: the
+value's log-probability after the request, against that with the request
+emptied (among the values an enum lists), must rise by `GIVEN_MARGIN` or the
+call is withdrawn too ("set the fan to speed 2" -> `room: "attic"`, which the
+request does nothing to make likelier: which room?).
 
 "The conversation" is what people and tools said: user messages, tool results
 and system text; never the worked requests shown before the request (the model
@@ -45,8 +53,8 @@ descriptions. A value is *stated* when its words, or its number, appear there:
 (`U24512` in "U2 4512"). Arrays and objects are neither filled nor dropped, booleans
 only through the switches above, and neither are strings
 whose shape the schema fixes (a date or time pattern) unless they are dates:
-only the model can judge those. Everything here is decided from text; the gate
-still validates every call that comes out.
+only the model can judge those. Everything else here is decided from text; the
+gate still validates every call that comes out.
 """
 
 from __future__ import annotations
@@ -63,11 +71,14 @@ from runtime.model.call_form import parameters_by_name
 from runtime.model.tool_format import WORKED_REQUESTS_HEADER
 
 __all__ = [
+    "GIVEN_MARGIN",
+    "MAX_CHOICES",
     "MAX_OFFERS",
     "SWITCH_CONFIDENCE",
     "Conversation",
     "Probe",
     "SwitchProbe",
+    "ValueProbe",
     "Withdrawn",
     "ground_arguments",
     "ground_reply",
@@ -326,7 +337,8 @@ Probe = Callable[[Mapping[str, Any], Mapping[str, Any]], "tuple[str, Any] | None
 
 # Asks the model for the value of one boolean parameter after the call's arguments
 # so far: returns how strongly the request moves it to `true` rather than `false`,
-# as a probability (0.5: not at all), or None.
+# as a probability (0.5: not at all, or not as far as the model picking that
+# value), or None.
 SwitchProbe = Callable[[Mapping[str, Any], str], "float | None"]
 
 #: An optional boolean the call leaves out is set to the value that is not its
@@ -434,9 +446,6 @@ def ground_reply(
         return text
     parameters = parameters_by_name(tools)
     conversation = Conversation.of(messages)
-    if logger.isEnabledFor(logging.DEBUG):
-        asked = [m.get("content") for m in messages if m.get("role") == "user"]
-        logger.debug("grounding: the reply to %s", json.dumps(asked[-1] if asked else None))
     out: list[str] = []
     end = 0
     for match in _BLOCK.finditer(text):
@@ -467,14 +476,30 @@ def ground_reply(
     return "".join(out)
 
 
+# Asks the model, after the call's arguments so far, how far the request moves it
+# toward writing `value` for parameter `name`: the log-probability of the value
+# after the request less that with the request emptied (nats), each taken among
+# `choices` when the schema lists them (an enum), or None.
+ValueProbe = Callable[[Mapping[str, Any], str, Any, "Sequence[Any] | None"], "float | None"]
+
+#: An enum with more values than this is not put to the model value by value.
+MAX_CHOICES = 24
+
+#: A required value the conversation does not spell out is taken as given only
+#: when the request moves the model toward it by at least this many nats
+#: (calibrated on bench/calibration: see its README).
+GIVEN_MARGIN = 1.0
+
+
 @dataclass(frozen=True)
 class Withdrawn:
-    """A call taken out of a reply: its required `parameter` held `value`, an
-    identifier the conversation does not give."""
+    """A call taken out of a reply: its required `parameter` held `value`, which
+    the conversation does not give (`why`, for the log)."""
 
     tool: str
     parameter: str
     value: str
+    why: str = "is in no message"
 
     def question(self) -> str:
         """The reply that asks for the missing value instead."""
@@ -485,34 +510,97 @@ class Withdrawn:
         )
 
 
-def _invented(arguments: Mapping[str, Any], parameters: Any, conversation: Conversation) -> str:
-    """The first required parameter whose value is an identifier nobody wrote ("" if none)."""
+def _not_given(
+    arguments: Mapping[str, Any],
+    parameters: Any,
+    conversation: Conversation,
+    value_probe: ValueProbe | None,
+) -> tuple[str, str]:
+    """The first required parameter whose value the conversation does not give,
+    and why (("", "") if none): an identifier nobody wrote, or, with a
+    `value_probe`, a value not spelled out that the request does not move the
+    model toward (`GIVEN_MARGIN`)."""
     if not isinstance(parameters, Mapping) or not isinstance(parameters.get("properties"), Mapping):
-        return ""
+        return "", ""
     required = parameters.get("required")
-    for name in required if isinstance(required, list) else []:
-        value = arguments.get(name)
+    required_names = set(required) if isinstance(required, list) else set()
+    before: dict[str, Any] = {}
+    for name, value in arguments.items():  # in the order the model wrote them
         schema = parameters["properties"].get(name)
-        if (
-            isinstance(value, str)
-            and _identifier(value, schema)
-            and not conversation.has_identifier(value)
-        ):
-            return str(name)
-    return ""
+        if name in required_names and isinstance(value, (str, int, float)):
+            invented = isinstance(value, str) and _identifier(value, schema)
+            if invented and not conversation.has_identifier(str(value)):
+                return str(name), "is in no message"
+            if value_probe is not None and not isinstance(value, bool):
+                moved = _moved(value, schema, conversation, before, name, value_probe)
+                if moved is not None and moved < GIVEN_MARGIN:
+                    return str(name), f"is not in the request: it moves the model {moved:+.2f}"
+        before[name] = value
+    return "", ""
+
+
+def _choices(schema: Any) -> list[Any] | None:
+    """The values an enum parameter lists (`null` aside), or None."""
+    if not isinstance(schema, Mapping):
+        return None
+    if isinstance(schema.get("enum"), list):
+        return [v for v in schema["enum"] if v is not None]
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list):
+            real = [o for o in options if not (isinstance(o, Mapping) and o.get("type") == "null")]
+            return _choices(real[0]) if len(real) == 1 else None
+    return None
+
+
+def _moved(
+    value: Any,
+    schema: Any,
+    conversation: Conversation,
+    before: Mapping[str, Any],
+    name: str,
+    value_probe: ValueProbe,
+) -> float | None:
+    """How far the request moves the model to `value`; None when the conversation
+    spells the value out (no need to ask the model)."""
+    if stated(value, schema, conversation, strict=False):
+        return None
+    if isinstance(value, str) and conversation.has_phrase(value):  # a code: "LHR to JFK"
+        return None
+    choices = _choices(schema)
+    if choices is not None and (len(choices) > MAX_CHOICES or value not in choices):
+        return None
+    moved = value_probe(before, name, value, choices)
+    if moved is not None:
+        logger.debug("grounding: %s=%s moved %+.2f by the request", name, json.dumps(value), moved)
+    return moved
 
 
 def withdraw_invented_calls(
-    text: str, tools: Sequence[Mapping[str, Any]], messages: Sequence[Mapping[str, Any]]
+    text: str,
+    tools: Sequence[Mapping[str, Any]],
+    messages: Sequence[Mapping[str, Any]],
+    value_probe_for: Callable[[str], ValueProbe] | None = None,
 ) -> tuple[str, list[Withdrawn]]:
-    """`text` without the `<tool_call>` blocks whose required identifiers the
+    """`text` without the `<tool_call>` blocks whose required values the
     conversation does not give, and what was withdrawn. A reply left with no call
-    and no text asks for the first missing value (`Withdrawn.question`)."""
+    and no text asks for the first missing value (`Withdrawn.question`).
+
+    Without `value_probe_for` only identifiers are judged. `value_probe_for(prefix)`
+    (`prefix`: the reply up to that call's arguments, as for `ground_reply`) gives
+    the model's judgement of the other required values the conversation does not
+    spell out; it is used only on a reply to a request (the last message is the
+    user's), since a value from a tool result is judged by its text alone."""
     if "<tool_call>" not in text:
         return text, []
+    if logger.isEnabledFor(logging.DEBUG):
+        asked = [m.get("content") for m in messages if m.get("role") == "user"]
+        logger.debug("grounding: the reply to %s", json.dumps(asked[-1] if asked else None))
     parameters = parameters_by_name(tools)
     conversation = Conversation.of(messages)
     withdrawn: list[Withdrawn] = []
+    if messages and messages[-1].get("role") != "user":
+        value_probe_for = None
 
     def keep_or_withdraw(match: re.Match[str]) -> str:
         try:
@@ -523,12 +611,16 @@ def withdraw_invented_calls(
         arguments = call.get("arguments") if isinstance(call, dict) else None
         if name not in parameters or not isinstance(arguments, Mapping):
             return match.group(0)
-        missing = _invented(arguments, parameters[name], conversation)
+        value_probe = None
+        if value_probe_for is not None:
+            head = "<tool_call>\n" + json.dumps({"name": name}, ensure_ascii=False)[:-1]
+            value_probe = value_probe_for(text[: match.start()] + head + ', "arguments": ')
+        missing, why = _not_given(arguments, parameters[name], conversation, value_probe)
         if not missing:
             return match.group(0)
         value = str(arguments[missing])
-        logger.info("grounding: withdrew a %s call (%s=%s is in no message)", name, missing, value)
-        withdrawn.append(Withdrawn(str(name), missing, value))
+        logger.info("grounding: withdrew a %s call (%s=%s %s)", name, missing, value, why)
+        withdrawn.append(Withdrawn(str(name), missing, value, why))
         return ""
 
     kept = _BLOCK.sub(keep_or_withdraw, text)

@@ -31,7 +31,7 @@ import math
 import os
 import runpy
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,13 @@ from runtime.model.call_form import (
     drop_unstated_in_text,
     spell_out_messages,
 )
-from runtime.model.grounding import Probe, SwitchProbe, ground_reply, withdraw_invented_calls
+from runtime.model.grounding import (
+    Probe,
+    SwitchProbe,
+    ValueProbe,
+    ground_reply,
+    withdraw_invented_calls,
+)
 from runtime.model.tool_grammar import (
     ToolGrammarError,
     next_argument_grammar,
@@ -160,6 +166,33 @@ def _next_token_logits(llama: Any, tokens: list[int]) -> Any:
     return np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),))
 
 
+def _logprob_of(llama: Any, prefix: list[int], continuation: list[int]) -> float:
+    """log p(`continuation` | `prefix`) under the loaded model, one token at a time."""
+    import numpy as np
+
+    total = 0.0
+    logits = _next_token_logits(llama, prefix)
+    for i, token in enumerate(continuation):
+        scores = logits.astype(np.float64)
+        top = float(scores.max())
+        total += float(scores[token]) - top - math.log(float(np.exp(scores - top).sum()))
+        if i + 1 < len(continuation):
+            llama.eval([token])
+            logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),))
+    return total
+
+
+def _share_of(llama: Any, prefix: list[int], candidates: list[list[int]], mine: int) -> float:
+    """log p(candidate `mine` | `prefix`), among `candidates` when there are several
+    (the values a grammar would allow: a model that wants to write a synonym
+    spreads its probability over them as the request says)."""
+    scores = [_logprob_of(llama, prefix, tokens) for tokens in candidates]
+    if len(scores) == 1:
+        return scores[0]
+    top = max(scores)
+    return scores[mine] - top - math.log(sum(math.exp(s - top) for s in scores))
+
+
 def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
     """Wrap a chat handler so each call of a reply gets the optional arguments the
     conversation states and loses those it does not (`runtime.model.grounding`).
@@ -167,7 +200,7 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
     decode under a grammar of the parameters still open, after the reply so far,
     and for each boolean left out with two forward passes: how far the request
     moves the model's `true` against `false` from where it stands when the
-    request is emptied.
+    request is emptied, counted only when the model also picks that value.
     Calls on identifiers nobody wrote are withdrawn first (unless the request
     demands a call with `tool_choice: required`)."""
     from llama_cpp.llama_grammar import LlamaGrammar
@@ -245,13 +278,43 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
                 except (RuntimeError, ValueError) as exc:  # a failed decode: no switch set
                     logging.getLogger(__name__).warning("switch probe failed: %s", exc)
                     return None
-                return 1.0 / (1.0 + math.exp(unsaid - said))
+                logging.getLogger("runtime.model.grounding").debug(
+                    "grounding: %s: log-odds of true %.2f after the request, %.2f emptied",
+                    name,
+                    said,
+                    unsaid,
+                )
+                moved = said - unsaid
+                if moved * said <= 0:  # the request moves it, but not as far as that value
+                    return 0.5
+                return 1.0 / (1.0 + math.exp(-moved))
 
             return switch_probe
 
+        def value_probe_for(prefix: str) -> ValueProbe:
+            def value_probe(
+                arguments: Mapping[str, Any], name: str, value: Any, choices: Sequence[Any] | None
+            ) -> float | None:
+                so_far = json.dumps(dict(arguments), ensure_ascii=False)[:-1]
+                text = prefix + so_far + (", " if arguments else "") + json.dumps(name) + ":"
+                candidates = list(choices) if choices else [value]
+                written = [tokens_of(" " + json.dumps(c, ensure_ascii=False)) for c in candidates]
+                mine = candidates.index(value)
+                try:
+                    said, unsaid = (
+                        _share_of(llama, tokens_of(context + text), written, mine)
+                        for context in (prompt(), content_free_prompt())
+                    )
+                except (RuntimeError, ValueError) as exc:  # a failed decode: judged by text
+                    logging.getLogger(__name__).warning("value probe failed: %s", exc)
+                    return None
+                return said - unsaid
+
+            return value_probe
+
         def rewrite(text: str) -> str:
             if kwargs.get("tool_choice") != "required":
-                text, _ = withdraw_invented_calls(text, tools, messages)
+                text, _ = withdraw_invented_calls(text, tools, messages, value_probe_for)
             return ground_reply(text, tools, messages, probe_for, switch_probe_for)
 
         return _rewrite_reply(result, rewrite)

@@ -4,11 +4,16 @@ The 135M model leaves out optional values a request states and adds ones it does
 not; the server asks the model for each missing optional value and keeps only
 what the conversation states (`runtime.model.grounding`). Checked against the
 same model served with `--ground_arguments off`, on tools of this test's own.
+Calls on an order number nobody gave are withdrawn and the reply asks for it;
+switches a request turns ("off", "paid ones too") are set, never against it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,11 +95,13 @@ def as_decoded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModelS
     server.stop()
 
 
-def _calls(server: LocalModelServer, request: str, *, stream: bool = False) -> list[Any]:
+def _reply(
+    server: LocalModelServer, request: str, *, stream: bool = False, tools: list[Any] = TOOLS
+) -> str:
     body = {
         "model": server.model_alias,
         "messages": [{"role": "user", "content": request}],
-        "tools": TOOLS,
+        "tools": tools,
         "temperature": 0,
         "max_tokens": 128,
         "stream": stream,
@@ -114,6 +121,13 @@ def _calls(server: LocalModelServer, request: str, *, stream: bool = False) -> l
         )
     else:
         content = json.loads(raw)["choices"][0]["message"]["content"] or ""
+    return str(content)
+
+
+def _calls(
+    server: LocalModelServer, request: str, *, stream: bool = False, tools: list[Any] = TOOLS
+) -> list[Any]:
+    content = _reply(server, request, stream=stream, tools=tools)
     blocks = content.split("<tool_call>\n")[1:]
     return [json.loads(block.split("\n</tool_call>")[0]) for block in blocks]
 
@@ -173,3 +187,146 @@ def test_a_streamed_call_is_grounded_too(
             if old["name"] == new["name"]:
                 filled += [k for k in new["arguments"] if k not in old["arguments"]]
     assert filled
+
+
+ORDERS: list[Any] = [
+    {"type": "function", "function": {
+        "name": "cancel_order", "description": "Cancel a customer's order.",
+        "parameters": {"type": "object", "properties": {
+            "order_id": {"type": "string", "description": "The order number, like QX-20931."},
+            "notify_customer": {"type": "boolean", "default": True},
+        }, "required": ["order_id"], "additionalProperties": False}}},
+    {"type": "function", "function": {
+        "name": "refund_order", "description": "Refund an order in full.",
+        "parameters": {"type": "object", "properties": {
+            "order_id": {"type": "string", "description": "The order number."},
+        }, "required": ["order_id"], "additionalProperties": False}}},
+]  # fmt: skip
+WITHOUT_AN_ORDER_NUMBER = [
+    "please cancel my order",
+    "I'd like a refund on the order I placed yesterday, it came broken",
+    "cancel the order for the customer on line two",
+    "refund her order",
+]
+
+
+def test_a_call_on_an_order_number_nobody_gave_is_withdrawn_and_the_reply_asks(
+    grounded: LocalModelServer, as_decoded: LocalModelServer
+) -> None:
+    invented = 0
+    for request in WITHOUT_AN_ORDER_NUMBER:
+        before = _calls(as_decoded, request, tools=ORDERS)
+        invented += bool(before)  # as decoded, the model makes an order number up
+        reply = _reply(grounded, request, tools=ORDERS)
+        assert "<tool_call>" not in reply, (request, reply)
+        if before:
+            assert "order id" in reply and reply.rstrip().endswith("?"), (request, reply)
+    assert invented, "the model called on no request without an order number"
+    log = Path(grounded.log_path or "").read_text(encoding="utf-8")
+    assert "grounding: withdrew a " in log
+
+
+def test_a_call_on_a_given_order_number_goes_out(grounded: LocalModelServer) -> None:
+    for request, order in [
+        ("cancel order QX-20931 please", "QX-20931"),
+        ("refund qx 55120, the parcel never arrived", "QX55120"),
+    ]:
+        calls = _calls(grounded, request, tools=ORDERS)
+        assert calls, request
+        written = "".join(ch for ch in calls[0]["arguments"]["order_id"] if ch.isalnum())
+        assert written.upper() == order.replace("-", ""), (request, calls)
+
+
+LIGHTS: list[Any] = [
+    {"type": "function", "function": {
+        "name": "set_lamp", "description": "Switch a lamp on or off.",
+        "parameters": {"type": "object", "properties": {
+            "lamp": {"type": "string", "enum": ["desk", "reading", "porch", "hall"]},
+            "on": {"type": "boolean", "default": True,
+                   "description": "True to switch it on, False to switch it off."},
+        }, "required": ["lamp"], "additionalProperties": False}}},
+]  # fmt: skip
+SWITCHED = [
+    ("kill the porch lamp", False),
+    ("switch the desk lamp off", False),
+    ("turn off the hall lamp, I'm going to bed", False),
+    ("reading lamp on please", True),
+    ("put the porch lamp on", True),
+]
+
+
+def test_a_switch_the_request_turns_is_set_and_never_against_it(
+    grounded: LocalModelServer,
+) -> None:
+    set_right = 0
+    for request, wanted in SWITCHED:
+        for call in _calls(grounded, request, tools=LIGHTS):
+            if "on" in call["arguments"]:
+                assert call["arguments"]["on"] is wanted, (request, call)
+                set_right += call["arguments"]["on"] is False
+    assert set_right, "no lamp was switched off"
+    log = Path(grounded.log_path or "").read_text(encoding="utf-8")
+    assert "set_lamp: set on=false" in log
+
+
+def test_eval_keeps_each_local_servers_log_where_asked(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    data = root / "bench" / "calibration" / "office_ops.items.jsonl"
+    requests = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()][:2]
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime", "eval", "--data", str(data), "--limit", "2",
+         "--local", "general=general", "--server-log", str(tmp_path / "logs"),
+         "--out", str(tmp_path / "report.json")],
+        capture_output=True, text=True, cwd=root, timeout=600, check=False,
+        env={**os.environ, "AGENTRT_GROUNDING_LOG": "DEBUG"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "logs" / "general.log").read_text(encoding="utf-8")
+    for item in requests:
+        request = next(m["content"] for m in item["messages"] if m["role"] == "user")
+        assert f"grounding: the reply to {json.dumps(request)}" in log
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert len(report["models"]["general"]["predictions"]) == 2
+
+
+HEATING: list[Any] = [
+    {"type": "function", "function": {
+        "name": "set_heater", "description": "Switch on the electric heater in one room.",
+        "parameters": {"type": "object", "properties": {
+            "room": {"type": "string", "enum": ["kitchen", "bathroom", "garage", "office"]},
+            "level": {"type": "integer", "default": 2, "description": "Heat level, 1 to 3."},
+        }, "required": ["room"], "additionalProperties": False}}},
+    {"type": "function", "function": {
+        "name": "add_contact", "description": "Save a person to the address book.",
+        "parameters": {"type": "object", "properties": {
+            "name": {"type": "string", "description": "The person's full name."},
+            "phone": {"type": "string", "default": ""},
+        }, "required": ["name"], "additionalProperties": False}}},
+]  # fmt: skip
+WITHOUT_THE_VALUE = [
+    "turn the heater on",
+    "heater to level 3 please",
+    "add a new contact",
+    "save this person to my contacts",
+]
+WITH_THE_VALUE = [
+    "warm up the bathroom",
+    "kitchen heater to level 3",
+    "add Priya Natarajan to my contacts",
+    "save Tom Okafor, his number is 0151 496 0123",
+]
+
+
+def test_a_required_value_the_request_does_not_give_is_asked_for(
+    grounded: LocalModelServer,
+) -> None:
+    asked = 0
+    for request in WITHOUT_THE_VALUE:
+        # the model may also abstain itself, or guess a value it is sure of
+        asked += _reply(grounded, request, tools=HEATING).startswith("To use ")
+    assert asked, "no request without its value was asked about"
+    log = Path(grounded.log_path or "").read_text(encoding="utf-8")
+    assert "is not in the request: it moves the model" in log
+    for request in WITH_THE_VALUE:
+        reply = _reply(grounded, request, tools=HEATING)
+        assert not reply.startswith("To use "), (request, reply)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
 from runtime.model.grounding import (
+    GIVEN_MARGIN,
     MAX_OFFERS,
     SWITCH_CONFIDENCE,
     Conversation,
@@ -358,12 +359,104 @@ def test_only_the_invented_call_of_several_is_withdrawn() -> None:
 
 def test_an_identifier_from_a_tool_result_is_not_invented() -> None:
     reply = _call("cancel_booking", {"booking_ref": "ZP44RT"})
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "cancel my last booking"},
         {"role": "assistant", "content": None, "tool_calls": []},
         {"role": "tool", "content": json.dumps({"last_booking": "ZP44RT"})},
     ]
     assert withdraw_invented_calls(reply, BOOKINGS, messages) == (reply, [])
+
+
+FANS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "set_fan",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "room": {"type": "string", "enum": ["bedroom", "study", "lounge"]},
+                    "speed": {"type": "integer"},
+                    "label": {"type": "string"},
+                },
+                "required": ["room", "speed"],
+            },
+        },
+    }
+]
+
+
+class ScriptedValues:
+    """Moves the model by the table's nats toward each (parameter, value), and
+    records what it was asked."""
+
+    def __init__(self, moved: dict[tuple[str, Any], float | None]) -> None:
+        self.moved = moved
+        self.asked: list[tuple[str, str, dict[str, Any], str, Any, Any]] = []
+
+    def __call__(self, prefix: str) -> Callable[..., float | None]:
+        def probe(before: Any, name: str, value: Any, choices: Any) -> float | None:
+            self.asked.append((prefix, "", dict(before), name, value, choices))
+            return self.moved[(name, value)]
+
+        return probe
+
+
+def test_a_required_value_the_request_does_not_move_the_model_to_is_withdrawn() -> None:
+    reply = _call("set_fan", {"room": "study", "speed": 2})
+    values = ScriptedValues({("room", "study"): 0.35})
+    messages = [{"role": "user", "content": "set the fan to speed 2"}]
+    text, withdrawn = withdraw_invented_calls(reply, FANS, messages, values)
+    assert [(w.parameter, w.value) for w in withdrawn] == [("room", "study")]
+    assert "+0.35" in withdrawn[0].why
+    assert text == withdrawn[0].question() and "room" in text
+    # asked among the values the schema lists, after the reply up to the arguments
+    prefix, _, before, name, value, choices = values.asked[0]
+    assert prefix == '<tool_call>\n{"name": "set_fan", "arguments": '
+    assert (before, name, value, choices) == ({}, "room", "study", ["bedroom", "study", "lounge"])
+    assert len(values.asked) == 1  # speed 2 is in the request: not put to the model
+
+
+def test_a_value_the_request_moves_the_model_to_is_kept() -> None:
+    reply = _call("set_fan", {"room": "lounge", "speed": 5})
+    values = ScriptedValues({("room", "lounge"): GIVEN_MARGIN + 0.5, ("speed", 5): 3.0})
+    messages = [{"role": "user", "content": "living room fan on full blast"}]
+    assert withdraw_invented_calls(reply, FANS, messages, values) == (reply, [])
+    assert [(a[2], a[3]) for a in values.asked] == [({}, "room"), ({"room": "lounge"}, "speed")]
+
+
+def test_a_value_the_model_cannot_judge_and_optional_values_are_left_alone() -> None:
+    reply = _call("set_fan", {"room": "bedroom", "speed": 1, "label": "night"})
+    values = ScriptedValues({("room", "bedroom"): None, ("speed", 1): None})
+    messages = [{"role": "user", "content": "slowest fan setting please"}]
+    assert withdraw_invented_calls(reply, FANS, messages, values) == (reply, [])
+    assert "label" not in [a[3] for a in values.asked]
+
+
+def test_a_value_the_request_spells_out_is_not_put_to_the_model() -> None:
+    # a code whose shape the schema fixes is not judged by `stated`, but it is there
+    tools = [{"type": "function", "function": {"name": "fly", "parameters": {
+        "type": "object", "required": ["origin"],
+        "properties": {"origin": {"type": "string", "pattern": "^[A-Z]{3}$"}}}}}]  # fmt: skip
+    reply = _call("fly", {"origin": "LHR"})
+    values = ScriptedValues({("origin", "LHR"): -2.5})
+    messages = [{"role": "user", "content": "Need flights LHR to JFK on 2027-01-12"}]
+    assert withdraw_invented_calls(reply, tools, messages, values) == (reply, [])
+    assert values.asked == []
+
+
+def test_values_are_judged_by_the_model_only_in_a_reply_to_a_request() -> None:
+    # after a tool result, a value may come from it or from the model's reading
+    # of it: identifiers are judged by their text, other values not at all
+    reply = _call("set_fan", {"room": "study", "speed": 2})
+    values = ScriptedValues({("room", "study"): -3.0})
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "set the fan to speed 2"},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "tool", "content": json.dumps({"ok": True})},
+    ]
+    assert withdraw_invented_calls(reply, FANS, messages, values) == (reply, [])
+    assert values.asked == []
 
 
 class ScriptedSwitches:
