@@ -44,17 +44,8 @@ emptied (among the values an enum lists), must rise by `GIVEN_MARGIN` or the
 call is withdrawn too ("set the fan to speed 2" -> `room: "attic"`, which the
 request does nothing to make likelier: which room?).
 
-"The conversation" is what people and tools said: user messages, tool results
-and system text; never the worked requests shown before the request (the model
-copies values from them, which is the fault being fixed) nor the tools'
-descriptions. A value is *stated* when its words, or its number, appear there:
-`"living_room"` in "living room lights", `30` in "30%", `"2027-02-06"` in
-"February 6 2027", an identifier when its letters and digits appear in order
-(`U24512` in "U2 4512"). Arrays and objects are neither filled nor dropped, booleans
-only through the switches above, and neither are strings
-whose shape the schema fixes (a date or time pattern) unless they are dates:
-only the model can judge those. Everything else here is decided from text; the
-gate still validates every call that comes out.
+What the conversation states is judged in `runtime.model.stated`, by its text;
+the gate still validates every call that comes out.
 """
 
 from __future__ import annotations
@@ -62,27 +53,24 @@ from __future__ import annotations
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.model.call_form import parameters_by_name
-from runtime.model.tool_format import WORKED_REQUESTS_HEADER
+from runtime.model.stated import Conversation, is_identifier, normal_words, stated, value_kind
 
 __all__ = [
     "GIVEN_MARGIN",
     "MAX_CHOICES",
     "MAX_OFFERS",
     "SWITCH_CONFIDENCE",
-    "Conversation",
     "Probe",
     "SwitchProbe",
     "ValueProbe",
     "Withdrawn",
     "ground_arguments",
     "ground_reply",
-    "stated",
     "withdraw_invented_calls",
 ]
 
@@ -93,218 +81,6 @@ logger = logging.getLogger(__name__)
 MAX_OFFERS = 6
 
 _BLOCK = re.compile(r"<tool_call>\n(.*?)\n</tool_call>", re.DOTALL)
-_WORD = re.compile(r"[^\W_]+")
-# A number that stands on its own: not inside an id ("LH400"), a date ("2026-12-08"),
-# a time ("19:00") or a version; a unit may follow ("30%", "5km", "7pm").
-_NUMBER = re.compile(r"(?<![\w\-:/.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\d|[\-:/.]\d)")
-_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-# An identifier: one token with letters and digits ("SO-104233", "K7Q2ZP", "EK30"),
-# or an email address; not a date, a date-time or a time of day.
-_IDENTIFIER = re.compile(r"^(?=\S*[^\W\d_])(?=\S*\d)\S{3,}$|^[^\s@]+@[^\s@]+$")
-_CLOCK = re.compile(r"^\d{4}-\d{2}-\d{2}|^\d{1,2}:\d{2}")
-_NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
-# fmt: off
-_NUMBER_WORDS = {
-    word: value
-    for value, word in enumerate([
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-        "eighteen", "nineteen", "twenty",
-    ])
-} | {
-    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-    "ninety": 90, "hundred": 100, "dozen": 12, "single": 1, "couple": 2,
-}
-_MONTHS = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december",
-]
-# Words too common to state a value alone ("to", "the", "me").
-_STOPWORDS = frozenset([
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "i", "in", "is", "it", "me",
-    "my", "of", "on", "or", "our", "please", "the", "this", "to", "us", "we", "with", "you",
-    "your",
-])
-# A dropped value would be replaced by the default: never drop when a request
-# speaks of a date or time only relatively ("tomorrow", "next friday").
-_RELATIVE = frozenset([
-    "today", "tonight", "tomorrow", "yesterday", "monday", "tuesday", "wednesday", "thursday",
-    "friday", "saturday", "sunday", "next", "weekend", "week", "month", "year", "morning",
-    "afternoon", "evening", "noon", "midnight",
-])
-# fmt: on
-
-
-def _stem(word: str) -> str:
-    """A word without its plural ending ("mornings" -> "morning", "batteries" -> "battery")."""
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses", "zes")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-def _normal(text: str) -> str:
-    """Case-folded word stems separated by single spaces ("Kids' rooms" -> "kid room")."""
-    folded = unicodedata.normalize("NFKC", text).casefold().replace("_", " ")
-    return " ".join(_stem(word) for word in _WORD.findall(folded))
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """The text of a conversation that can state an argument's value."""
-
-    text: str
-    words: str = field(init=False)
-    numbers: frozenset[float] = field(init=False)
-    compact: str = field(init=False)  # letters and digits only, case-folded
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "words", f" {_normal(self.text)} ")
-        object.__setattr__(self, "compact", _compact(self.text))
-        numbers = {
-            float(whole.replace(",", "") + (fraction or ""))
-            for whole, fraction in _NUMBER.findall(self.text)
-        }
-        numbers |= {float(v) for w, v in _NUMBER_WORDS.items() if f" {w} " in self.words}
-        object.__setattr__(self, "numbers", frozenset(numbers))
-
-    @classmethod
-    def of(cls, messages: Sequence[Mapping[str, Any]]) -> Conversation:
-        """User, tool and system text of `messages`, without worked requests."""
-        parts: list[str] = []
-        for message in messages:
-            if message.get("role") not in ("user", "tool", "system"):
-                continue
-            content = message.get("content")
-            if isinstance(content, list):  # content parts
-                content = " ".join(
-                    str(p.get("text", "")) for p in content if isinstance(p, Mapping)
-                )
-            if not isinstance(content, str) or content.startswith(WORKED_REQUESTS_HEADER):
-                continue
-            parts.append(content)
-        return cls("\n".join(parts))
-
-    def has_phrase(self, text: str) -> bool:
-        phrase = _normal(text)
-        return bool(phrase) and f" {phrase} " in self.words
-
-    def has_word(self, word: str) -> bool:
-        return f" {_stem(word)} " in self.words
-
-    def has_identifier(self, value: str) -> bool:
-        """Whether the identifier's letters and digits appear in order, whatever
-        the case and separators ("u2 4512" states `U24512`)."""
-        return _compact(value) in self.compact
-
-
-def _compact(text: str) -> str:
-    return _NOT_ALPHANUMERIC.sub("", unicodedata.normalize("NFKC", text).casefold())
-
-
-def _identifier(value: Any, schema: Any) -> bool:
-    """Whether `value` is an identifier that only a person (or a tool result) can
-    give, for a parameter whose schema does not list its values."""
-    if not isinstance(value, str) or _CLOCK.match(value) or not _IDENTIFIER.match(value):
-        return False
-    if isinstance(schema, Mapping):
-        options = [schema, *(o for k in ("anyOf", "oneOf") for o in schema.get(k) or [])]
-        if any(isinstance(o, Mapping) and "enum" in o for o in options):
-            return False
-    return True
-
-
-def _is_switch(schema: Any) -> bool:
-    """A boolean parameter (or a boolean that may be null)."""
-    if not isinstance(schema, Mapping):
-        return False
-    kind = schema.get("type")
-    if kind == "boolean" or (isinstance(kind, list) and set(kind) - {"null"} == {"boolean"}):
-        return True
-    options = [o for k in ("anyOf", "oneOf") for o in schema.get(k) or []]
-    real = [o for o in options if not (isinstance(o, Mapping) and o.get("type") == "null")]
-    return len(real) == 1 and _is_switch(real[0])
-
-
-def _kind(schema: Any) -> str | None:
-    """ "number", "string", "enum", "date" or None (not judged here) for a parameter."""
-    if not isinstance(schema, Mapping):
-        return None
-    for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
-        if isinstance(options, list):
-            kinds = {
-                _kind(o)
-                for o in options
-                if not (isinstance(o, Mapping) and o.get("type") == "null")
-            }
-            return kinds.pop() if len(kinds) == 1 else None
-    if isinstance(schema.get("enum"), list):
-        values = schema["enum"]
-        return "enum" if values and all(isinstance(v, str) for v in values) else None
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        real = [k for k in kind if k != "null"]
-        kind = real[0] if len(real) == 1 else None
-    if kind in ("integer", "number"):
-        return "number"
-    if kind != "string":
-        return None
-    description = str(schema.get("description") or "")
-    if schema.get("format") == "date" or "YYYY-MM-DD" in description:
-        return "date"
-    if "pattern" in schema or "format" in schema or re.search(r"\bHH:MM\b", description):
-        return None
-    return "string"
-
-
-def _date_stated(value: str, conversation: Conversation, *, strict: bool) -> bool:
-    match = _ISO_DATE.match(value)
-    if not match:
-        return False
-    if value in conversation.text:
-        return True
-    year, month, day = (int(part) for part in match.groups())
-    month_name = _MONTHS[month - 1] if 1 <= month <= 12 else ""
-    day_said = re.search(rf"(?<!\d){day}(?:st|nd|rd|th)?(?!\d)", conversation.text.casefold())
-    month_said = conversation.has_word(month_name) or conversation.has_word(month_name[:3])
-    year_ok = str(year) in conversation.text or not re.search(r"\b\d{4}\b", conversation.text)
-    if day_said and month_said and year_ok:
-        return True
-    return not strict and any(conversation.has_word(w) for w in _RELATIVE)
-
-
-def stated(value: Any, schema: Any, conversation: Conversation, *, strict: bool) -> bool | None:
-    """Whether `conversation` states `value` for a parameter with `schema`; None when
-    this kind of value is not judged here (booleans, arrays, objects, shaped strings).
-
-    `strict` (used before adding a value) wants the whole value; lenient (used before
-    dropping one) is content with any telling word of it, or a relative date. An
-    identifier is stated when its letters and digits are, in either case."""
-    if _identifier(value, schema):
-        return conversation.has_identifier(value)
-    kind = _kind(schema)
-    if kind is None or value is None or isinstance(value, bool):
-        return None
-    if kind == "number":
-        if not isinstance(value, (int, float)):
-            return None
-        return any(abs(float(value) - n) < 1e-9 for n in conversation.numbers)
-    if not isinstance(value, str):
-        return None
-    if kind == "date":
-        return _date_stated(value, conversation, strict=strict)
-    telling = [w for w in _normal(value).split() if w not in _STOPWORDS and len(w) > 2]
-    if strict and kind == "enum":  # one of a few names the schema lists: its words suffice
-        return conversation.has_phrase(value)
-    if strict:
-        # a phrase of the conversation with at least one telling word: not "2" of
-        # "2 nights" nor "to" of "to 40%"
-        return any(not w.isdigit() for w in telling) and conversation.has_phrase(value)
-    return conversation.has_phrase(value) or any(conversation.has_word(w) for w in telling)
 
 
 def _taken(value: Any, arguments: Mapping[str, Any], tool_name: str = "") -> bool:
@@ -316,15 +92,15 @@ def _taken(value: Any, arguments: Mapping[str, Any], tool_name: str = "") -> boo
             isinstance(other, (int, float)) and not isinstance(other, bool) and other == value
             for other in arguments.values()
         )
-    phrase = f" {_normal(str(value))} "
-    if not phrase.strip() or phrase == f" {_normal(tool_name)} ":
+    phrase = f" {normal_words(str(value))} "
+    if not phrase.strip() or phrase == f" {normal_words(tool_name)} ":
         return True
     for other in arguments.values():
         if isinstance(other, (int, float)) and not isinstance(other, bool):
             other = str(other)
-        if not isinstance(other, str) or not _normal(other):
+        if not isinstance(other, str) or not normal_words(other):
             continue
-        held = f" {_normal(other)} "
+        held = f" {normal_words(other)} "
         if phrase in held or held in phrase:
             return True
     return False
@@ -345,6 +121,18 @@ SwitchProbe = Callable[[Mapping[str, Any], str], "float | None"]
 #: default when the model gives that value at least this probability (calibrated
 #: on bench/calibration: see its README).
 SWITCH_CONFIDENCE = 0.8
+
+
+def _is_switch(schema: Any) -> bool:
+    """A boolean parameter (or a boolean that may be null)."""
+    if not isinstance(schema, Mapping):
+        return False
+    kind = schema.get("type")
+    if kind == "boolean" or (isinstance(kind, list) and set(kind) - {"null"} == {"boolean"}):
+        return True
+    options = [o for k in ("anyOf", "oneOf") for o in schema.get(k) or []]
+    real = [o for o in options if not (isinstance(o, Mapping) and o.get("type") == "null")]
+    return len(real) == 1 and _is_switch(real[0])
 
 
 def _optional_parameters(parameters: Any) -> dict[str, Any]:
@@ -390,7 +178,7 @@ def _fill(
     probe: Probe,
     tool_name: str,
 ) -> None:
-    open_ = {n: sch for n, sch in optional.items() if n not in out and _kind(sch) is not None}
+    open_ = {n: sch for n, sch in optional.items() if n not in out and value_kind(sch) is not None}
     for _ in range(MAX_OFFERS):
         if not open_:
             break
@@ -528,7 +316,7 @@ def _not_given(
     for name, value in arguments.items():  # in the order the model wrote them
         schema = parameters["properties"].get(name)
         if name in required_names and isinstance(value, (str, int, float)):
-            invented = isinstance(value, str) and _identifier(value, schema)
+            invented = isinstance(value, str) and is_identifier(value, schema)
             if invented and not conversation.has_identifier(str(value)):
                 return str(name), "is in no message"
             if value_probe is not None and not isinstance(value, bool):

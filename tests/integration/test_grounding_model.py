@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from runtime.model.adapters import general_adapter_gguf
-from runtime.model.grounding import Conversation, stated
 from runtime.model.local_server import LocalModelServer, local_server_available
+from runtime.model.stated import Conversation, stated
 
 pytestmark = [pytest.mark.model]
 

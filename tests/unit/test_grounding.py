@@ -13,13 +13,12 @@ from runtime.model.grounding import (
     GIVEN_MARGIN,
     MAX_OFFERS,
     SWITCH_CONFIDENCE,
-    Conversation,
     Withdrawn,
     ground_arguments,
     ground_reply,
-    stated,
     withdraw_invented_calls,
 )
+from runtime.model.stated import Conversation, stated
 from runtime.prompting.similar_requests import HEADER
 
 BLINDS: dict[str, Any] = {
