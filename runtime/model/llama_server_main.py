@@ -201,8 +201,10 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
     and for each boolean left out with two forward passes: how far the request
     moves the model's `true` against `false` from where it stands when the
     request is emptied, counted only when the model also picks that value.
-    Calls on identifiers nobody wrote are withdrawn first (unless the request
-    demands a call with `tool_choice: required`)."""
+    Calls on required values nobody gave are withdrawn first (unless the request
+    demands a call with `tool_choice: required`): identifiers nobody wrote, and
+    values the request does not move the model toward (the value's
+    log-probability after the request against that with the request emptied)."""
     from llama_cpp.llama_grammar import LlamaGrammar
 
     def grounded(**kwargs: Any) -> Any:
