@@ -216,6 +216,11 @@ def _set_switches(
             logger.debug("grounding: %s: %s left out (p(true)=%.2f)", tool, name, p_true)
 
 
+def _call_head(name: str) -> str:
+    """A call block up to its arguments, as the chat template writes it."""
+    return "<tool_call>\n" + json.dumps({"name": name}, ensure_ascii=False)[:-1] + ', "arguments": '
+
+
 def ground_reply(
     text: str,
     tools: Sequence[Mapping[str, Any]],
@@ -250,9 +255,7 @@ def ground_reply(
         if name not in parameters or not isinstance(arguments, Mapping):
             out.append(block)
             continue
-        head = "<tool_call>\n" + json.dumps({"name": name}, ensure_ascii=False)[:-1]
-        head += ', "arguments": '
-        prefix = "".join(out) + head
+        prefix = "".join(out) + _call_head(name)
         probe = probe_for(prefix) if probe_for is not None else None
         switch_probe = switch_probe_for(prefix) if switch_probe_for is not None else None
         grounded = ground_arguments(
@@ -401,8 +404,7 @@ def withdraw_invented_calls(
             return match.group(0)
         value_probe = None
         if value_probe_for is not None:
-            head = "<tool_call>\n" + json.dumps({"name": name}, ensure_ascii=False)[:-1]
-            value_probe = value_probe_for(text[: match.start()] + head + ', "arguments": ')
+            value_probe = value_probe_for(text[: match.start()] + _call_head(name))
         missing, why = _not_given(arguments, parameters[name], conversation, value_probe)
         if not missing:
             return match.group(0)

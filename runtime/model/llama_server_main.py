@@ -12,9 +12,9 @@ schema, or the reply is plain text. `--tool_grammar off` (ours) serves without i
 Each call's optional arguments are then grounded in the conversation
 (`runtime/model/grounding.py`): the model is asked, one at a time, for the
 optional arguments it left out, and a value is kept when the request states it;
-one it made up is dropped; a boolean left out is set when the model is sure it
-is not the default; and a call on an identifier nobody wrote is withdrawn (a
-reply left without calls asks for it).
+one it made up is dropped; a boolean left out is set when the request moves the
+model off its default; and a call on a required value nobody gave is withdrawn
+(a reply left without calls asks for it).
 `--ground_arguments off` (ours) serves the calls as decoded.
 
 Why not llama-cpp-python's `chatml-function-calling`: in `auto` mode it
@@ -153,8 +153,6 @@ _PROBE_MAX_TOKENS = 40
 
 def _next_token_logits(llama: Any, tokens: list[int]) -> Any:
     """The model's logits for the token after `tokens`, reusing the cached prefix."""
-    import numpy as np
-
     cached = llama.input_ids[: llama.n_tokens].tolist()
     common = 0
     for have, want in zip(cached, tokens, strict=False):
@@ -163,6 +161,13 @@ def _next_token_logits(llama: Any, tokens: list[int]) -> Any:
         common += 1
     llama.n_tokens = min(common, len(tokens) - 1)  # at least one token is evaluated
     llama.eval(tokens[llama.n_tokens :])
+    return _last_logits(llama)
+
+
+def _last_logits(llama: Any) -> Any:
+    """A view of the logits after the last evaluated token (valid until the next eval)."""
+    import numpy as np
+
     return np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),))
 
 
@@ -178,7 +183,7 @@ def _logprob_of(llama: Any, prefix: list[int], continuation: list[int]) -> float
         total += float(scores[token]) - top - math.log(float(np.exp(scores - top).sum()))
         if i + 1 < len(continuation):
             llama.eval([token])
-            logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),))
+            logits = _last_logits(llama)
     return total
 
 
@@ -191,6 +196,13 @@ def _share_of(llama: Any, prefix: list[int], candidates: list[list[int]], mine: 
         return scores[0]
     top = max(scores)
     return scores[mine] - top - math.log(sum(math.exp(s - top) for s in scores))
+
+
+def _call_so_far(prefix: str, arguments: Mapping[str, Any]) -> str:
+    """The reply up to a call's arguments, then its arguments so far, left open for
+    one more (`{"room": "kitchen", `)."""
+    so_far = json.dumps(dict(arguments), ensure_ascii=False)[:-1]
+    return prefix + so_far + (", " if arguments else "")
 
 
 def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
@@ -237,8 +249,7 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
                     grammar = LlamaGrammar.from_string(next_argument_grammar(open_), verbose=False)
                 except (ToolGrammarError, ValueError):
                     return None
-                so_far = json.dumps(dict(arguments), ensure_ascii=False)[:-1]
-                tokens = tokens_of(prompt() + prefix + so_far + (", " if arguments else ""))
+                tokens = tokens_of(prompt() + _call_so_far(prefix, arguments))
                 out = llama.create_completion(
                     prompt=tokens, max_tokens=_PROBE_MAX_TOKENS, temperature=0.0, grammar=grammar
                 )
@@ -255,7 +266,7 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
         true_false = [tokens_of(" true"), tokens_of(" false")]
         one_token = all(len(t) == 1 for t in true_false)
 
-        def _true_over_false(tokens: list[int]) -> float:
+        def true_over_false(tokens: list[int]) -> float:
             logits = _next_token_logits(llama, tokens)
             return float(logits[true_false[0][0]]) - float(logits[true_false[1][0]])
 
@@ -272,11 +283,10 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
             def switch_probe(arguments: Mapping[str, Any], name: str) -> float | None:
                 if not one_token:
                     return None
-                so_far = json.dumps(dict(arguments), ensure_ascii=False)[:-1]
-                text = prefix + so_far + (", " if arguments else "") + json.dumps(name) + ":"
+                text = _call_so_far(prefix, arguments) + json.dumps(name) + ":"
                 try:
-                    said = _true_over_false(tokens_of(prompt() + text))
-                    unsaid = _true_over_false(tokens_of(content_free_prompt() + text))
+                    said = true_over_false(tokens_of(prompt() + text))
+                    unsaid = true_over_false(tokens_of(content_free_prompt() + text))
                 except (RuntimeError, ValueError) as exc:  # a failed decode: no switch set
                     logging.getLogger(__name__).warning("switch probe failed: %s", exc)
                     return None
@@ -297,8 +307,7 @@ def with_grounded_arguments(handler: Any, formatter: Any) -> Any:
             def value_probe(
                 arguments: Mapping[str, Any], name: str, value: Any, choices: Sequence[Any] | None
             ) -> float | None:
-                so_far = json.dumps(dict(arguments), ensure_ascii=False)[:-1]
-                text = prefix + so_far + (", " if arguments else "") + json.dumps(name) + ":"
+                text = _call_so_far(prefix, arguments) + json.dumps(name) + ":"
                 candidates = list(choices) if choices else [value]
                 written = [tokens_of(" " + json.dumps(c, ensure_ascii=False)) for c in candidates]
                 mine = candidates.index(value)
